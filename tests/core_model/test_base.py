@@ -1,0 +1,81 @@
+"""The embedded base: prepared once, cached, fingerprinted, and it answers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from core_model import load_base
+from core_model.base import embedded_hf_dir, prepare_embedded
+from core_model.embedded import find_embedded_gguf
+from core_model.errors import BaseModelError
+from core_model.fingerprint import compute_fingerprint, fingerprint
+from core_model.generation import GenerationSettings, generate
+from tests.conftest import dsuite_command
+
+
+def test_embedded_gguf_is_found_without_importing_the_package():
+    path = find_embedded_gguf()
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 50_000_000
+
+
+def test_prepare_is_cached(tmp_path):
+    start = time.perf_counter()
+    folder = prepare_embedded()
+    assert time.perf_counter() - start < 2.0  # already prepared: no conversion again
+    assert folder == embedded_hf_dir()
+    assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+
+
+def test_fingerprint_is_stable_and_cached(embedded_base):
+    assert embedded_base.fingerprint.startswith("sha256:")
+    assert fingerprint(embedded_base.path) == embedded_base.fingerprint
+
+
+def test_fingerprint_changes_with_the_weights(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"a": 1, "transformers_version": "x"}))
+    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 64)
+    first = compute_fingerprint(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"a": 1, "transformers_version": "y"}))
+    assert compute_fingerprint(tmp_path) == first  # the library version is not part of the model
+    (tmp_path / "model.safetensors").write_bytes(b"\x01" + b"\x00" * 63)
+    assert compute_fingerprint(tmp_path) != first
+
+
+def test_bad_base_path_raises_clear_error(tmp_path):
+    with pytest.raises(BaseModelError, match="does not exist"):
+        load_base(tmp_path / "missing")
+
+
+def test_base_answers_the_capital_of_france(embedded_base):
+    reply = generate(embedded_base, "What is the capital of France?", GenerationSettings(max_new_tokens=24))
+    assert "Paris" in reply
+
+
+def test_generation_settings_reject_bad_values():
+    from core_model.errors import DSuiteError
+
+    with pytest.raises(DSuiteError, match="temperature"):
+        GenerationSettings(temperature=-1)
+    with pytest.raises(DSuiteError, match="max_new_tokens"):
+        GenerationSettings(max_new_tokens=0)
+
+
+def test_cli_generate_offline_answers_paris():
+    proc = subprocess.run(
+        dsuite_command("generate", "What is the capital of France?", "--max-new-tokens", "24"),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Paris" in proc.stdout
+
+
+def test_cli_base_info_json_loads_cached_base():
+    proc = subprocess.run(dsuite_command("base", "info", "--json"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {"path", "fingerprint", "parameters"} <= set(info)
+    assert info["fingerprint"].startswith("sha256:")

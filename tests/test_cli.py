@@ -1,0 +1,54 @@
+"""Every `dsuite` command has a working --help; bad input exits 2 with a clear message."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from apps.cli import app
+from tests.conftest import dsuite_command
+
+runner = CliRunner()
+
+
+def _command_paths(group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = [prefix]
+    if hasattr(group, "commands"):  # a group (Typer vendors its own click)
+        for name, sub in group.commands.items():
+            paths.extend(_command_paths(sub, prefix + (name,)))
+    return paths
+
+
+ALL_COMMANDS = _command_paths(typer.main.get_command(app))
+
+
+def test_expected_commands_exist():
+    names = {" ".join(path) for path in ALL_COMMANDS}
+    for expected in ("generate", "chat", "serve", "base prepare", "base info"):
+        assert expected in names
+
+
+@pytest.mark.parametrize("path", ALL_COMMANDS, ids=lambda p: " ".join(p) or "dsuite")
+def test_help_exits_zero(path):
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_bad_base_is_a_clear_error_with_exit_code_2(tmp_path):
+    missing = tmp_path / "no-such-model"
+    proc = subprocess.run(dsuite_command("base", "info", "--base", str(missing)), capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert str(missing) in proc.stderr
+    assert "config.json" in proc.stderr and "save_pretrained" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_base_folder_without_weights_names_what_is_missing(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    proc = subprocess.run(dsuite_command("generate", "hi", "--base", str(tmp_path)), capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "missing weights" in proc.stderr and "tokenizer" in proc.stderr
