@@ -1,0 +1,164 @@
+"""ConText-style assertion: negated, possible, historical, hypothetical and family status of each mention.
+
+The algorithm follows ConText (Harkema et al., 2009) as medspaCy implements it: trigger phrases from a
+rules file, each with a category and a direction; a trigger modifies the targets within its scope in the
+same sentence (``max_scope_tokens`` tokens, cut at a terminating phrase); pseudo-triggers ("no change",
+"gram negative") mask the triggers they contain. Section defaults (``family_history`` -> family) apply when
+no rule in the sentence decides the same category.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from spacy.language import Language
+from spacy.tokens import Doc, Span
+
+from domains.medical.resources import CONTEXT_RULES, MEDICAL_DATA, load_validated
+from domains.medical.text import section_assertion, tokenizer
+
+CATEGORY_TO_STATUS = {
+    "NEGATED_EXISTENCE": "negated",
+    "POSSIBLE_EXISTENCE": "possible",
+    "HISTORICAL": "historical",
+    "HYPOTHETICAL": "hypothetical",
+    "FAMILY": "family",
+}
+# the status a mention reports when several categories apply (most decisive for coding first)
+STATUS_PRECEDENCE = ("negated", "family", "hypothetical", "possible", "historical")
+NOT_CODED = frozenset({"negated", "family", "hypothetical"})
+
+for _name in ("assertion", "modifiers", "section"):
+    if not Span.has_extension(_name):
+        Span.set_extension(_name, default=None)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One trigger phrase."""
+
+    tokens: tuple[str, ...]
+    category: str
+    direction: str
+    max_scope: int
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A rule matched at tokens ``[start, end)`` of a doc."""
+
+    rule: Rule
+    start: int
+    end: int
+
+
+class ContextRules:
+    """The rules of a ConText rules file, indexed by first token for a linear scan."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        """Load and validate the rules.
+
+        Args:
+            path: a rules JSON file (schema ``data/medical/context_rules.schema.json``); None: the shipped one.
+        """
+        data = load_validated(Path(path) if path else CONTEXT_RULES, MEDICAL_DATA / "context_rules.schema.json")
+        default_scope = int(data.get("max_scope_tokens", 12))
+        self.by_first: dict[str, list[Rule]] = {}
+        for item in data["rules"]:
+            tokens = tuple(_split(item["literal"]))
+            rule = Rule(tokens, item["category"], item["direction"], int(item.get("max_scope_tokens", default_scope)))
+            self.by_first.setdefault(tokens[0], []).append(rule)
+        for rules in self.by_first.values():
+            rules.sort(key=lambda r: -len(r.tokens))  # longest first
+
+    def find(self, words: list[str], start: int, end: int) -> list[Trigger]:
+        """Triggers in ``words[start:end]``: longest match wins; pseudo-triggers are matched then dropped."""
+        found, i = [], start
+        while i < end:
+            match = None
+            for rule in self.by_first.get(words[i], ()):
+                n = len(rule.tokens)
+                if i + n <= end and tuple(words[i : i + n]) == rule.tokens:
+                    match = Trigger(rule, i, i + n)
+                    break
+            if match is None:
+                i += 1
+                continue
+            if match.rule.direction != "pseudo":
+                found.append(match)
+            i = match.end
+        return found
+
+
+def _split(text: str) -> list[str]:
+    return [t.lower_ for t in tokenizer()(text) if not t.is_space]
+
+
+def assert_targets(doc: Doc, targets: list[Span], rules: ContextRules) -> None:
+    """Set ``span._.assertion`` (and ``span._.modifiers``) on each target span of ``doc``.
+
+    Args:
+        doc: a doc with sentence boundaries.
+        targets: spans of ``doc`` (condition mentions).
+        rules: the trigger rules.
+    """
+    words = [t.lower_ for t in doc]
+    cache: dict[int, list[Trigger]] = {}
+    for span in targets:
+        sent = span.sent
+        if sent.start not in cache:
+            cache[sent.start] = rules.find(words, sent.start, sent.end)
+        triggers = cache[sent.start]
+        modifiers = _modifiers_for(span, triggers)
+        section_status = section_assertion(doc, span.start_char)
+        statuses = {CATEGORY_TO_STATUS[t.rule.category] for t in modifiers}
+        if section_status and section_status not in statuses:
+            statuses.add(section_status)
+        span._.modifiers = [
+            {"phrase": doc[t.start : t.end].text, "category": t.rule.category, "direction": t.rule.direction}
+            for t in modifiers
+        ]
+        span._.assertion = next((s for s in STATUS_PRECEDENCE if s in statuses), "present")
+
+
+def _modifiers_for(span: Span, triggers: list[Trigger]) -> list[Trigger]:
+    terminators = [t for t in triggers if t.rule.direction == "terminate"]
+    chosen: dict[str, Trigger] = {}
+    for trig in triggers:
+        rule = trig.rule
+        if rule.direction == "terminate" or (trig.start < span.end and span.start < trig.end):
+            continue
+        if trig.end <= span.start and rule.direction in ("forward", "bidirectional"):
+            gap = (trig.end, span.start)
+        elif trig.start >= span.end and rule.direction in ("backward", "bidirectional"):
+            gap = (span.end, trig.start)
+        else:
+            continue
+        if gap[1] - gap[0] > rule.max_scope:
+            continue
+        if any(gap[0] <= term.start and term.end <= gap[1] for term in terminators):
+            continue
+        best = chosen.get(rule.category)
+        if best is None or abs(trig.start - span.start) < abs(best.start - span.start):
+            chosen[rule.category] = trig
+    return list(chosen.values())
+
+
+class ContextComponent:
+    """spaCy component ``dsuite_context``: assertion status for every span in ``doc.spans[spans_key]``."""
+
+    def __init__(self, nlp: Language, name: str, rules_path: str | None, spans_key: str) -> None:
+        self.rules = ContextRules(rules_path)
+        self.spans_key = spans_key
+
+    def __call__(self, doc: Doc) -> Doc:
+        targets = list(doc.spans[self.spans_key]) if self.spans_key in doc.spans else list(doc.ents)
+        assert_targets(doc, targets, self.rules)
+        return doc
+
+
+@Language.factory("dsuite_context", default_config={"rules_path": None, "spans_key": "conditions"})
+def make_context(nlp: Language, name: str, rules_path: str | None, spans_key: str) -> ContextComponent:
+    """Factory of the ConText component (add it after ``dsuite_conditions``)."""
+    return ContextComponent(nlp, name, rules_path, spans_key)
