@@ -1,0 +1,276 @@
+"""Train a LoRA adapter from a JSONL file and register it.
+
+Loss on completion tokens only, with the output head run only at those positions; batches of similar
+lengths (little padding); a held-out split evaluated at the end; resumable checkpoints; a progress bar
+with the running loss. The base model is never modified: training runs on a copy of it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from adapters.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
+from adapters.config import LoraTrainConfig
+from adapters.data import Example, encode, iter_epochs, load_examples, split_examples
+from adapters.registry import AdapterRef, Registry, check_name
+from core_model.base import Base, load_base
+from core_model.errors import DSuiteError
+
+logger = logging.getLogger(__name__)
+
+EvalFn = Callable[["object", str], dict]  # (AdapterManager, "name@version") -> metrics
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_data_card(name: str, path: Path, n_train: int, n_eval: int, sha: str) -> str:
+    """A minimal data card for an adapter trained on a user file (a richer card can be passed instead)."""
+    return (
+        f"# Training data of adapter `{name}`\n\n"
+        f"- source: `{path.name}` (sha256 {sha[:16]}...)\n"
+        f"- size: {n_train + n_eval} records: {n_train} train, {n_eval} held out\n"
+        "- fields: chat `messages` or `prompt`/`completion`; the loss covers the final assistant turn only\n"
+        "- license, intended use and known limits: not stated by the uploader\n"
+    )
+
+
+def _batch(tokenizer, encoded: list[tuple[list[int], list[int]]], indices: list[int]):
+    from adapters.lm import pad_right
+
+    rows = [encoded[i][0] + encoded[i][1] for i in indices]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids, mask = pad_right(rows, pad)
+    targets = torch.zeros_like(mask, dtype=torch.bool)
+    for row, i in enumerate(indices):
+        start = len(encoded[i][0])
+        targets[row, start : start + len(encoded[i][1])] = True
+    return ids, mask, targets
+
+
+def _mean_nll(model, tokenizer, encoded, batch_size: int) -> float:
+    from adapters.lm import target_logprobs
+
+    total, count = 0.0, 0
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            ids, mask, targets = _batch(tokenizer, encoded, order[start : start + batch_size])
+            logprobs, _ = target_logprobs(model, ids, mask, targets)
+            total -= float(logprobs.sum())
+            count += logprobs.numel()
+    return total / max(count, 1)
+
+
+def train_adapter(
+    name: str,
+    data: str | Path,
+    *,
+    base: Base | str | Path | None = None,
+    config: LoraTrainConfig | None = None,
+    registry: Registry | None = None,
+    eval_fn: EvalFn | None = None,
+    resume: bool = False,
+    data_card: str | None = None,
+    progress: bool = True,
+    aliases: tuple[str, ...] = ("latest",),
+) -> AdapterRef:
+    """Train a LoRA adapter on ``data`` and register it as the next version of ``name``.
+
+    Args:
+        name: adapter name in the registry.
+        data: JSONL file of ``{"messages": [...]}`` or ``{"prompt", "completion"}`` records.
+        base: a loaded :class:`Base`, a checkpoint folder, or ``None`` for the embedded default.
+        config: training settings (default ``LoraTrainConfig()``: r=16, alpha=32, dropout 0.1, q_proj/v_proj).
+        registry: where to register (default ``Registry()``).
+        eval_fn: optional ``eval_fn(manager, "name@version") -> {metric: value}`` run after registration;
+            its metrics are recorded in the adapter's meta.
+        resume: continue from the last checkpoint of an interrupted run with the same data and settings.
+        data_card: markdown data card (default: a generated one naming the file and split sizes).
+        progress: show a tqdm bar with the running loss.
+        aliases: aliases moved to the new version.
+
+    Returns:
+        The registered adapter version.
+    """
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+    from tqdm.auto import tqdm
+
+    check_name(name)
+    config = config or LoraTrainConfig()
+    registry = registry if registry is not None else Registry()
+    base = base if isinstance(base, Base) else load_base(base)
+    tokenizer = base.tokenizer
+    path = Path(data)
+    examples = load_examples(path)
+    train, held = split_examples(examples, config.eval_fraction, config.seed)
+    held = held[: config.max_eval]
+    sha = _file_sha256(path)
+    encoded = [encode(tokenizer, e, config.max_length) for e in train]
+    held_encoded = [encode(tokenizer, e, config.max_length) for e in held]
+    lengths = [len(p) + len(c) for p, c in encoded]
+    steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
+    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+
+    torch.manual_seed(config.seed)
+    model = copy.deepcopy(base.model)
+    lora_config = LoraConfig(
+        r=config.r,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=list(config.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    try:
+        peft_model = get_peft_model(model, lora_config)
+    except ValueError as exc:
+        raise DSuiteError(
+            f"Cannot put LoRA on target_modules={list(config.target_modules)} of {type(model).__name__}: "
+            f"{exc}. "
+            "Name Linear modules of the base, e.g. q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj."
+        ) from exc
+    params = [(n, p) for n, p in peft_model.named_parameters() if p.requires_grad]
+    trainable = sum(p.numel() for _, p in params)
+    total = sum(p.numel() for p in peft_model.parameters())
+    share = trainable / total
+    logger.info("adapter %s: %d trainable parameters of %d (%.3f%%)", name, trainable, total, 100 * share)
+    optimizer = torch.optim.AdamW([p for _, p in params], lr=config.lr, weight_decay=config.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / (config.warmup_steps + 1)
+        return max(0.05, 1 - (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    ckpt_dir = registry.root / ".checkpoints" / name
+    run_id = {"data_sha256": sha, "config": config.to_dict(), "base": base.fingerprint}
+    start_step, tokens_seen, losses = 0, 0, []
+    if resume:
+        found = load_checkpoint(ckpt_dir)
+        if found is None:
+            logger.warning("no checkpoint for %s in %s: training from the start", name, ckpt_dir)
+        else:
+            state, lora_tensors, moments = found
+            if state.get("run") != run_id:
+                raise DSuiteError(
+                    f"The checkpoint in {ckpt_dir} belongs to a run with other data, settings or base; "
+                    "train without --resume (it is overwritten) or pass the same data and settings."
+                )
+            set_peft_model_state_dict(peft_model, lora_tensors)
+            restore_optimizer(optimizer, params, moments, state.get("adam_steps", {}))
+            start_step, tokens_seen, losses = state["step"], state["tokens"], state.get("losses", [])
+            for _ in range(start_step):
+                scheduler.step()
+            logger.info("resumed %s at step %d of %d", name, start_step, total_steps)
+
+    from adapters.lm import target_logprobs
+
+    batches = itertools.islice(iter_epochs(lengths, config.batch_size, config.seed), start_step, None)
+    peft_model.train()
+    started = time.perf_counter()
+    bar = tqdm(total=total_steps, initial=start_step, desc=f"train {name}", disable=not progress, unit="step")
+    running = None
+    for step in range(start_step, total_steps):
+        ids, mask, targets = _batch(tokenizer, encoded, next(batches))
+        logprobs, _ = target_logprobs(peft_model, ids, mask, targets)
+        loss = -logprobs.mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
+        optimizer.step()
+        scheduler.step()
+        value = float(loss.detach())
+        losses.append(round(value, 4))
+        tokens_seen += int(mask.sum())
+        running = value if running is None else 0.9 * running + 0.1 * value
+        bar.set_postfix(loss=f"{running:.3f}")
+        bar.update()
+        done = step + 1
+        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < total_steps:
+            save_checkpoint(
+                ckpt_dir,
+                get_peft_model_state_dict(peft_model),
+                optimizer,
+                params,
+                {"run": run_id, "step": done, "tokens": tokens_seen, "losses": losses},
+            )
+    bar.close()
+    seconds = time.perf_counter() - started
+    peft_model.eval()
+    eval_loss = _mean_nll(peft_model, tokenizer, held_encoded, config.batch_size)
+    tensors = {k: v.detach().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
+    adapter_config = _jsonable(peft_model.peft_config["default"].to_dict())
+    del peft_model, model, optimizer
+    training = {
+        "settings": config.to_dict(),
+        "data_file": path.name,
+        "data_sha256": sha,
+        "train_records": len(train),
+        "heldout_records": len(held),
+        "steps": total_steps,
+        "resumed_from_step": start_step,
+        "final_loss": float(sum(losses[-10:]) / max(1, len(losses[-10:]))) if losses else None,
+        "seconds": round(seconds, 1),
+        "train_tokens_per_s": round((tokens_seen) / max(seconds, 1e-9), 1),
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_share": share,
+    }
+    ref = registry.register(
+        name,
+        tensors,
+        adapter_config,
+        base_fingerprint=base.fingerprint,
+        data_card=data_card or default_data_card(name, path, len(train), len(held), sha),
+        training=training,
+        metrics={"heldout_nll": round(eval_loss, 4)},
+        exemplars=[e.prompt_text for e in train[:400]],
+        aliases=aliases,
+    )
+    if ckpt_dir.exists():
+        import shutil
+
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    if eval_fn is not None:
+        from adapters.manager import AdapterManager
+
+        manager = AdapterManager(base, registry)
+        try:
+            metrics = eval_fn(manager, ref.key)
+        finally:
+            manager.close()
+        ref = registry.update_metrics(ref, metrics)
+    logger.info("registered %s: held-out NLL %.4f, %.1f s", ref.key, eval_loss, seconds)
+    return ref
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        items = [_jsonable(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, set) else items
+    if hasattr(value, "value") and isinstance(value.value, str):
+        return value.value
+    return value
+
+
+def heldout_examples(data: str | Path, config: LoraTrainConfig | None = None) -> list[Example]:
+    """The held-out records train_adapter sets aside for ``data`` with ``config`` (for evaluations)."""
+    config = config or LoraTrainConfig()
+    return split_examples(load_examples(data), config.eval_fraction, config.seed)[1][: config.max_eval]

@@ -1,0 +1,211 @@
+"""`dsuite adapters ...`: train, inspect and manage LoRA adapters; the continual-learning report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from apps.cli.options import BaseOption, JsonOption
+
+app = typer.Typer(help="Train, register and manage LoRA adapters.", no_args_is_help=True)
+
+RegistryOption = Annotated[
+    str | None,
+    typer.Option(
+        "--registry", envvar="DSUITE_ADAPTERS", help="Registry folder (default $DSUITE_HOME/adapters)."
+    ),
+]
+
+
+def _registry(root: str | None):
+    from adapters.registry import Registry
+
+    return Registry(root)
+
+
+def _echo(record, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(record, default=str))
+    elif isinstance(record, dict):
+        for key, value in record.items():
+            typer.echo(
+                f"{key:>18}: {json.dumps(value, default=str) if isinstance(value, dict | list) else value}"
+            )
+    else:
+        typer.echo(record)
+
+
+@app.command()
+def train(
+    name: Annotated[str, typer.Option("--name", help="Adapter name (a new version is registered).")],
+    data: Annotated[
+        Path, typer.Option("--data", help="JSONL of {messages} or {prompt, completion} records.")
+    ],
+    base: BaseOption = None,
+    registry: RegistryOption = None,
+    preset: Annotated[str, typer.Option(help="Settings preset: default, quick or tiny.")] = "default",
+    r: Annotated[int | None, typer.Option("--r", help="LoRA rank (default 16).")] = None,
+    alpha: Annotated[int | None, typer.Option(help="LoRA alpha (default 32).")] = None,
+    dropout: Annotated[float | None, typer.Option(help="LoRA dropout (default 0.1).")] = None,
+    target_modules: Annotated[
+        str | None, typer.Option(help="Comma-separated Linear modules (default q_proj,v_proj).")
+    ] = None,
+    epochs: Annotated[float | None, typer.Option(help="Passes over the training split.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps (0 = no limit).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Records per step.")] = None,
+    eval_fraction: Annotated[float | None, typer.Option(help="Held-out share of the records.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
+    data_card: Annotated[
+        Path | None, typer.Option(help="Markdown data card to store with the adapter.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a LoRA adapter on a JSONL file and register it as NAME@<next version>."""
+    import torch
+
+    from adapters.config import LoraTrainConfig
+    from adapters.train import train_adapter
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    changes = {
+        k: v
+        for k, v in {
+            "r": r,
+            "alpha": alpha,
+            "dropout": dropout,
+            "target_modules": target_modules,
+            "epochs": epochs,
+            "max_steps": max_steps,
+            "lr": lr,
+            "batch_size": batch_size,
+            "eval_fraction": eval_fraction,
+            "seed": seed,
+        }.items()
+        if v is not None
+    }
+    config = LoraTrainConfig.from_dict({**LoraTrainConfig.preset(preset).to_dict(), **changes})
+    card = data_card.read_text(encoding="utf-8") if data_card else None
+    ref = train_adapter(
+        name, data, base=base, config=config, registry=_registry(registry), resume=resume, data_card=card
+    )
+    training = ref.meta["training"]
+    typer.echo(
+        f"trainable parameters: {training['trainable_params']:,} of {training['total_params']:,} "
+        f"({100 * training['trainable_share']:.3f}%)",
+        err=True,
+    )
+    _echo(
+        {
+            "adapter": ref.key,
+            "path": str(ref.path),
+            "metrics": ref.meta["metrics"],
+            "trainable_share": training["trainable_share"],
+            "seconds": training["seconds"],
+        },
+        as_json,
+    )
+
+
+@app.command("list")
+def list_(registry: RegistryOption = None, as_json: JsonOption = False) -> None:
+    """List the registered adapters, their versions and aliases."""
+    rows = _registry(registry).list()
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    if not rows:
+        typer.echo("no adapters registered")
+    for row in rows:
+        aliases = ", ".join(f"{k}->{v}" for k, v in row["aliases"].items())
+        typer.echo(f"{row['name']}: versions {row['versions']} ({aliases}) metrics {row['metrics']}")
+
+
+@app.command()
+def show(
+    spec: Annotated[str, typer.Argument(help="name, name@version or name@alias")],
+    registry: RegistryOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show everything recorded about one adapter version."""
+    _echo(_registry(registry).show(spec), as_json)
+
+
+@app.command()
+def register(
+    name: Annotated[str, typer.Option("--name", help="Adapter name.")],
+    folder: Annotated[
+        Path, typer.Option("--from", help="peft adapter folder (safetensors + adapter_config.json).")
+    ],
+    base: BaseOption = None,
+    registry: RegistryOption = None,
+    data_card: Annotated[Path | None, typer.Option(help="Markdown data card.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register an existing peft LoRA folder trained on the base (its fingerprint is recorded)."""
+    from core_model.base import resolve_base_path
+    from core_model.fingerprint import fingerprint
+
+    card = data_card.read_text(encoding="utf-8") if data_card else ""
+    ref = _registry(registry).register_folder(
+        name, folder, base_fingerprint=fingerprint(resolve_base_path(base)), data_card=card
+    )
+    _echo({"adapter": ref.key, "path": str(ref.path)}, as_json)
+
+
+@app.command()
+def remove(
+    spec: Annotated[str, typer.Argument(help="name (all versions) or name@version")],
+    registry: RegistryOption = None,
+) -> None:
+    """Remove an adapter version (or all versions) from the registry."""
+    for key in _registry(registry).remove(spec):
+        typer.echo(f"removed {key}")
+
+
+@app.command()
+def alias(
+    name: Annotated[str, typer.Argument(help="Adapter name.")],
+    alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="Alias, e.g. stable.")],
+    version: Annotated[str, typer.Argument(help="Version number (or another alias).")],
+    registry: RegistryOption = None,
+) -> None:
+    """Point NAME@ALIAS at a version."""
+    ref = _registry(registry).alias(name, alias_name, version)
+    typer.echo(f"{name}@{alias_name} -> {ref.key}")
+
+
+@app.command()
+def rollback(
+    name: Annotated[str, typer.Argument(help="Adapter name.")],
+    alias_name: Annotated[str, typer.Option("--alias", help="Alias to move back.")] = "latest",
+    registry: RegistryOption = None,
+) -> None:
+    """Move NAME@latest (or --alias) back to the previous version."""
+    ref = _registry(registry).rollback(name, alias_name)
+    typer.echo(f"{name}@{alias_name} -> {ref.key}")
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The prompt.")],
+    adapter: Annotated[str | None, typer.Option(help="Adapter spec (default: the bare base).")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="At most this many new tokens.")] = 64,
+    base: BaseOption = None,
+    registry: RegistryOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Answer one prompt with an adapter (or the bare base)."""
+    from adapters.manager import AdapterManager
+    from adapters.requests import GenerationRequest
+    from core_model import load_base
+
+    manager = AdapterManager(load_base(base), _registry(registry))
+    result = manager.generate(
+        [GenerationRequest(prompt=prompt, adapter=adapter, max_new_tokens=max_new_tokens)]
+    )[0]
+    _echo({"adapter": result.adapter, "text": result.text} if as_json else result.text, as_json)
