@@ -46,7 +46,9 @@ def read_jsonl(path: Path) -> Iterator[dict]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DSuiteError(f"{path}:{number}: not valid JSON ({exc.msg}). Fix or remove that line.") from exc
+                raise DSuiteError(
+                    f"{path}:{number}: not valid JSON ({exc.msg}). Fix or remove that line."
+                ) from exc
             if not isinstance(record, dict):
                 raise DSuiteError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}.")
             yield record
