@@ -1,42 +1,63 @@
-"""The hub: the page `make run` opens. For now a streaming chat with the base model.
+"""The hub: the page `make run` opens. Free text is routed to the right adapter and the answer streams.
 
-Pure handlers (``respond``) and a module-level ``demo``; the model loads on the first request, so
-importing this module is cheap. The apps issue grows it into the routed hub with tabs per industry.
+Beside the answer: which adapter answered (``name@version``, or the bare base when the router abstains),
+the router's confidence and runners-up, and the latency. Tabs lead to each industry app and the adapter
+admin. Pure handlers (``route_request``, ``respond``) and a module-level ``demo``; the model loads on the
+first request, so importing this module is cheap.
 """
 
 from __future__ import annotations
 
-import os
+import importlib
+import logging
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import gradio as gr
 
-from core_model.generation import GenerationSettings, stream
+from apps import services
+from apps.ui import user_error
+from core_model.errors import DSuiteError
 
-BASE = os.environ.get("DSUITE_BASE") or None
-EXAMPLES = ["What is the capital of France?", "Explain what a stock dividend is in one sentence."]
+logger = logging.getLogger(__name__)
+
+EXAMPLES = [
+    "What is the capital of France?",
+    "Explain what a stock dividend is in one sentence.",
+    "Patient denies chest pain; history of type 2 diabetes. Which ICD-10 codes apply?",
+    "I want to cancel my order, it never arrived.",
+]
+MAX_MESSAGE_CHARS = 4000
+# the tabs after the routed chat: one module per app, each with TITLE and a module-level `demo`
+APP_MODULES = ("apps.medical", "apps.finance", "apps.customer_service", "apps.admin")
 
 
-def _base():
-    from core_model import load_base
+@dataclass
+class Route:
+    """Where one request goes: the adapter (``None`` = the base), why, and the alternatives."""
 
-    return load_base(BASE)
+    adapter: str | None
+    confidence: float
+    runners_up: list[tuple[str, float]] = field(default_factory=list)
+    best: str | None = None  # the closest adapter, also when the router abstains
 
 
-def respond(message: str, history: list[dict] | None = None, max_new_tokens: int = 256) -> Iterator[str]:
-    """Stream the base model's reply to ``message`` given the chat ``history`` (Gradio messages)."""
-    if not message or not message.strip():
-        raise gr.Error("Type a message first: the message box is empty.")
+def route_request(text: str) -> Route:
+    """Ask the router which adapter should answer ``text`` (``adapter=None``: the base answers)."""
+    result = services.router().route(text)
+    return Route(result.adapter, float(result.confidence),
+                 [(str(name), float(score)) for name, score in result.runners_up], result.best)
+
+
+def _messages(message: str, history: list[dict] | None) -> list[dict]:
     messages = [
         {"role": turn["role"], "content": _text(turn["content"])}
         for turn in (history or [])
         if turn.get("role") in ("user", "assistant")
     ]
     messages.append({"role": "user", "content": message.strip()})
-    reply = ""
-    for piece in stream(_base(), messages, GenerationSettings(max_new_tokens=int(max_new_tokens))):
-        reply += piece
-        yield reply.strip()
+    return messages
 
 
 def _text(content) -> str:
@@ -47,12 +68,100 @@ def _text(content) -> str:
     return str(content)
 
 
-with gr.Blocks(title="DomainSuite") as demo:
-    gr.Markdown("# DomainSuite\nA small on-device language model. Everything runs locally and offline.")
-    gr.ChatInterface(
-        respond,
-        examples=[[text, 256] for text in EXAMPLES],
-        run_examples_on_click=False,
-        api_name="chat",
-        additional_inputs=[gr.Slider(16, 512, value=256, step=16, label="Max new tokens", render=False)],
-    )
+def route_card(route: Route, answered_by: str | None, first_token_s: float | None,
+               total_s: float | None) -> str:
+    """Markdown beside the answer: who answered, the router's confidence and runners-up, the latency."""
+    who = f"`{answered_by}`" if answered_by else "the base model (router abstained)"
+    if not answered_by and route.best:
+        who += f"; closest adapter `{route.best}`"
+    lines = [f"**Answered by** {who}", f"**Router confidence** {route.confidence:.2f}"]
+    if route.runners_up:
+        ranked = ", ".join(f"`{name}` {score:.2f}" for name, score in route.runners_up)
+        lines.append(f"**Runners-up** {ranked}")
+    if total_s is not None:
+        first = f" (first token {first_token_s:.2f} s)" if first_token_s is not None else ""
+        lines.append(f"**Latency** {total_s:.2f} s{first}")
+    else:
+        lines.append("**Latency** generating...")
+    return "\n\n".join(lines)
+
+
+def respond(message: str, history: list[dict] | None = None,
+            max_new_tokens: int = 128) -> Iterator[tuple[str, str]]:
+    """Route ``message``, stream the chosen adapter's answer, and report the route beside it.
+
+    Yields:
+        ``(answer so far, route card markdown)``.
+
+    Raises:
+        gr.Error: an empty or over-long message, or a routing/generation error, with what to do about it.
+    """
+    from adapters import GenerationRequest
+
+    if not message or not message.strip():
+        raise gr.Error("Type a message first: the message box is empty.")
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise gr.Error(
+            f"The message has {len(message)} characters; the hub accepts at most {MAX_MESSAGE_CHARS}. "
+            "Shorten it, or use the industry tab for long documents."
+        )
+    started = time.perf_counter()
+    try:
+        route = route_request(message)
+        answered_by = services.manager().resolve(route.adapter).key if route.adapter else None
+        request = GenerationRequest(messages=_messages(message, history), adapter=answered_by,
+                                    max_new_tokens=int(max_new_tokens))
+        reply, first = "", None
+        yield "", route_card(route, answered_by, None, None)
+        for piece in services.manager().stream(request):
+            first = first if first is not None else time.perf_counter() - started
+            reply += piece
+            yield reply.strip(), route_card(route, answered_by, first, None)
+    except DSuiteError as exc:
+        raise user_error(exc) from exc
+    total = time.perf_counter() - started
+    logger.info("hub answered with %s in %.2f s", answered_by or "base", total)
+    yield reply.strip(), route_card(route, answered_by, first, total)
+
+
+def build_hub() -> gr.Blocks:
+    """The hub page: the routed chat, then one tab per industry app and the adapter admin."""
+    apps = []
+    for name in APP_MODULES:
+        try:
+            apps.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            logger.warning("app %s is not installed: its tab is left out", name)
+    with gr.Blocks(title="DomainSuite") as hub:
+        gr.Markdown(
+            "# DomainSuite\nOne on-device language model with an expert adapter per domain. "
+            "Everything runs locally and offline."
+        )
+        with gr.Tabs():
+            with gr.Tab("Ask anything", id="hub"):
+                card = gr.Markdown("Ask a question: the router picks the expert that answers.",
+                                   elem_id="route-card", render=False)
+                with gr.Row():
+                    with gr.Column(scale=3):
+                        gr.ChatInterface(
+                            respond,
+                            examples=[[text, 128] for text in EXAMPLES],
+                            run_examples_on_click=False,
+                            api_name="chat",
+                            additional_inputs=[
+                                gr.Slider(8, 512, value=128, step=8, label="Max new tokens", render=False)
+                            ],
+                            additional_outputs=[card],
+                        )
+                    with gr.Column(scale=1, min_width=240):
+                        gr.Markdown("### Route")
+                        card.render()
+            for module in apps:
+                with gr.Tab(module.TITLE, id=module.__name__.rsplit(".", 1)[-1]):
+                    module.demo.render()
+    return hub
+
+
+demo = build_hub()

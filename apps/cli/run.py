@@ -67,11 +67,16 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 7860,
     base: BaseOption = None,
     share: Annotated[bool, typer.Option("--share", help="Ask Gradio for a public share link.")] = False,
+    auth: Annotated[
+        str | None,
+        typer.Option(help="Require a login: user:password (several: comma-separated). Default: $DSUITE_AUTH.",
+                     show_default=False),
+    ] = None,
 ) -> None:
-    """Serve the Gradio hub in the browser."""
+    """Serve the Gradio hub (with the industry apps and the adapter admin) in the browser."""
     from apps.serve import launch
 
-    launch(host=host, port=port, base=base, share=share)
+    launch(host=host, port=port, base=base, share=share, auth=auth)
 
 
 def register(app: typer.Typer) -> None:
