@@ -88,6 +88,7 @@ def train_adapter(
     data_card: str | None = None,
     progress: bool = True,
     aliases: tuple[str, ...] = ("latest",),
+    exemplars: list[str] | None = None,
 ) -> AdapterRef:
     """Train a LoRA adapter on ``data`` and register it as the next version of ``name``.
 
@@ -103,6 +104,7 @@ def train_adapter(
         data_card: markdown data card (default: a generated one naming the file and split sizes).
         progress: show a tqdm bar with the running loss.
         aliases: aliases moved to the new version.
+        exemplars: requests stored for the router (default: the last user turn of up to 400 records).
 
     Returns:
         The registered adapter version.
@@ -239,7 +241,7 @@ def train_adapter(
         data_card=data_card or default_data_card(name, path, len(train), len(held), sha),
         training=training,
         metrics={"heldout_nll": round(eval_loss, 4)},
-        exemplars=[e.prompt_text for e in train[:400]],
+        exemplars=exemplars if exemplars is not None else [e.prompt_text for e in train[:400]],
         aliases=aliases,
     )
     if ckpt_dir.exists():

@@ -209,3 +209,129 @@ def generate(
         [GenerationRequest(prompt=prompt, adapter=adapter, max_new_tokens=max_new_tokens)]
     )[0]
     _echo({"adapter": result.adapter, "text": result.text} if as_json else result.text, as_json)
+
+
+def _learner(base, registry, state_dir, max_eval, tasks_file, preset):
+    from adapters.config import LoraTrainConfig
+    from adapters.continual import ContinualLearner
+    from adapters.tasks import read_rows
+    from core_model import load_base
+
+    ood_cal, ood_test = [], []
+    if tasks_file is not None:
+        folder = Path(tasks_file).parent
+        if (folder / "ood.calibration.jsonl").is_file():
+            ood_cal = [r["text"] for r in read_rows(folder / "ood.calibration.jsonl")]
+        if (folder / "ood.test.jsonl").is_file():
+            ood_test = [r["text"] for r in read_rows(folder / "ood.test.jsonl")]
+    return ContinualLearner(
+        load_base(base),
+        _registry(registry),
+        config=LoraTrainConfig.preset(preset),
+        state_dir=state_dir,
+        max_eval=max_eval,
+        ood_calibration=ood_cal,
+        ood_test=ood_test,
+    )
+
+
+TasksOption = Annotated[
+    Path,
+    typer.Option(
+        "--tasks", help="tasks.json naming each domain's instruction, labels, train and test files."
+    ),
+]
+StateOption = Annotated[
+    Path | None, typer.Option("--state", help="Continual-run state folder (default <registry>/.continual).")
+]
+
+
+@app.command("continual-run")
+def continual_run(
+    tasks: TasksOption = Path("data/adapters_demo/tasks.json"),
+    domains: Annotated[
+        str | None, typer.Option(help="Comma-separated order (default: all, file order).")
+    ] = None,
+    base: BaseOption = None,
+    registry: RegistryOption = None,
+    state: StateOption = None,
+    preset: Annotated[str, typer.Option(help="LoRA settings preset.")] = "quick",
+    max_eval: Annotated[int | None, typer.Option(help="Evaluate at most N test rows per domain.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the final report JSON here.")] = None,
+) -> None:
+    """Add the domains of a tasks.json one by one with add_domain, then print the continual report."""
+    import torch
+
+    from adapters.tasks import load_tasks
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    specs = load_tasks(tasks)
+    order = [d.strip() for d in domains.split(",")] if domains else list(specs)
+    unknown = [d for d in order if d not in specs]
+    if unknown:
+        from core_model.errors import DSuiteError
+
+        raise DSuiteError(f"Domains {unknown} are not in {tasks}; it has {list(specs)}.")
+    learner = _learner(base, registry, state, max_eval, tasks, preset)
+    for name in order:
+        step = learner.add_domain(name, specs[name])
+        typer.echo(
+            json.dumps(
+                {
+                    k: step[k]
+                    for k in (
+                        "domain",
+                        "adapter",
+                        "accuracy",
+                        "base_accuracy",
+                        "accepted",
+                        "router_accuracy",
+                        "gates",
+                        "seconds",
+                    )
+                }
+            )
+        )
+    report = learner.report()
+    text = json.dumps(report, indent=1)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    typer.echo(text)
+
+
+@app.command("continual-report")
+def continual_report(
+    base: BaseOption = None,
+    registry: RegistryOption = None,
+    state: StateOption = None,
+    tasks: Annotated[
+        Path | None, typer.Option("--tasks", help="tasks.json (for its out-of-domain files).")
+    ] = None,
+    max_eval: Annotated[int | None, typer.Option(help="Evaluate at most N test rows per domain.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the accuracy matrix, average accuracy, BWT, routed vs told accuracy and router figures."""
+    report = _learner(base, registry, state, max_eval, tasks, "quick").report()
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    order = report["domains"]
+    typer.echo("accuracy after each addition (rows) on each domain (columns):")
+    typer.echo("after \\ on".ljust(18) + "".join(d[:16].rjust(17) for d in order))
+    for name, row in zip(order, report["matrix"], strict=True):
+        typer.echo(name[:16].ljust(18) + "".join(("" if v is None else f"{v:.3f}").rjust(17) for v in row))
+    typer.echo("base model".ljust(18) + "".join(f"{report['base_accuracy'][d]:.3f}".rjust(17) for d in order))
+    typer.echo("routed".ljust(18) + "".join(f"{report['routed_accuracy'][d]:.3f}".rjust(17) for d in order))
+    for key in (
+        "average_accuracy",
+        "bwt",
+        "routed_average",
+        "routed_over_told",
+        "router_accuracy",
+        "abstention_rate",
+        "ood_abstention_rate",
+        "router_threshold",
+    ):
+        value = report[key]
+        typer.echo(f"{key:>20}: {value if value is None else round(value, 4)}")
