@@ -1,0 +1,102 @@
+"""Training on a tiny base: record validation, completion-only loss, learning, checkpoints and resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import adapters.train as train_module
+from adapters.config import LoraTrainConfig
+from adapters.data import encode, load_examples, write_jsonl
+from adapters.train import train_adapter
+from core_model.errors import DSuiteError
+
+COLOURS = ["red", "green", "blue"]
+
+
+@pytest.fixture
+def colour_data(tmp_path):
+    records = [{"prompt": f"Colour of item {i}?", "completion": COLOURS[i % 3]} for i in range(30)]
+    records += [
+        {"messages": [{"role": "user", "content": f"Item {i} colour?"}, {"role": "assistant", "content": "red"}]}
+        for i in range(6)
+    ]
+    return write_jsonl(tmp_path / "colours.jsonl", records)
+
+
+def test_bad_records_name_their_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"prompt": "a", "completion": "b"}\n\n{"text": "no"}\n')
+    with pytest.raises(DSuiteError, match=r"bad.jsonl:3: record has keys \['text'\]"):
+        load_examples(path)
+    path.write_text('{"messages": [{"role": "user", "content": "x"}, {"role": "user", "content": "y"}]}\n')
+    with pytest.raises(DSuiteError, match="bad.jsonl:1: the last turn has role 'user'"):
+        load_examples(path)
+    path.write_text("{oops\n")
+    with pytest.raises(DSuiteError, match="bad.jsonl:1: not valid JSON"):
+        load_examples(path)
+
+
+def test_encode_keeps_completion_and_end_token(colour_data, tiny_base):
+    example = load_examples(colour_data)[0]
+    prompt, completion = encode(tiny_base.tokenizer, example, max_length=64)
+    assert completion[-1] == tiny_base.tokenizer.eos_token_id
+    assert tiny_base.tokenizer.decode(completion[:-1]) == "red"
+    assert tiny_base.tokenizer.decode(prompt).rstrip().endswith("assistant")
+
+
+def test_training_learns_registers_and_resumes(colour_data, tiny_base, registry, monkeypatch):
+    config = LoraTrainConfig.preset("tiny").with_(max_steps=6, checkpoint_every=3, lr=3e-2)
+    full = train_adapter("colours", colour_data, base=tiny_base, config=config, registry=registry, progress=False)
+    training = full.meta["training"]
+    assert 0 < training["trainable_share"] < 0.05
+    assert training["steps"] == 6 and full.meta["base_fingerprint"] == tiny_base.fingerprint
+    assert training["losses"][-1] < training["losses"][0] - 0.2  # it learns the colours
+    assert json.loads((full.path / "adapter_config.json").read_text())["r"] == 4
+    assert not (registry.root / ".checkpoints" / "colours").exists()
+
+    # interrupt a second, identical run right after its first checkpoint, then resume it
+    real_save = train_module.save_checkpoint
+
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_adapter("colours", colour_data, base=tiny_base, config=config, registry=registry, progress=False)
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    resumed = train_adapter("colours", colour_data, base=tiny_base, config=config, registry=registry,
+                            resume=True, progress=False)
+    assert resumed.meta["training"]["resumed_from_step"] == 3 and resumed.version == 2
+    _, a, _ = registry.load(full, tiny_base.fingerprint)
+    _, b, _ = registry.load(resumed, tiny_base.fingerprint)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+
+
+def test_resume_refuses_other_data(colour_data, tiny_base, registry, tmp_path, monkeypatch):
+    config = LoraTrainConfig.preset("tiny").with_(max_steps=4, checkpoint_every=2)
+
+    def crash(*args, **kwargs):
+        train_module.save_checkpoint.__wrapped__(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    crash.__wrapped__ = train_module.save_checkpoint
+    monkeypatch.setattr(train_module, "save_checkpoint", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_adapter("c2", colour_data, base=tiny_base, config=config, registry=registry, progress=False)
+    monkeypatch.undo()
+    other = write_jsonl(tmp_path / "other.jsonl", [{"prompt": "p", "completion": "q"}] * 4)
+    with pytest.raises(DSuiteError, match="belongs to a run with other data"):
+        train_adapter("c2", other, base=tiny_base, config=config, registry=registry, resume=True, progress=False)
+
+
+def test_bad_settings():
+    with pytest.raises(DSuiteError, match="rank r must be >= 1"):
+        LoraTrainConfig(r=0)
+    with pytest.raises(DSuiteError, match="Unknown LoRA training settings"):
+        LoraTrainConfig.from_dict({"rank": 4})
+    assert LoraTrainConfig.from_dict({"target_modules": "q_proj, k_proj"}).target_modules == ("q_proj", "k_proj")
