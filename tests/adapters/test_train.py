@@ -20,7 +20,12 @@ COLOURS = ["red", "green", "blue"]
 def colour_data(tmp_path):
     records = [{"prompt": f"Colour of item {i}?", "completion": COLOURS[i % 3]} for i in range(30)]
     records += [
-        {"messages": [{"role": "user", "content": f"Item {i} colour?"}, {"role": "assistant", "content": "red"}]}
+        {
+            "messages": [
+                {"role": "user", "content": f"Item {i} colour?"},
+                {"role": "assistant", "content": "red"},
+            ]
+        }
         for i in range(6)
     ]
     return write_jsonl(tmp_path / "colours.jsonl", records)
@@ -49,7 +54,9 @@ def test_encode_keeps_completion_and_end_token(colour_data, tiny_base):
 
 def test_training_learns_registers_and_resumes(colour_data, tiny_base, registry, monkeypatch):
     config = LoraTrainConfig.preset("tiny").with_(max_steps=6, checkpoint_every=3, lr=3e-2)
-    full = train_adapter("colours", colour_data, base=tiny_base, config=config, registry=registry, progress=False)
+    full = train_adapter(
+        "colours", colour_data, base=tiny_base, config=config, registry=registry, progress=False
+    )
     training = full.meta["training"]
     assert 0 < training["trainable_share"] < 0.05
     assert training["steps"] == 6 and full.meta["base_fingerprint"] == tiny_base.fingerprint
@@ -66,10 +73,13 @@ def test_training_learns_registers_and_resumes(colour_data, tiny_base, registry,
 
     monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        train_adapter("colours", colour_data, base=tiny_base, config=config, registry=registry, progress=False)
+        train_adapter(
+            "colours", colour_data, base=tiny_base, config=config, registry=registry, progress=False
+        )
     monkeypatch.setattr(train_module, "save_checkpoint", real_save)
-    resumed = train_adapter("colours", colour_data, base=tiny_base, config=config, registry=registry,
-                            resume=True, progress=False)
+    resumed = train_adapter(
+        "colours", colour_data, base=tiny_base, config=config, registry=registry, resume=True, progress=False
+    )
     assert resumed.meta["training"]["resumed_from_step"] == 3 and resumed.version == 2
     _, a, _ = registry.load(full, tiny_base.fingerprint)
     _, b, _ = registry.load(resumed, tiny_base.fingerprint)
@@ -91,7 +101,9 @@ def test_resume_refuses_other_data(colour_data, tiny_base, registry, tmp_path, m
     monkeypatch.undo()
     other = write_jsonl(tmp_path / "other.jsonl", [{"prompt": "p", "completion": "q"}] * 4)
     with pytest.raises(DSuiteError, match="belongs to a run with other data"):
-        train_adapter("c2", other, base=tiny_base, config=config, registry=registry, resume=True, progress=False)
+        train_adapter(
+            "c2", other, base=tiny_base, config=config, registry=registry, resume=True, progress=False
+        )
 
 
 def test_bad_settings():
@@ -99,4 +111,7 @@ def test_bad_settings():
         LoraTrainConfig(r=0)
     with pytest.raises(DSuiteError, match="Unknown LoRA training settings"):
         LoraTrainConfig.from_dict({"rank": 4})
-    assert LoraTrainConfig.from_dict({"target_modules": "q_proj, k_proj"}).target_modules == ("q_proj", "k_proj")
+    assert LoraTrainConfig.from_dict({"target_modules": "q_proj, k_proj"}).target_modules == (
+        "q_proj",
+        "k_proj",
+    )
