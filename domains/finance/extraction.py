@@ -23,7 +23,12 @@ ENTITY_LABELS = ("TERM", "TICKER", "MONEY", "PERCENT", "DATE")
 RULES_SCHEMA = {
     "type": "object",
     "required": [
-        "fibo_kinds", "min_term_chars", "exclude_terms", "tickers", "patterns", "case_sensitive_labels"
+        "fibo_kinds",
+        "min_term_chars",
+        "exclude_terms",
+        "tickers",
+        "patterns",
+        "case_sensitive_labels",
     ],
     "properties": {
         "fibo_kinds": {"type": "array", "items": {"type": "string"}},
@@ -53,8 +58,14 @@ class Mention:
 
     def to_dict(self) -> dict:
         """A JSON-able view."""
-        return {"text": self.text, "start": self.start, "end": self.end, "label": self.label,
-                "ref": self.ref, "term": self.term}
+        return {
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+            "label": self.label,
+            "ref": self.ref,
+            "term": self.term,
+        }
 
 
 @lru_cache(maxsize=1)
@@ -191,7 +202,13 @@ def extract(text: str) -> list[Mention]:
     for ent in doc.ents:
         entry = component.refs.get(ent.kb_id_) if ent.label_ == "TERM" else None
         mentions.append(
-            Mention(ent.text, ent.start_char, ent.end_char, ent.label_,
-                    ref=entry.ref if entry else "", term=entry.term if entry else "")
+            Mention(
+                ent.text,
+                ent.start_char,
+                ent.end_char,
+                ent.label_,
+                ref=entry.ref if entry else "",
+                term=entry.term if entry else "",
+            )
         )
     return mentions

@@ -1,0 +1,96 @@
+"""``finance.grounding``: scripted multi-turn conversations through the advisor.
+
+Each example is one conversation (``data/finance/conversations.jsonl``) run turn by turn in a fresh
+``FinanceAdvisor``. Metrics over answers: ``disclaimer_rate`` (disclaimer present), ``grounded_rate``
+(every number of the final answer grounded), ``draft_grounded_rate`` (every number of the model's raw
+draft grounded, before the filter drops ungrounded sentences), ``state_accuracy`` (expected state slots
+held after the turn: carried across turns), ``refusal_accuracy`` (refused exactly when expected).
+Systems: the base or an adapter drafts; baseline ``extractive`` answers without a model.
+"""
+
+from __future__ import annotations
+
+from eval.registry import SystemSpec, Task
+
+CONVERSATIONS = "conversations.jsonl"
+SCHEMA = "conversations.schema.json"
+
+
+def load(split: str) -> list[dict]:  # noqa: ARG001 - one split
+    """The scripted conversations."""
+    from domains.finance.resources import validated_jsonl
+
+    return validated_jsonl(CONVERSATIONS, SCHEMA)
+
+
+def _state_matches(state: dict, expected: dict) -> tuple[int, int]:
+    hits = 0
+    for slot, value in expected.items():
+        if slot == "instruments":
+            hits += all(v in state["instruments"] for v in value)
+        else:
+            hits += state.get(slot) == value
+    return hits, len(expected)
+
+
+def predict(examples: list[dict], system: SystemSpec) -> list[dict]:
+    """Run each conversation; record per turn what the metrics need."""
+    from domains.finance.advisor import FinanceAdvisor
+
+    outputs = []
+    for example in examples:
+        if system.baseline == "extractive":
+            advisor = FinanceAdvisor(mode="extractive")
+        else:
+            advisor = FinanceAdvisor(mode="model", adapter=system.adapter, base=system.base)
+        turns = []
+        for turn in example["turns"]:
+            answer = advisor.ask(turn["user"])
+            hits, slots = _state_matches(answer.state, turn["expect_state"])
+            turns.append(
+                {
+                    "answer": answer.text,
+                    "answered_by": answer.answered_by,
+                    "disclaimer": answer.disclaimer in answer.text,
+                    "grounded": answer.grounding.ok,
+                    "draft_grounded": answer.draft_grounding.ok,
+                    "ungrounded": answer.draft_grounding.ungrounded,
+                    "refused": answer.refused,
+                    "refusal_ok": answer.refused == turn["expect_refusal"],
+                    "state_hits": hits,
+                    "state_slots": slots,
+                    "state": answer.state,
+                }
+            )
+        outputs.append({"turns": turns})
+    return outputs
+
+
+def score(examples: list[dict], outputs: list[dict]) -> dict[str, float]:  # noqa: ARG001
+    """Rates over all answers (state accuracy over all expected slots)."""
+    turns = [t for o in outputs for t in o["turns"]]
+    n = len(turns)
+    slots = sum(t["state_slots"] for t in turns)
+    return {
+        "disclaimer_rate": sum(t["disclaimer"] for t in turns) / n,
+        "grounded_rate": sum(t["grounded"] for t in turns) / n,
+        "draft_grounded_rate": sum(t["draft_grounded"] for t in turns) / n,
+        "state_accuracy": sum(t["state_hits"] for t in turns) / slots if slots else 1.0,
+        "refusal_accuracy": sum(t["refusal_ok"] for t in turns) / n,
+        "answers": float(n),
+    }
+
+
+def build_task() -> Task:
+    """The task object."""
+    return Task(
+        name="finance.grounding",
+        dataset="finance_conversations",
+        description="Scripted advisory conversations: disclaimer, number grounding, state, refusals",
+        load=load,
+        predict=predict,
+        score=score,
+        primary_metric="grounded_rate",
+        baselines=("extractive",),
+        batch_size=4,
+    )
