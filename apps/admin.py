@@ -62,6 +62,7 @@ def adapter_details(spec: str | None) -> tuple[dict, str]:
     except DSuiteError as exc:
         raise user_error(exc) from exc
     card = shown.pop("data_card", "") or "_No data card was recorded._"
+    shown["folder"] = shown.pop("path", "")  # a top-level "path" would read as a file to download
     return shown, card
 
 

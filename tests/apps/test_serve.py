@@ -1,46 +1,25 @@
-"""`dsuite serve` starts a real Gradio server that answers through gradio_client."""
+"""`dsuite serve` starts a real Gradio server (the hub) that answers through gradio_client."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from tests.conftest import dsuite_command, free_port, wait_for_http
+
+def test_server_answers_capital_of_france(client):
+    answer, card = client.predict("What is the capital of France?", 24, api_name="/chat")
+    assert "Paris" in answer
+    assert "Answered by" in card and "Latency" in card
 
 
-@pytest.fixture(scope="module")
-def server():
-    port = free_port()
-    process = subprocess.Popen(
-        dsuite_command("serve", "--port", str(port)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for_http(url, process)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def test_server_answers_capital_of_france(server):
-    from gradio_client import Client
-
-    client = Client(server, verbose=False)
-    answer = client.predict("What is the capital of France?", 64, api_name="/chat")
-    assert "Paris" in str(answer)
-
-
-def test_server_rejects_an_empty_message(server):
-    from gradio_client import Client
-
-    client = Client(server, verbose=False)
+def test_server_rejects_an_empty_message(client):
     with pytest.raises(Exception, match="empty"):
-        client.predict("   ", 64, api_name="/chat")
+        client.predict("   ", 16, api_name="/chat")
+
+
+def test_server_rejects_an_over_long_message(client):
+    with pytest.raises(Exception, match="at most 4000"):
+        client.predict("word " * 1000, 16, api_name="/chat")
+
+
+def test_server_binds_loopback_only(hub_server):
+    assert hub_server.startswith("http://127.0.0.1:")

@@ -1,0 +1,114 @@
+"""Customer service: the support chat with its dialog state, intent and confidence, FAQ sources, escalation.
+
+Each browser session has its own ``CustomerServiceSession`` in ``gr.State``; every turn updates the state
+table, the intent line, the FAQ sources used, and shows an escalation banner with its reason when the
+assistant hands the conversation to a human. Pure handlers and a module-level ``demo``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import gradio as gr
+import pandas as pd
+
+from apps.ui import user_error
+from core_model.errors import DSuiteError
+
+logger = logging.getLogger(__name__)
+
+TITLE = "Customer service"
+STATE_COLUMNS = ["slot", "value"]
+FAQ_COLUMNS = ["faq", "question", "intent", "score"]
+EXAMPLES = [
+    "I want to cancel order 1234567, it has not shipped yet.",
+    "How do I get a refund for a damaged item?",
+    "Let me talk to a real person please.",
+]
+
+
+def new_session(generate: bool):
+    """A fresh conversation; with ``generate`` the model writes a reply when no FAQ answer fits."""
+    from domains import get_domain
+
+    return get_domain("customer_service").pipeline["session"](generate=generate)
+
+
+def intent_line(turn) -> str:
+    """Markdown: the turn's intent, its confidence and where the answer came from."""
+    return (f"**Intent** `{turn.intent}` · **confidence** {turn.confidence:.2f} · "
+            f"**answer from** {turn.source}")
+
+
+def escalation_banner(turn) -> dict:
+    """The banner's update: shown with the reason when this turn escalated, hidden otherwise."""
+    if turn.escalation is None:
+        return gr.update(value="", visible=False)
+    reason = turn.escalation.reason.replace("_", " ")
+    text = f"### Handed over to a human agent\n**Reason:** {reason} — {turn.escalation.detail}"
+    return gr.update(value=text, visible=True)
+
+
+def respond(message: str, history: list[dict] | None, session, generate: bool = True):
+    """One customer turn.
+
+    Returns:
+        ``(chat history, cleared textbox, session, intent line, state table, FAQ sources, escalation
+        banner)``.
+
+    Raises:
+        gr.Error: an empty message, or a domain error (e.g. no intent model trained) with what to do.
+    """
+    if not message or not message.strip():
+        raise gr.Error("Type a message first: the message box is empty.")
+    try:
+        if session is None:
+            session = new_session(generate)
+        turn = session.respond(message.strip())
+    except DSuiteError as exc:
+        raise user_error(exc) from exc
+    history = list(history or []) + [
+        {"role": "user", "content": turn.user},
+        {"role": "assistant", "content": turn.reply},
+    ]
+    state = pd.DataFrame([[slot, str(value)] for slot, value in turn.state.items()], columns=STATE_COLUMNS)
+    faq = pd.DataFrame([[hit.id, hit.question, hit.intent, round(hit.score, 3)] for hit in turn.faq_sources],
+                       columns=FAQ_COLUMNS)
+    return history, "", session, intent_line(turn), state, faq, escalation_banner(turn)
+
+
+def reset():
+    """Start a new conversation."""
+    return ([], None, "", pd.DataFrame(columns=STATE_COLUMNS), pd.DataFrame(columns=FAQ_COLUMNS),
+            gr.update(value="", visible=False))
+
+
+with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
+    gr.Markdown(f"## {TITLE}\nThe support assistant answers from the FAQ, tracks what you asked for, and "
+                "hands over to a human when you ask, when it is unsure, or when things go wrong.")
+    session_state = gr.State(None)
+    banner = gr.Markdown(visible=False, elem_id="cs-escalation")
+    with gr.Row():
+        with gr.Column(scale=3):
+            chat = gr.Chatbot(label="Support chat", height=380, elem_id="cs-chat")
+            with gr.Row():
+                message = gr.Textbox(placeholder="Describe your issue...", show_label=False, scale=4,
+                                     elem_id="cs-message")
+                send = gr.Button("Send", variant="primary", scale=1, elem_id="cs-send")
+            with gr.Row():
+                generate = gr.Checkbox(value=True, label="Write a reply with the model when no FAQ fits")
+                clear = gr.Button("New conversation", size="sm")
+            gr.Examples(EXAMPLES, inputs=message)
+        with gr.Column(scale=2):
+            intent = gr.Markdown(elem_id="cs-intent")
+            state_view = gr.Dataframe(headers=STATE_COLUMNS, label="Dialog state", interactive=False,
+                                      elem_id="cs-state")
+            faq_view = gr.Dataframe(headers=FAQ_COLUMNS, label="FAQ sources used", interactive=False,
+                                    wrap=True, elem_id="cs-faq")
+
+    inputs = [message, chat, session_state, generate]
+    outputs = [chat, message, session_state, intent, state_view, faq_view, banner]
+    send.click(respond, inputs, outputs, api_name="cs_respond")
+    message.submit(respond, inputs, outputs, api_visibility="private")
+    clear.click(reset, None, [chat, session_state, intent, state_view, faq_view, banner], api_name="cs_reset")
+    generate.change(lambda: None, None, session_state, api_visibility="private")
