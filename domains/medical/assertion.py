@@ -17,7 +17,7 @@ def sentence_nlp() -> Language:
     """A blank English pipeline with the clinical section finder and sentence splitter."""
     import domains.medical.text  # noqa: F401  (registers the factories)
 
-    nlp = spacy.blank("en")
+    nlp = spacy.blank("en", config={"nlp": {"tokenizer": {"@tokenizers": "dsuite_clinical_tokenizer"}}})
     nlp.add_pipe("dsuite_sections")
     nlp.add_pipe("dsuite_clinical_sentences")
     return nlp

@@ -9,6 +9,7 @@ no rule in the sentence decides the same category.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,13 +104,17 @@ def assert_targets(doc: Doc, targets: list[Span], rules: ContextRules) -> None:
         targets: spans of ``doc`` (condition mentions).
         rules: the trigger rules.
     """
+    if not targets:
+        return
     words = [t.lower_ for t in doc]
+    bounds = [(s.start, s.end) for s in doc.sents]
+    starts = [b[0] for b in bounds]
     cache: dict[int, list[Trigger]] = {}
     for span in targets:
-        sent = span.sent
-        if sent.start not in cache:
-            cache[sent.start] = rules.find(words, sent.start, sent.end)
-        triggers = cache[sent.start]
+        sent_start, sent_end = bounds[bisect.bisect_right(starts, span.start) - 1]
+        if sent_start not in cache:
+            cache[sent_start] = rules.find(words, sent_start, sent_end)
+        triggers = cache[sent_start]
         modifiers = _modifiers_for(span, triggers)
         section_status = section_assertion(doc, span.start_char)
         statuses = {CATEGORY_TO_STATUS[t.rule.category] for t in modifiers}
