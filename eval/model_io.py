@@ -32,6 +32,17 @@ def chat_prompt(tokenizer, prompt: str, system_prompt: str | None = None) -> str
     return chat_text(tokenizer, prompt, system_prompt)
 
 
+def _check_finite(logits, system: SystemSpec) -> None:
+    """Refuse NaN/inf logits: a broken model must not turn into a NaN metric silently."""
+    import torch
+
+    if not torch.isfinite(logits).all():
+        raise DSuiteError(
+            f"The model of system '{system.label}' produced non-finite logits (NaN or inf). Check the base "
+            "checkpoint and its settings (`dsuite base check`), or the adapter's weights."
+        )
+
+
 def complete(
     system: SystemSpec,
     prompts: Sequence[str],
@@ -121,6 +132,7 @@ def loglik(
         mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in chunk])  # (B, T)
         with torch.inference_mode():
             logits = loaded.model(input_ids=input_ids, attention_mask=mask).logits.float()  # (B, T, V)
+        _check_finite(logits, system)
         logprobs = torch.log_softmax(logits[:, :-1], dim=-1)  # (B, T-1, V) predicts tokens 1..T-1
         targets = input_ids[:, 1:]  # (B, T-1)
         token_lp = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, T-1)
@@ -180,6 +192,7 @@ def token_nll(
         mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids])  # (B, T)
         with torch.inference_mode():
             logits = loaded.model(input_ids=input_ids, attention_mask=mask).logits.float()  # (B, T, V)
+        _check_finite(logits, system)
         nll = torch.nn.functional.cross_entropy(
             logits[:, :-1].transpose(1, 2), input_ids[:, 1:], reduction="none"
         )  # (B, T-1)

@@ -68,32 +68,18 @@ def load_system(system: SystemSpec) -> LoadedSystem:
 
 
 def _adapter_folder(spec: str, base: Any) -> tuple[Path, str]:
-    """Resolve ``name@version`` through the adapters registry to a peft adapter folder and its hash."""
+    """Resolve ``name@version`` through the adapters registry, verified (hash, base), to its peft folder.
+
+    The registry is ``adapters.Registry()`` (``$DSUITE_ADAPTERS`` or ``$DSUITE_HOME/adapters``).
+    """
     try:
-        import adapters
+        from adapters import Registry
     except ImportError as exc:  # pragma: no cover - depends on the checkout
         raise DSuiteError(
             f"Cannot evaluate adapter '{spec}': the adapters package is not importable ({exc})."
         ) from exc
-    registry_cls = getattr(adapters, "Registry", None)
-    if registry_cls is None:
-        raise DSuiteError(
-            f"Cannot evaluate adapter '{spec}': adapters.Registry is not available in this checkout yet. "
-            "Evaluate the bare base (no --adapter) or a baseline (--baseline NAME) until it lands."
-        )
-    registry = registry_cls() if not hasattr(adapters, "default_registry") else adapters.default_registry()
-    entry = registry.resolve(spec)
-    folder = getattr(entry, "path", None) or (entry.get("path") if isinstance(entry, dict) else entry)
-    if folder is None:
-        raise DSuiteError(f"Adapter registry resolved '{spec}' to {entry!r}, which names no folder.")
-    expected = getattr(entry, "base_fingerprint", None)
-    if expected and expected != base.fingerprint:
-        raise DSuiteError(
-            f"Adapter '{spec}' was trained on base {expected}, but the loaded base is {base.fingerprint}. "
-            "Pass the matching --base or retrain the adapter on this base."
-        )
-    digest = getattr(entry, "content_hash", None) or getattr(entry, "hash", None) or Path(folder).name
-    return Path(folder), str(digest)
+    ref, _tensors, _config = Registry().load(spec, base.fingerprint)  # refuses hash or base mismatch
+    return Path(ref.path), ref.content_hash or ref.key
 
 
 def _with_adapter(base: Any, spec: str) -> tuple[Any, str]:
@@ -103,7 +89,7 @@ def _with_adapter(base: Any, spec: str) -> tuple[Any, str]:
     folder, digest = _adapter_folder(spec, base)
     logger.info("applying adapter %s from %s to a copy of the base", spec, folder)
     model = copy.deepcopy(base.model)
-    merged = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    merged = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()  # plain weights, fast eval
     return merged.eval(), digest
 
 
