@@ -190,6 +190,7 @@ class AdapterManager:
                     [requests[i].max_new_tokens for i in indices],
                     temperature,
                     top_p,
+                    max(requests[i].min_new_tokens for i in indices),
                 )
                 for i, ids in zip(indices, outputs, strict=True):
                     text = self.base.tokenizer.decode(ids, skip_special_tokens=True)
@@ -198,13 +199,15 @@ class AdapterManager:
         finally:
             self._release(keys)
 
-    def _generate_rows(self, prompts, keys, max_new, temperature, top_p) -> list[list[int]]:
+    def _generate_rows(self, prompts, keys, max_new, temperature, top_p, min_new=0) -> list[list[int]]:
         tokenizer = self.base.tokenizer
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         from adapters.lm import pad_left
 
         ids, mask = pad_left(prompts, pad)
         kwargs = {"max_new_tokens": max(max_new), "pad_token_id": pad}
+        if min_new:
+            kwargs["min_new_tokens"] = min(min_new, max(max_new))
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
         else:
@@ -216,7 +219,7 @@ class AdapterManager:
         for row, limit in zip(out[:, ids.shape[1] :].tolist(), max_new, strict=True):
             row = row[:limit]
             for cut, token in enumerate(row):
-                if token in eos:
+                if token in eos and cut >= min_new:
                     row = row[:cut]
                     break
             rows.append(row)
@@ -320,6 +323,36 @@ class AdapterManager:
                 out.append(scores[at : at + len(opts)])
                 at += len(opts)
             return out
+        finally:
+            self._release(keys)
+
+    def first_token_choice(
+        self, requests: Sequence[GenerationRequest | dict | str], options: Sequence[str]
+    ) -> list[list[float]] | None:
+        """Log-probability of each option's first token as the reply's first token, one row per request.
+
+        One forward pass over the prompts only (no option tokens), so it is several times cheaper than
+        :meth:`score_batch`. Returns ``None`` when two options share their first token (use ``score_batch``).
+        """
+        from adapters.lm import decoder_of, head_of, pad_right
+
+        tokenizer = self.base.tokenizer
+        firsts = [tokenizer(o, add_special_tokens=False)["input_ids"][:1] for o in options]
+        if any(not f for f in firsts) or len({f[0] for f in firsts}) < len(options):
+            return None
+        requests = [GenerationRequest.coerce(r) for r in requests]
+        keys = self._acquire([r.adapter for r in requests])
+        try:
+            rows = [self._prompt_ids(r) for r in requests]
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            ids, mask = pad_right(rows, pad)
+            last = torch.tensor([len(r) - 1 for r in rows])
+            with self._lock, torch.inference_mode(), self.lora.rows(keys):
+                hidden = decoder_of(self.base.model)(input_ids=ids, attention_mask=mask, use_cache=False)
+                hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
+                logits = head_of(self.base.model)(hidden[torch.arange(len(rows)), last]).float()  # (B, V)
+            logprobs = torch.log_softmax(logits, dim=-1)[:, [f[0] for f in firsts]]
+            return logprobs.tolist()
         finally:
             self._release(keys)
 

@@ -38,6 +38,7 @@ class _Factors:
 
 @dataclass
 class _Plan:
+    owner: int  # id of the MultiLora whose hooks apply this plan (several managers may share one base)
     keys: tuple[str | None, ...]
     uniform: str | None  # the one key when every row uses it
     is_uniform: bool
@@ -147,7 +148,7 @@ class MultiLora:
             raise DSuiteError(f"Adapters {unknown} are not loaded; loaded: {sorted(self.adapters)}.")
         distinct = set(keys)
         uniform = next(iter(distinct)) if len(distinct) == 1 else None
-        token = _PLAN.set(_Plan(keys, uniform, len(distinct) == 1))
+        token = _PLAN.set(_Plan(id(self), keys, uniform, len(distinct) == 1))
         try:
             yield
         finally:
@@ -156,7 +157,7 @@ class MultiLora:
     def _hook(self, module_name: str):
         def hook(module, args, output):
             plan = _PLAN.get()
-            if plan is None:
+            if plan is None or plan.owner != id(self):
                 return None
             x = args[0]
             if plan.is_uniform:

@@ -19,6 +19,7 @@ class GenerationRequest:
         temperature: 0 means greedy decoding.
         top_p: nucleus sampling mass when sampling.
         system: an optional system prompt (otherwise the chat template's default).
+        min_new_tokens: do not stop before this many tokens (benchmarks use it for fixed-length answers).
     """
 
     prompt: str | None = None
@@ -28,6 +29,7 @@ class GenerationRequest:
     temperature: float = 0.0
     top_p: float = 0.9
     system: str | None = None
+    min_new_tokens: int = 0
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.messages is None):

@@ -131,10 +131,14 @@ def predict(
     task: LabelTask,
     adapter: str | None,
     texts: Sequence[str],
-    batch: int = 6,
+    batch: int = 8,
     progress: bool = False,
 ) -> list[str]:
-    """The most likely label of each text under ``adapter`` (``None``: bare base)."""
+    """The most likely label of each text under ``adapter`` (``None``: bare base).
+
+    When the labels begin with distinct tokens, the choice is the label whose first token is most likely
+    (one forward pass over the prompt); otherwise the full label log-likelihoods are compared.
+    """
     from tqdm.auto import tqdm
 
     from adapters.requests import GenerationRequest
@@ -145,6 +149,9 @@ def predict(
     ):
         chunk = texts[start : start + batch]
         requests = [GenerationRequest(messages=task.messages(t), adapter=adapter) for t in chunk]
-        for scores in manager.score_batch(requests, [task.labels] * len(chunk)):
+        scored = manager.first_token_choice(requests, task.labels)  # labels start with distinct tokens
+        if scored is None:
+            scored = manager.score_batch(requests, [task.labels] * len(chunk))
+        for scores in scored:
             out.append(task.labels[max(range(len(scores)), key=scores.__getitem__)])
     return out

@@ -142,3 +142,13 @@ def test_bad_requests(manager):
         manager.generate([{"prompt": "x", "adaptor": "a0"}])
     with pytest.raises(DSuiteError, match="No adapter named 'zzz'"):
         manager.generate([GenerationRequest(prompt="x", adapter="zzz")])
+
+
+def test_first_token_choice_matches_full_scoring_for_one_token_options(manager, tiny_base):
+    request = GenerationRequest(prompt="Pick a colour", adapter="a3")
+    options = ["red", "green", "blue"]
+    assert all(len(tiny_base.tokenizer(o, add_special_tokens=False)["input_ids"]) == 1 for o in options)
+    fast = manager.first_token_choice([request, request], options)
+    full = manager.score_options(request, options)
+    assert fast[0] == pytest.approx(full, abs=1e-3) and fast[1] == pytest.approx(full, abs=1e-3)
+    assert manager.first_token_choice([request], ["card arrival", "card payment"]) is None
