@@ -74,9 +74,11 @@ class ContextRules:
             rules.sort(key=lambda r: -len(r.tokens))  # longest first
 
     def find(self, words: list[str], start: int, end: int) -> list[Trigger]:
-        """Triggers in ``words[start:end]``: longest match wins; pseudo-triggers are matched then dropped."""
-        found, i = [], start
-        while i < end:
+        """Triggers in ``words[start:end]``: the longest match at each position (matches may overlap, so
+        "was negative for" yields both "was negative" and "negative for"); no trigger starts inside a
+        pseudo-trigger ("no change", "gram negative")."""
+        found, masked_until = [], start
+        for i in range(start, end):
             match = None
             for rule in self.by_first.get(words[i], ()):
                 n = len(rule.tokens)
@@ -84,11 +86,11 @@ class ContextRules:
                     match = Trigger(rule, i, i + n)
                     break
             if match is None:
-                i += 1
                 continue
-            if match.rule.direction != "pseudo":
+            if match.rule.direction == "pseudo":
+                masked_until = max(masked_until, match.end)
+            elif i >= masked_until:
                 found.append(match)
-            i = match.end
         return found
 
 

@@ -1,0 +1,97 @@
+"""`dsuite medical ...`: code a note, run the batch coding job, build the ICD index, train the ranker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core_model.errors import DSuiteError
+
+app = typer.Typer(help="Clinical NLP: ICD-10-CM coding with evidence, assertion, batch jobs.", no_args_is_help=True)
+
+ModeOption = Annotated[
+    str,
+    typer.Option("--mode", help="Coder: full | rules+retrieval | dictionary | retrieval."),
+]
+
+
+@app.command()
+def code(
+    text: Annotated[str | None, typer.Argument(help="The note text (or use --file).")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Read the note from this UTF-8 text file.")] = None,
+    mode: ModeOption = "full",
+    note_id: Annotated[str | None, typer.Option("--id", help="Id copied into the result.")] = None,
+) -> None:
+    """Code one note and print its JSON result (codes with evidence, excluded mentions)."""
+    from domains.medical.coder import get_coder, validate_result
+
+    if (text is None) == (file is None):
+        raise DSuiteError("Give the note either as TEXT or with --file PATH (exactly one of them).")
+    if file is not None:
+        if not file.is_file():
+            raise DSuiteError(f"--file '{file}' not found; pass a UTF-8 text file with one note.")
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise DSuiteError(f"--file '{file}' is not UTF-8 text ({exc.reason}); convert it first.") from exc
+    result = get_coder(mode).code(text, note_id or (file.stem if file else None))
+    validate_result(result)
+    typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+@app.command("code-batch")
+def code_batch(
+    input: Annotated[Path, typer.Argument(help="Notes: a .csv, .jsonl or .parquet file.")],
+    out: Annotated[Path, typer.Option("--out", help="Results: a .jsonl or .parquet file.")],
+    id_col: Annotated[str, typer.Option("--id-col", help="Column holding the note id.")] = "id",
+    text_col: Annotated[str, typer.Option("--text-col", help="Column holding the note text.")] = "text",
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel worker processes.")] = 1,
+    engine: Annotated[str, typer.Option("--engine", help="local | ray (Ray Data, optional extra).")] = "local",
+    mode: ModeOption = "full",
+    chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Rows per atomic commit.")] = 64,
+    max_chars: Annotated[int, typer.Option("--max-chars", min=1, help="Longer notes are quarantined.")] = 100_000,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Code every note of a file: resumable, quarantines bad rows, prints a JSON summary at the end."""
+    from domains.medical.batch import JobConfig, run_batch
+
+    summary = run_batch(JobConfig(input=input, output=out, id_col=id_col, text_col=text_col, workers=workers,
+                                  engine=engine, mode=mode, chunk_size=chunk_size, max_chars=max_chars,
+                                  progress=not quiet))
+    typer.echo(json.dumps(summary))
+
+
+@app.command("assert")
+def assert_concept(
+    text: Annotated[str, typer.Argument(help="A sentence or note.")],
+    concept: Annotated[str, typer.Argument(help="The condition phrase inside it.")],
+) -> None:
+    """Print the assertion status (present/negated/possible/historical/hypothetical/family) of a concept."""
+    from domains.medical.assertion import assert_concepts
+
+    typer.echo(json.dumps(assert_concepts([(text, concept)])[0]))
+
+
+@app.command("build-index")
+def build_index_command(
+    codes: Annotated[str, typer.Option("--codes", help="core (shipped) | all (every code; slow).")] = "core",
+    out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Folder for the index files.")] = None,
+) -> None:
+    """Rebuild the faiss index of ICD-10-CM descriptions (all-MiniLM-L6-v2)."""
+    from domains.medical.icd_index import build_index
+    from domains.medical.resources import MEDICAL_DATA
+
+    typer.echo(json.dumps({"index": str(build_index(out_dir or MEDICAL_DATA, codes=codes))}))
+
+
+@app.command("train-ranker")
+def train_ranker_command(
+    folds: Annotated[int, typer.Option("--folds", min=2, help="Cross-fitting folds.")] = 5,
+) -> None:
+    """Retrain the code lexicon and the ICD ranker on CodiEsp train (writes data/medical/)."""
+    from domains.medical.ranker import train_ranker
+
+    typer.echo(json.dumps(train_ranker(folds=folds)))
