@@ -1,0 +1,148 @@
+"""The batch coding job: malformed rows go to quarantine, SIGKILL + rerun equals an uninterrupted run,
+and the Ray engine's output equals the local engine's."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from domains.medical.batch import JobConfig, run_batch
+from tests.conftest import REPO, dsuite_command
+
+GOOD_TEXTS = [
+    "Patient presents with fever and cough. Denies chest pain. History of hypertension.",
+    "Assessment: community acquired pneumonia. Mother had breast cancer.",
+    "No evidence of deep vein thrombosis. Type 2 diabetes mellitus, on metformin.",
+    "Chronic kidney disease and anemia. Return if vomiting.",
+]
+
+
+def _good_rows(n: int, start: int = 0) -> list[dict]:
+    return [{"id": f"note-{i:05d}", "text": f"{GOOD_TEXTS[i % 4]} Visit {i}."} for i in range(start, start + n)]
+
+
+def _write_jsonl_with_bad_rows(path: Path) -> tuple[set[str], int]:
+    """300 good rows with 100 malformed ones spread among them (all six kinds)."""
+    good = _good_rows(300)
+    lines: list[bytes] = []
+    bad = 0
+    kinds = [
+        lambda i: json.dumps({"text": "no id here, fever"}).encode(),  # missing id
+        lambda i: json.dumps({"id": "", "text": "empty id"}).encode(),  # missing id
+        lambda i: json.dumps({"id": f"x{i}"}).encode(),  # missing text
+        lambda i: json.dumps({"id": f"y{i}", "text": 12345}).encode(),  # non-text
+        lambda i: json.dumps({"id": f"z{i}", "text": "a" * 5000}).encode(),  # oversize (limit 4000)
+        lambda i: json.dumps({"id": good[i]["id"], "text": "duplicate of an earlier id"}).encode(),  # duplicate
+        lambda i: b'{"id": "u%d", "text": "caf\xe9 latte"}' % i,  # undecodable (latin-1 byte)
+        lambda i: b'{"id": "broken", "text": ',  # not JSON
+        lambda i: b'["a", "list"]',  # not an object
+        lambda i: json.dumps({"id": f"w{i}", "text": "   "}).encode(),  # empty text
+    ]
+    for i, row in enumerate(good):
+        lines.append(json.dumps(row).encode())
+        if i % 3 == 2 and bad < 100:
+            lines.append(kinds[bad % len(kinds)](i))
+            bad += 1
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return {r["id"] for r in good}, bad
+
+
+def test_malformed_rows_are_quarantined_and_good_rows_coded_once(tmp_path):
+    source = tmp_path / "notes.jsonl"
+    good_ids, bad = _write_jsonl_with_bad_rows(source)
+    assert bad == 100
+    out = tmp_path / "coded.jsonl"
+    summary = run_batch(JobConfig(input=source, output=out, mode="dictionary", chunk_size=50, max_chars=4000,
+                                  progress=False))
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert sorted(ids) == sorted(good_ids) and len(ids) == len(set(ids))
+    quarantine = [json.loads(line) for line in Path(summary["quarantine"]).read_text().splitlines()]
+    assert len(quarantine) == 100 and summary["quarantined"] == 100 and summary["coded"] == 300
+    assert all(q["reason"] for q in quarantine)
+    kinds = {q["reason"].split(":")[0] for q in quarantine}
+    assert kinds == {"missing id", "missing text", "non-text", "oversize", "duplicate id", "undecodable",
+                     "malformed"}
+    assert not out.with_name(out.name + ".parts").exists()
+    # a note's result carries its exclusions: "Denies chest pain" is never coded
+    first = json.loads(out.read_text().splitlines()[0])
+    assert "R07.9" not in {c["code"] for c in first["codes"]}
+    assert any(e["text"].lower() == "chest pain" and e["assertion"] == "negated" for e in first["excluded"])
+
+
+def _run_cli(source: Path, out: Path, extra: list[str] | None = None) -> subprocess.Popen:
+    cmd = dsuite_command("medical", "code-batch", str(source), "--out", str(out), "--mode", "dictionary",
+                         "--chunk-size", "20", "--quiet", *(extra or []))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
+    source = tmp_path / "notes.csv"
+    import csv
+
+    with source.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["id", "text"])
+        writer.writeheader()
+        writer.writerows(_good_rows(2000))
+    reference = tmp_path / "reference.jsonl"
+    run_batch(JobConfig(input=source, output=reference, mode="dictionary", chunk_size=20, progress=False))
+
+    out = tmp_path / "killed.jsonl"
+    parts = out.with_name(out.name + ".parts")
+    process = _run_cli(source, out)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(parts.glob("*.results.jsonl"))) < 3:
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the job finished before it could be killed; give it more rows"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    committed = len(list(parts.glob("*.results.jsonl")))
+    assert 3 <= committed < 100 and not out.exists()
+
+    rerun = _run_cli(source, out)
+    stdout, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr.decode()[-2000:]
+    summary = json.loads(stdout.decode().strip().splitlines()[-1])
+    assert summary["skipped_already_committed"] == committed * 20
+    assert summary["coded_this_run"] == 2000 - committed * 20
+    assert out.read_bytes() == reference.read_bytes()
+
+
+def test_ray_engine_output_equals_local(tmp_path):
+    pytest.importorskip("ray")
+    source = tmp_path / "notes.parquet"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(_good_rows(60) + [{"id": None, "text": "no id"}]), source)
+    local = tmp_path / "local.jsonl"
+    remote = tmp_path / "ray.jsonl"
+    run_batch(JobConfig(input=source, output=local, mode="dictionary", chunk_size=16, progress=False))
+    summary = run_batch(JobConfig(input=source, output=remote, mode="dictionary", chunk_size=16, engine="ray",
+                                  workers=1, progress=False))
+    assert summary["coded"] == 60 and summary["quarantined"] == 1
+    assert remote.read_bytes() == local.read_bytes()
+    assert Path(str(remote) + ".quarantine.jsonl").read_bytes() == Path(str(local) + ".quarantine.jsonl").read_bytes()
+
+
+def test_bad_settings_are_refused(tmp_path):
+    from core_model.errors import DSuiteError
+
+    source = tmp_path / "notes.txt"
+    source.write_text("x")
+    with pytest.raises(DSuiteError, match="suffix"):
+        run_batch(JobConfig(input=source, output=tmp_path / "o.jsonl", progress=False))
+    good = tmp_path / "notes.jsonl"
+    good.write_text(json.dumps({"id": "1", "text": "fever"}) + "\n")
+    with pytest.raises(DSuiteError, match="engine"):
+        run_batch(JobConfig(input=good, output=tmp_path / "o.jsonl", engine="spark", progress=False))
+    assert sys.executable

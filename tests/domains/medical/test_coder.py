@@ -1,0 +1,64 @@
+"""ICD-10-CM coding of hand-written notes with the full coder: evidence, exclusions, schema, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from domains.medical.coder import get_coder, validate_result
+
+NOTE = (
+    "HISTORY OF PRESENT ILLNESS: 58-year-old man with fever and productive cough for three days. "
+    "He denies chest pain. Mother had breast cancer.\n"
+    "PAST MEDICAL HISTORY: Hypertension.\n"
+    "ASSESSMENT: Community acquired pneumonia."
+)
+
+
+@pytest.fixture(scope="module")
+def result() -> dict:
+    return get_coder("full").code(NOTE, "n1")
+
+
+def test_denied_and_family_conditions_are_not_coded(result):
+    validate_result(result)
+    codes = {c["code"] for c in result["codes"]}
+    assert not codes & {"R07.9", "R07.89", "C50.919", "C50.911", "C50.912"}, codes
+    for c in result["codes"]:
+        for e in c["evidence"]:
+            assert "chest pain" not in e["text"].lower() and "breast cancer" not in e["text"].lower()
+    excluded = {e["text"].lower(): e for e in result["excluded"]}
+    assert excluded["chest pain"]["assertion"] == "negated"
+    assert "denies" in excluded["chest pain"]["reason"]
+    assert excluded["breast cancer"]["assertion"] == "family"
+    assert "family member" in excluded["breast cancer"]["reason"]
+
+
+def test_affirmed_conditions_are_coded_with_evidence_offsets(result):
+    by_code = {c["code"]: c for c in result["codes"]}
+    assert {"R50.9", "J18.9"} <= set(by_code), sorted(by_code)
+    for c in result["codes"]:
+        assert c["description"] and 0 <= c["score"] <= 1
+        for e in c["evidence"]:
+            assert NOTE[e["start"] : e["end"]] == e["text"]
+            assert e["text"] in e["sentence"]
+    assert result["coder"].startswith("full:icd_ranker@")
+
+
+def test_cli_code_prints_valid_json_and_rejects_bad_input(tmp_path):
+    from apps.cli.medical import app
+
+    runner = CliRunner()
+    note = tmp_path / "note.txt"
+    note.write_text("Patient denies chest pain. Assessment: pneumonia.", encoding="utf-8")
+    ok = runner.invoke(app, ["code", "--file", str(note), "--mode", "dictionary"])
+    assert ok.exit_code == 0, ok.output
+    parsed = json.loads(ok.output)
+    validate_result(parsed)
+    assert parsed["id"] == "note" and "J18.9" in {c["code"] for c in parsed["codes"]}
+    both = runner.invoke(app, ["code", "text", "--file", str(note)])
+    assert both.exit_code != 0
+    assert runner.invoke(app, ["--help"]).exit_code == 0
+    assert runner.invoke(app, ["code-batch", "--help"]).exit_code == 0
