@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import eval.data
-from eval.data.paths import DEFAULT_DATASETS, PROJECT_DATA, datasets_root
+from core_model.errors import DSuiteError
+from eval.data.paths import PROJECT_DATA, datasets_root
 
 REPO = Path(__file__).resolve().parents[2]
 CARDS = REPO / "data_cards"
@@ -25,9 +26,18 @@ NOT_LOADERS = {"paths"}
 # project data folders whose card has not landed yet: strict xfail, so a landed card makes this fail
 # until the entry is removed here (the lead decides at integration).
 CARD_OWED: dict[str, str] = {
-    "adapters_demo": "card owed by the adapters engineer (demo classification sets built from shared data)",
     "finance": "card owed by the finance engineer (glossary, annotated terms, rules)",
     "medical": "card owed by the medical engineer (ConText rules, sections, condition synonyms)",
+}
+
+# data sets named by a registered Task.dataset whose card has not landed yet (checked both ways)
+DATASET_CARD_OWED: dict[str, str] = {
+    "finance_conversations": "finance engineer (task finance.grounding)",
+    "finance_terms_annotated": "finance engineer (task finance.terms)",
+}
+# cards that exist but do not follow TEMPLATE.md yet: strict xfail, same rule as above
+NOT_TEMPLATED: dict[str, str] = {
+    "adapters_demo": "written by the adapters engineer as a table plus bullets, without the '## ' sections",
 }
 
 
@@ -72,7 +82,9 @@ def test_template_has_the_required_sections_and_the_checker_catches_bad_cards(tm
 
 
 @pytest.mark.parametrize("card", card_files(), ids=lambda p: p.stem)
-def test_card_follows_the_template(card):
+def test_card_follows_the_template(card, request):
+    if card.stem in NOT_TEMPLATED:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=NOT_TEMPLATED[card.stem]))
     assert check_card(card) == []
 
 
@@ -82,7 +94,10 @@ def test_every_external_set_has_a_card(name):
 
 
 def test_every_shared_dataset_folder_has_a_card():
-    root = datasets_root() if DEFAULT_DATASETS.is_dir() else pytest.skip("shared data sets not present")
+    try:
+        root = datasets_root()
+    except DSuiteError as exc:
+        pytest.skip(f"shared data sets not present: {exc}")
     folders = sorted(p.name for p in root.glob("*/*") if p.is_dir())
     assert len(folders) >= len(EXTERNAL)
     missing = [f for f in folders if not (CARDS / f"{f}.md").is_file()]
@@ -130,10 +145,21 @@ def test_every_registered_task_reads_a_carded_dataset():
     import domains
     from eval import get_task, task_names
 
-    domains.load_all()
+    try:
+        domains.load_all()
+    except (DSuiteError, ImportError):
+        pass  # reported by test_task_coverage; check the tasks that did register
     missing = {}
     for name in task_names():
-        dataset = get_task(name).dataset
+        try:
+            dataset = get_task(name).dataset
+        except (DSuiteError, ImportError):
+            continue  # a task that does not build is reported by test_task_coverage
         if not (CARDS / f"{dataset}.md").is_file():
             missing[name] = dataset
-    assert missing == {}, f"tasks whose data set has no card in data_cards/: {missing}"
+    owed = {task: ds for task, ds in missing.items() if ds in DATASET_CARD_OWED}
+    assert {t: d for t, d in missing.items() if t not in owed} == {}, (
+        f"tasks whose data set has no card in data_cards/: {missing}"
+    )
+    landed = sorted(ds for ds in DATASET_CARD_OWED if (CARDS / f"{ds}.md").is_file())
+    assert landed == [], f"cards {landed} have landed: remove them from DATASET_CARD_OWED"

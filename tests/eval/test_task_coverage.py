@@ -29,22 +29,28 @@ OWNER = {
 def registry_state():
     import domains
     from core_model.errors import DSuiteError
+    from domains.registry import _DOMAINS
     from eval import get_task, task_names
 
-    loaded = {d.name for d in domains.load_all()}
+    try:
+        domains.load_all()
+        load_error = None
+    except Exception as exc:  # reported by test_domains_register_their_tasks; the rest still checks
+        load_error = f"{type(exc).__name__}: {exc}"
+    loaded = set(_DOMAINS)
     by_dataset: dict[str, list[str]] = {}
     broken: dict[str, str] = {}
     for name in task_names():
         try:
             by_dataset.setdefault(get_task(name).dataset, []).append(name)
-        except DSuiteError as exc:
-            broken[name] = str(exc)
-    return loaded, by_dataset, broken
+        except (DSuiteError, ImportError) as exc:
+            broken[name] = f"{type(exc).__name__}: {exc}"
+    return loaded, by_dataset, broken, load_error
 
 
 @pytest.mark.parametrize("dataset", sorted(OWNER))
 def test_shared_dataset_has_a_registered_task(dataset, registry_state):
-    loaded, by_dataset, broken = registry_state
+    loaded, by_dataset, broken, _ = registry_state
     if by_dataset.get(dataset):
         return
     if OWNER[dataset] not in loaded:
@@ -57,10 +63,15 @@ def test_shared_dataset_has_a_registered_task(dataset, registry_state):
 
 
 def test_every_registered_task_builds(registry_state):
-    _, _, broken = registry_state
+    _, _, broken, _ = registry_state
     assert broken == {}, f"task factories that fail to build (artifacts missing?): {broken}"
 
 
 def test_harness_registers_its_own_task(registry_state):
-    _, by_dataset, _ = registry_state
+    _, by_dataset, _, _ = registry_state
     assert "lm.perplexity" in by_dataset["mtsamples"]
+
+
+def test_domains_register_their_tasks(registry_state):
+    load_error = registry_state[3]
+    assert load_error is None, f"domains.load_all() failed while registering tasks: {load_error}"
