@@ -134,11 +134,12 @@ with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
     with gr.Row():
         symbol = gr.Dropdown(symbols, value=symbol_default, allow_custom_value=True, label="Symbol")
         kind = gr.Radio(list(FEED_KINDS), value=kind_default, label="Feed")
-        show = gr.Button("Show chart", elem_id="finance-chart-btn")
+        show = gr.Button("Show live chart", elem_id="finance-chart-btn")
+        pause = gr.Button("Pause", size="sm")
     plot = gr.LinePlot(x="date", y="price", color="series", title="Price and indicators", height=300,
                        elem_id="finance-chart")
     facts = gr.Markdown(elem_id="finance-facts")
-    timer = gr.Timer(TICK_SECONDS)
+    timer = gr.Timer(TICK_SECONDS, active=False)  # ticks only once a chart is shown, until paused
 
     inputs = [question, chat, advisor_state, draft, retrieve]
     outputs = [chat, question, advisor_state, state_view, terms_view, details_view]
@@ -148,6 +149,7 @@ with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
                 api_name="finance_reset")
     for setting in (draft, retrieve):  # a new setting starts a new advisor on the next question
         setting.change(lambda: None, None, advisor_state, api_visibility="private")
-    show.click(open_chart, [symbol, kind], [plot, facts, chart_state], api_name="finance_chart")
-    demo.load(open_chart, [symbol, kind], [plot, facts, chart_state], api_visibility="private")
+    show.click(open_chart, [symbol, kind], [plot, facts, chart_state], api_name="finance_chart").then(
+        lambda: gr.Timer(active=True), None, timer, api_visibility="private")
+    pause.click(lambda: gr.Timer(active=False), None, timer, api_visibility="private")
     timer.tick(tick, chart_state, [plot, facts, chart_state], api_name="finance_tick", show_progress="hidden")
