@@ -10,7 +10,9 @@ import typer
 
 from core_model.errors import DSuiteError
 
-app = typer.Typer(help="Clinical NLP: ICD-10-CM coding with evidence, assertion, batch jobs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Clinical NLP: ICD-10-CM coding with evidence, assertion, batch jobs.", no_args_is_help=True
+)
 
 ModeOption = Annotated[
     str,
@@ -21,7 +23,9 @@ ModeOption = Annotated[
 @app.command()
 def code(
     text: Annotated[str | None, typer.Argument(help="The note text (or use --file).")] = None,
-    file: Annotated[Path | None, typer.Option("--file", help="Read the note from this UTF-8 text file.")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Read the note from this UTF-8 text file.")
+    ] = None,
     mode: ModeOption = "full",
     note_id: Annotated[str | None, typer.Option("--id", help="Id copied into the result.")] = None,
 ) -> None:
@@ -49,18 +53,33 @@ def code_batch(
     id_col: Annotated[str, typer.Option("--id-col", help="Column holding the note id.")] = "id",
     text_col: Annotated[str, typer.Option("--text-col", help="Column holding the note text.")] = "text",
     workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel worker processes.")] = 1,
-    engine: Annotated[str, typer.Option("--engine", help="local | ray (Ray Data, optional extra).")] = "local",
+    engine: Annotated[
+        str, typer.Option("--engine", help="local | ray (Ray Data, optional extra).")
+    ] = "local",
     mode: ModeOption = "full",
     chunk_size: Annotated[int, typer.Option("--chunk-size", min=1, help="Rows per atomic commit.")] = 64,
-    max_chars: Annotated[int, typer.Option("--max-chars", min=1, help="Longer notes are quarantined.")] = 100_000,
+    max_chars: Annotated[
+        int, typer.Option("--max-chars", min=1, help="Longer notes are quarantined.")
+    ] = 100_000,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Code every note of a file: resumable, quarantines bad rows, prints a JSON summary at the end."""
     from domains.medical.batch import JobConfig, run_batch
 
-    summary = run_batch(JobConfig(input=input, output=out, id_col=id_col, text_col=text_col, workers=workers,
-                                  engine=engine, mode=mode, chunk_size=chunk_size, max_chars=max_chars,
-                                  progress=not quiet))
+    summary = run_batch(
+        JobConfig(
+            input=input,
+            output=out,
+            id_col=id_col,
+            text_col=text_col,
+            workers=workers,
+            engine=engine,
+            mode=mode,
+            chunk_size=chunk_size,
+            max_chars=max_chars,
+            progress=not quiet,
+        )
+    )
     typer.echo(json.dumps(summary))
 
 

@@ -48,19 +48,21 @@ def register_tasks() -> None:
     register()
 
 
-DOMAIN = register_domain(Domain(
-    name="medical",
-    title="Medical ICD-10-CM coding",
-    adapter_name="medical",
-    description="Clinical notes to ICD-10-CM codes with evidence spans; negated, family and hypothetical "
-                "mentions are excluded with the reason.",
-    pipeline={"code": code_note, "assert": assert_concept, "batch": run_batch},
-    build_training_set=build_training_set,
-    register_tasks=register_tasks,
-    examples=[
-        "Patient denies chest pain. Mother had breast cancer. Assessment: community-acquired pneumonia.",
-        "History of hypertension and type 2 diabetes; presents with fever and cough.",
-        "No evidence of deep vein thrombosis. Possible urinary tract infection.",
-    ],
-))
+DOMAIN = register_domain(
+    Domain(
+        name="medical",
+        title="Medical ICD-10-CM coding",
+        adapter_name="medical",
+        description="Clinical notes to ICD-10-CM codes with evidence spans; negated, family and hypothetical "
+        "mentions are excluded with the reason.",
+        pipeline={"code": code_note, "assert": assert_concept, "batch": run_batch},
+        build_training_set=build_training_set,
+        register_tasks=register_tasks,
+        examples=[
+            "Patient denies chest pain. Mother had breast cancer. Assessment: community-acquired pneumonia.",
+            "History of hypertension and type 2 diabetes; presents with fever and cough.",
+            "No evidence of deep vein thrombosis. Possible urinary tract infection.",
+        ],
+    )
+)
 register_tasks()

@@ -201,7 +201,9 @@ def run_batch(cfg: JobConfig) -> dict:
     if cfg.engine not in ENGINES:
         raise DSuiteError(f"Unknown engine '{cfg.engine}'; expected one of {', '.join(ENGINES)}.")
     if cfg.workers < 1 or cfg.chunk_size < 1:
-        raise DSuiteError(f"--workers ({cfg.workers}) and the chunk size ({cfg.chunk_size}) must be at least 1.")
+        raise DSuiteError(
+            f"--workers ({cfg.workers}) and the chunk size ({cfg.chunk_size}) must be at least 1."
+        )
     if cfg.input.resolve() == cfg.output.resolve():
         raise DSuiteError("The output path is the input path; choose another --out.")
     _parts_dir(cfg).mkdir(parents=True, exist_ok=True)

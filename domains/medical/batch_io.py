@@ -32,8 +32,10 @@ def input_format(path: Path) -> str:
     """
     fmt = FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise DSuiteError(f"Input '{path}' has suffix '{Path(path).suffix}'; expected one of "
-                          f"{', '.join(sorted(FORMATS))} (CSV, JSONL or Parquet).")
+        raise DSuiteError(
+            f"Input '{path}' has suffix '{Path(path).suffix}'; expected one of "
+            f"{', '.join(sorted(FORMATS))} (CSV, JSONL or Parquet)."
+        )
     return fmt
 
 
@@ -87,7 +89,11 @@ def _csv(path: Path) -> Iterator[RawRow]:
     with path.open(encoding="utf-8", errors="surrogateescape", newline="") as handle:
         reader = csv.DictReader(handle)
         for number, record in enumerate(reader):
-            bad = [k for k, v in record.items() if isinstance(v, str) and any("\udc80" <= ch <= "\udcff" for ch in v)]
+            bad = [
+                k
+                for k, v in record.items()
+                if isinstance(v, str) and any("\udc80" <= ch <= "\udcff" for ch in v)
+            ]
             if bad:
                 yield RawRow(number, None, f"undecodable: not UTF-8 in column(s) {', '.join(map(str, bad))}")
             elif None in record:
@@ -125,8 +131,13 @@ def write_output(records: Iterator[dict], path: Path) -> int:
         with pq.ParquetWriter(tmp, schema) as writer:
             buffer: list[dict] = []
             for record in records:
-                buffer.append({"id": record["id"], "codes": [c["code"] for c in record["codes"]],
-                               "result": json.dumps(record, ensure_ascii=False, sort_keys=True)})
+                buffer.append(
+                    {
+                        "id": record["id"],
+                        "codes": [c["code"] for c in record["codes"]],
+                        "result": json.dumps(record, ensure_ascii=False, sort_keys=True),
+                    }
+                )
                 count += 1
                 if len(buffer) >= 1000:
                     writer.write_table(pa.Table.from_pylist(buffer, schema=schema))

@@ -100,7 +100,9 @@ class IcdCoder:
             self.lexicon = lexicon
         if ranker is not None:
             self.ranker = ranker
-        self.threshold = threshold if threshold is not None else (self.ranker.threshold if self.ranker else 0.0)
+        self.threshold = (
+            threshold if threshold is not None else (self.ranker.threshold if self.ranker else 0.0)
+        )
         self._retrieval_cache: dict[str, list[tuple[str, float]]] = {}
 
     # -- candidates -------------------------------------------------------------------------------------
@@ -145,11 +147,17 @@ class IcdCoder:
         for span in mentions:
             record = _span_record(doc, span, "dictionary")
             if record["assertion"] in NOT_CODED:
-                excluded.append({
-                    "text": record["text"], "start": record["start"], "end": record["end"],
-                    "sentence": record["sentence"], "assertion": record["assertion"],
-                    "reason": REASONS[record["assertion"]], "codes": list(span._.icd_codes or []),
-                })
+                excluded.append(
+                    {
+                        "text": record["text"],
+                        "start": record["start"],
+                        "end": record["end"],
+                        "sentence": record["sentence"],
+                        "assertion": record["assertion"],
+                        "reason": REASONS[record["assertion"]],
+                        "codes": list(span._.icd_codes or []),
+                    }
+                )
             for rank, code in enumerate(span._.icd_codes or []):
                 cand = get(code)
                 cand.evidence.append(record)
@@ -193,7 +201,9 @@ class IcdCoder:
             scores = self.ranker.score(usable, text)
         elif self.mode == "dictionary":
             prior = _prior()
-            scores = [c.dict_count + 0.5 * c.dict_first + 0.01 * math.log1p(prior.get(c.code, 0)) for c in usable]
+            scores = [
+                c.dict_count + 0.5 * c.dict_first + 0.01 * math.log1p(prior.get(c.code, 0)) for c in usable
+            ]
         elif self.mode == "retrieval":
             scores = [c.retrieval for c in usable]
         else:
@@ -224,8 +234,14 @@ class IcdCoder:
                 if key not in seen:
                     seen.add(key)
                     evidence.append(record)
-            codes.append({"code": cand.code, "description": describe(cand.code), "score": round(float(score), 4),
-                          "evidence": evidence[:5]})
+            codes.append(
+                {
+                    "code": cand.code,
+                    "description": describe(cand.code),
+                    "score": round(float(score), 4),
+                    "evidence": evidence[:5],
+                }
+            )
         return {
             "id": note_id,
             "codes": codes,

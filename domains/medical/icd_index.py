@@ -56,7 +56,7 @@ class IcdIndex:
 
 
 def core_codes() -> list[str]:
-    """Categories and 4-character subcategories, plus the CodiEsp train and synonym codes that ICD-10-CM knows."""
+    """Categories and 4-character subcategories, plus the known CodiEsp-train and synonym codes."""
     from domains.medical.terms import synonym_codes
 
     chosen = {c for c in all_codes() if len(c.replace(".", "")) <= 4}
@@ -116,6 +116,8 @@ def load_index() -> IcdIndex:
     index = faiss.read_index(str(INDEX_FILE))
     codes = json.loads(CODES_FILE.read_text(encoding="utf-8"))
     if index.ntotal != len(codes):
-        raise DSuiteError(f"{INDEX_FILE} holds {index.ntotal} vectors but {CODES_FILE} lists {len(codes)} codes; "
-                          "rebuild both with `dsuite medical build-index`.")
+        raise DSuiteError(
+            f"{INDEX_FILE} holds {index.ntotal} vectors but {CODES_FILE} lists {len(codes)} codes; "
+            "rebuild both with `dsuite medical build-index`."
+        )
     return IcdIndex(index, codes)

@@ -21,8 +21,27 @@ from core_model.errors import DSuiteError
 from domains.medical.terms import normalize_token
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9'-]*|\d+")
-_SKIP = STOP_WORDS | {"patient", "year", "old", "case", "day", "month", "week", "time", "study", "showed",
-                      "performed", "present", "presented", "man", "woman", "male", "female", "left", "right"}
+_SKIP = STOP_WORDS | {
+    "patient",
+    "year",
+    "old",
+    "case",
+    "day",
+    "month",
+    "week",
+    "time",
+    "study",
+    "showed",
+    "performed",
+    "present",
+    "presented",
+    "man",
+    "woman",
+    "male",
+    "female",
+    "left",
+    "right",
+}
 
 
 def ngrams(text: str) -> dict[str, tuple[int, int]]:
@@ -45,8 +64,13 @@ class Lexicon:
         self.table = table
 
     @classmethod
-    def fit(cls, notes: Iterable[tuple[str, list[str]]], min_pair: int = 2, smoothing: float = 2.0,
-            min_score: float = 0.1) -> Lexicon:
+    def fit(
+        cls,
+        notes: Iterable[tuple[str, list[str]]],
+        min_pair: int = 2,
+        smoothing: float = 2.0,
+        min_score: float = 0.1,
+    ) -> Lexicon:
         """Learn the lexicon from ``(text, codes)`` pairs.
 
         Args:
@@ -64,7 +88,9 @@ class Lexicon:
                 pair_count[gram].update(set(codes))
         table: dict[str, dict[str, float]] = {}
         for gram, pairs in pair_count.items():
-            scores = {c: round(n / (gram_count[gram] + smoothing), 4) for c, n in pairs.items() if n >= min_pair}
+            scores = {
+                c: round(n / (gram_count[gram] + smoothing), 4) for c, n in pairs.items() if n >= min_pair
+            }
             scores = {c: s for c, s in scores.items() if s >= min_score}
             if scores:
                 table[gram] = scores
@@ -91,8 +117,12 @@ class Lexicon:
         """Read a lexicon written by ``save``."""
         path = Path(path)
         if not path.is_file():
-            raise DSuiteError(f"Lexicon file '{path}' not found. Train it with `dsuite medical train-ranker`.")
+            raise DSuiteError(
+                f"Lexicon file '{path}' not found. Train it with `dsuite medical train-ranker`."
+            )
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("version") != 1 or not isinstance(data.get("table"), dict):
-            raise DSuiteError(f"{path} is not a version-1 lexicon file; retrain with `dsuite medical train-ranker`.")
+            raise DSuiteError(
+                f"{path} is not a version-1 lexicon file; retrain with `dsuite medical train-ranker`."
+            )
         return cls(data["table"])

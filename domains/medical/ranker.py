@@ -29,11 +29,47 @@ from domains.medical.terms import normalize_token
 
 log = logging.getLogger(__name__)
 LEXICON_FILE = MEDICAL_DATA / "icd_lexicon.json"
-FEATURES = ("lexicon", "lexicon_bigram", "dict_count", "dict_first", "retrieval", "prior", "category_level",
-            "desc_overlap", "only_historical", "n_evidence", "lexicon_x_prior", "lexicon_sq")
+FEATURES = (
+    "lexicon",
+    "lexicon_bigram",
+    "dict_count",
+    "dict_first",
+    "retrieval",
+    "prior",
+    "category_level",
+    "desc_overlap",
+    "only_historical",
+    "n_evidence",
+    "lexicon_x_prior",
+    "lexicon_sq",
+)
 _WORD = re.compile(r"[a-z0-9]+")
-_STOP = {"of", "the", "and", "or", "with", "without", "in", "to", "for", "other", "unspecified", "specified",
-         "not", "elsewhere", "classified", "nos", "due", "by", "as", "on", "a", "an", "site", "type"}
+_STOP = {
+    "of",
+    "the",
+    "and",
+    "or",
+    "with",
+    "without",
+    "in",
+    "to",
+    "for",
+    "other",
+    "unspecified",
+    "specified",
+    "not",
+    "elsewhere",
+    "classified",
+    "nos",
+    "due",
+    "by",
+    "as",
+    "on",
+    "a",
+    "an",
+    "site",
+    "type",
+}
 
 
 def _words(text: str) -> set[str]:
@@ -54,11 +90,22 @@ def feature_matrix(cands: list, text: str, prior: dict[str, int]) -> np.ndarray:
         overlap = len(desc & note_words) / len(desc) if desc else 0.0
         coded = c.coded_evidence()
         p = math.log1p(prior.get(c.code, 0))
-        rows.append([
-            c.lexicon, float(c.lexicon_bigram), math.log1p(c.dict_count), float(c.dict_first), c.retrieval, p,
-            float("." not in c.code), overlap, float(all(e["assertion"] == "historical" for e in coded)),
-            math.log1p(len(coded)), c.lexicon * p, c.lexicon**2,
-        ])
+        rows.append(
+            [
+                c.lexicon,
+                float(c.lexicon_bigram),
+                math.log1p(c.dict_count),
+                float(c.dict_first),
+                c.retrieval,
+                p,
+                float("." not in c.code),
+                overlap,
+                float(all(e["assertion"] == "historical" for e in coded)),
+                math.log1p(len(coded)),
+                c.lexicon * p,
+                c.lexicon**2,
+            ]
+        )
     return np.asarray(rows, dtype=np.float64).reshape(-1, len(FEATURES))
 
 
@@ -67,8 +114,10 @@ class Ranker:
 
     def __init__(self, data: dict) -> None:
         if data.get("features") != list(FEATURES):
-            raise DSuiteError(f"{RANKER} was trained with features {data.get('features')}, this code expects "
-                              f"{list(FEATURES)}. Retrain with `dsuite medical train-ranker`.")
+            raise DSuiteError(
+                f"{RANKER} was trained with features {data.get('features')}, this code expects "
+                f"{list(FEATURES)}. Retrain with `dsuite medical train-ranker`."
+            )
         self.data = data
         self.mean = np.asarray(data["mean"])
         self.scale = np.asarray(data["scale"])
@@ -172,15 +221,22 @@ def train_ranker(folds: int = 5, seed: int = 0) -> dict:
         "prior": dict(sorted(prior.items())),
         "trained_on": "codiesp_en train (500 notes), cross-fitted lexicon features",
     }
-    data["version"] = "icd_ranker@" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
+    data["version"] = (
+        "icd_ranker@" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
+    )
     Lexicon.fit([(n["text"], n["codes"]) for n in notes]).save(LEXICON_FILE)
     tmp = RANKER.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
     tmp.replace(RANKER)
     load_ranker.cache_clear()
-    summary = {"candidates": int(len(y_all)), "positives": int(y_all.sum()), "threshold": threshold,
-               "train_crossfit_map": mean_average_precision(rankings, golds),
-               "candidate_recall": float(y_all.sum()) / sum(len(g) for g in golds), "version": data["version"]}
+    summary = {
+        "candidates": int(len(y_all)),
+        "positives": int(y_all.sum()),
+        "threshold": threshold,
+        "train_crossfit_map": mean_average_precision(rankings, golds),
+        "candidate_recall": float(y_all.sum()) / sum(len(g) for g in golds),
+        "version": data["version"],
+    }
     log.info("ranker trained: %s", summary)
     return summary
 

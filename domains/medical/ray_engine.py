@@ -33,7 +33,9 @@ def run_ray(chunks: Iterable, cfg, done: Callable) -> None:
     try:
         import ray
     except ImportError as exc:
-        raise DSuiteError('--engine ray needs Ray Data: pip install "ray[data]" (or use --engine local).') from exc
+        raise DSuiteError(
+            '--engine ray needs Ray Data: pip install "ray[data]" (or use --engine local).'
+        ) from exc
     import json
 
     chunks = list(chunks)
@@ -45,16 +47,26 @@ def run_ray(chunks: Iterable, cfg, done: Callable) -> None:
         return
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(num_cpus=max(1, cfg.workers), include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}})
+        ray.init(
+            num_cpus=max(1, cfg.workers),
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}},
+        )
     try:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
         items = [{"chunk": c.index, "id": i, "text": t} for c in chunks for i, t in c.notes]
         dataset = ray.data.from_items(items, override_num_blocks=max(1, min(len(chunks), 4 * cfg.workers)))
-        mapped = dataset.map_batches(_code_batch, fn_kwargs={"mode": cfg.mode}, batch_size=cfg.chunk_size,
-                                     batch_format="default", concurrency=max(1, cfg.workers))
+        mapped = dataset.map_batches(
+            _code_batch,
+            fn_kwargs={"mode": cfg.mode},
+            batch_size=cfg.chunk_size,
+            batch_format="default",
+            concurrency=max(1, cfg.workers),
+        )
         by_index = {c.index: c for c in chunks}
         current, outcomes = None, []
         for row in mapped.iter_rows():

@@ -1,4 +1,4 @@
-"""The medical domain's data files (rules, sections, synonyms, schemas): where they are, loaded and validated."""
+"""The medical data files (rules, sections, synonyms, schemas): where they are, loaded and validated."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ def load_validated(path: Path, schema_path: Path) -> Any:
     """
     path = Path(path)
     if not path.is_file():
-        raise DSuiteError(f"Data file '{path}' not found. Expected a JSON file valid against {schema_path.name}.")
+        raise DSuiteError(
+            f"Data file '{path}' not found. Expected a JSON file valid against {schema_path.name}."
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

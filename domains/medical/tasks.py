@@ -40,8 +40,13 @@ def _negspacy_predict(examples: list[dict]) -> list[dict]:
             doc.ents = [span.char_span(0, len(span.text), label="CONDITION") or span]
             doc = negex(doc)
             negated = bool(doc.ents[0]._.negex)
-        outputs.append({"negation": "Negated" if negated else "Affirmed", "temporality": "Recent",
-                        "assertion": "negated" if negated else "present"})
+        outputs.append(
+            {
+                "negation": "Negated" if negated else "Affirmed",
+                "temporality": "Recent",
+                "assertion": "negated" if negated else "present",
+            }
+        )
     del termset
     return outputs
 
@@ -68,11 +73,13 @@ def _assertion_predict(examples: list[dict], system: SystemSpec) -> list[dict]:
 
     outputs = []
     for result in assert_concepts([(e["sentence"], e["concept"]) for e in examples]):
-        outputs.append({
-            "negation": "Negated" if result["assertion"] == "negated" else "Affirmed",
-            "temporality": _temporality(result),
-            "assertion": result["assertion"],
-        })
+        outputs.append(
+            {
+                "negation": "Negated" if result["assertion"] == "negated" else "Affirmed",
+                "temporality": _temporality(result),
+                "assertion": result["assertion"],
+            }
+        )
     return outputs
 
 
@@ -80,12 +87,17 @@ def _assertion_score(examples: list[dict], outputs: list[dict]) -> dict[str, flo
     from eval.metrics import per_class_prf
 
     metrics: dict[str, float] = {}
-    negation = per_class_prf([e["negation"] for e in examples], [o["negation"] for o in outputs], NEGATION_LABELS)
+    negation = per_class_prf(
+        [e["negation"] for e in examples], [o["negation"] for o in outputs], NEGATION_LABELS
+    )
     for key in ("precision", "recall", "f1"):
         metrics[f"negated_{key}"] = negation["Negated"][key]
         metrics[f"affirmed_{key}"] = negation["Affirmed"][key]
-    temporality = per_class_prf([e["temporality"] for e in examples], [o["temporality"] for o in outputs],
-                                ("Recent", "Historical", "Not particular"))
+    temporality = per_class_prf(
+        [e["temporality"] for e in examples],
+        [o["temporality"] for o in outputs],
+        ("Recent", "Historical", "Not particular"),
+    )
     for label, name in (("Historical", "historical"), ("Not particular", "hypothetical")):
         for key in ("precision", "recall", "f1"):
             metrics[f"{name}_{key}"] = temporality[label][key]
@@ -99,20 +111,23 @@ def assertion_task() -> Task:
     return Task(
         name="medical.assertion",
         dataset=negex.CARD,
-        description="Negation and temporality of a given condition in NegEx/ConText sentences (P/R/F1 per class)",
+        description="Negation and temporality of a given condition in NegEx/ConText sentences (P/R/F1)",
         load=lambda split: negex.load(),
         predict=_assertion_predict,
         score=_assertion_score,
         primary_metric="negated_f1",
         baselines=("negspacy_default",),
         splits=("test",),
-        labels=lambda examples, outputs: ([e["negation"] for e in examples], [o["negation"] for o in outputs]),
+        labels=lambda examples, outputs: (
+            [e["negation"] for e in examples],
+            [o["negation"] for o in outputs],
+        ),
         batch_size=256,
         needs_model=False,
     )
 
 
-# -- medical.icd ----------------------------------------------------------------------------------------------
+# -- medical.icd ---------------------------------------------------------------------------------------
 def _icd_predict(examples: list[dict], system: SystemSpec) -> list[dict]:
     from domains.medical.coder import get_coder
 
@@ -120,10 +135,12 @@ def _icd_predict(examples: list[dict], system: SystemSpec) -> list[dict]:
     outputs = []
     for example in examples:
         ranked, _ = coder.rank(example["text"])
-        outputs.append({
-            "ranked": [c.code for c, _ in ranked],
-            "assigned": [c.code for c, s in ranked if s >= coder.threshold],
-        })
+        outputs.append(
+            {
+                "ranked": [c.code for c, _ in ranked],
+                "assigned": [c.code for c, s in ranked if s >= coder.threshold],
+            }
+        )
     return outputs
 
 
@@ -165,12 +182,14 @@ def icd_task() -> Task:
     )
 
 
-# -- medical.mtsamples_coding ----------------------------------------------------------------------------------
+# -- medical.mtsamples_coding --------------------------------------------------------------------------
 def _mts_load(split: str) -> list[dict]:
     from eval.data import mtsamples
 
-    return [{"id": r["id"], "text": r["text"], "specialty": r["specialty"]}
-            for r in mtsamples.load(limit=300, dedupe=True)]
+    return [
+        {"id": r["id"], "text": r["text"], "specialty": r["specialty"]}
+        for r in mtsamples.load(limit=300, dedupe=True)
+    ]
 
 
 def _mts_predict(examples: list[dict], system: SystemSpec) -> list[dict]:
@@ -186,13 +205,20 @@ def _mts_predict(examples: list[dict], system: SystemSpec) -> list[dict]:
             valid = True
         except DSuiteError:
             valid = False
-        outputs.append({
-            "valid": valid,
-            "n_codes": len(result["codes"]),
-            "n_excluded": len(result["excluded"]),
-            "evidence_ok": all(c["evidence"] and all(e["assertion"] not in ("negated", "family", "hypothetical")
-                                                     for e in c["evidence"]) for c in result["codes"]),
-        })
+        outputs.append(
+            {
+                "valid": valid,
+                "n_codes": len(result["codes"]),
+                "n_excluded": len(result["excluded"]),
+                "evidence_ok": all(
+                    c["evidence"]
+                    and all(
+                        e["assertion"] not in ("negated", "family", "hypothetical") for e in c["evidence"]
+                    )
+                    for c in result["codes"]
+                ),
+            }
+        )
     return outputs
 
 

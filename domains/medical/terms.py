@@ -28,9 +28,27 @@ log = logging.getLogger(__name__)
 MAX_TERM_TOKENS = 10
 TERMS_FORMAT = "2"  # bump when tokenisation or variant rules change (part of the cache key)
 _BRACKETS = re.compile(r"\s*[\[(][^\])]*[\])]")
-_QUALIFIER = re.compile(r",?\s*\b(unspecified|not specified|not elsewhere classified|nos)\b.*$", re.IGNORECASE)
-_NOT_ALONE = STOP_WORDS | {"other", "specified", "unspecified", "disorder", "disease", "condition", "history",
-                           "type", "left", "right", "part", "site", "finding", "status", "use", "problem"}
+_QUALIFIER = re.compile(
+    r",?\s*\b(unspecified|not specified|not elsewhere classified|nos)\b.*$", re.IGNORECASE
+)
+_NOT_ALONE = STOP_WORDS | {
+    "other",
+    "specified",
+    "unspecified",
+    "disorder",
+    "disease",
+    "condition",
+    "history",
+    "type",
+    "left",
+    "right",
+    "part",
+    "site",
+    "finding",
+    "status",
+    "use",
+    "problem",
+}
 
 if not Span.has_extension("icd_codes"):
     Span.set_extension("icd_codes", default=None)
@@ -78,7 +96,11 @@ def build_terms() -> dict[str, list[str]]:
     def add(text: str, code: str) -> None:
         key = term_key(text)
         words = key.split()
-        if not words or len(words) > MAX_TERM_TOKENS or all(w in _NOT_ALONE or not w.isalnum() for w in words):
+        if (
+            not words
+            or len(words) > MAX_TERM_TOKENS
+            or all(w in _NOT_ALONE or not w.isalnum() for w in words)
+        ):
             return
         codes = table.setdefault(key, [])
         if code not in codes:

@@ -16,8 +16,10 @@ from pathlib import Path
 from core_model.errors import DSuiteError
 from domains.medical.icd_codes import describe
 
-PROMPT = ("Clinical note sentence: {sentence}\nCandidate ICD-10-CM code: {code} ({description})\n"
-          "Does the sentence support this code for the patient? Answer yes or no.")
+PROMPT = (
+    "Clinical note sentence: {sentence}\nCandidate ICD-10-CM code: {code} ({description})\n"
+    "Does the sentence support this code for the patient? Answer yes or no."
+)
 _WORD = re.compile(r"[a-z]{3,}")
 
 
@@ -57,9 +59,17 @@ def build_training_set(out_path: str | Path, limit: int | None = None, seed: int
                 continue
             negative = rng.choice([c for c in frequent if c not in note["codes"]])
             for candidate, answer in ((code, "yes"), (negative, "no")):
-                prompt = PROMPT.format(sentence=sentence.strip(), code=candidate, description=describe(candidate))
-                records.append({"messages": [{"role": "user", "content": prompt},
-                                             {"role": "assistant", "content": answer}]})
+                prompt = PROMPT.format(
+                    sentence=sentence.strip(), code=candidate, description=describe(candidate)
+                )
+                records.append(
+                    {
+                        "messages": [
+                            {"role": "user", "content": prompt},
+                            {"role": "assistant", "content": answer},
+                        ]
+                    }
+                )
     rng.shuffle(records)
     if limit is not None:
         records = records[:limit]

@@ -18,7 +18,7 @@ def load(split: str = "dev", limit: int | None = None) -> list[dict]:
         limit: keep only the first ``limit`` cases (None: all).
 
     Returns:
-        Dicts with ``id``, ``text`` (the English text) and ``codes`` (upper-cased diagnosis codes, file order).
+        Dicts with ``id``, ``text`` (the English text) and ``codes`` (upper-cased diagnosis codes).
 
     Raises:
         DSuiteError: an unknown split.

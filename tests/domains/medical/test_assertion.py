@@ -48,7 +48,9 @@ def test_user_rules_extend_the_shipped_ones(tmp_path):
 
 def test_invalid_rules_file_names_the_problem(tmp_path):
     path = tmp_path / "rules.json"
-    path.write_text(json.dumps({"version": 1, "rules": [{"literal": "no", "category": "NEGATED", "direction": "x"}]}))
+    path.write_text(
+        json.dumps({"version": 1, "rules": [{"literal": "no", "category": "NEGATED", "direction": "x"}]})
+    )
     with pytest.raises(DSuiteError, match="rules/0"):
         ContextRules(path)
 

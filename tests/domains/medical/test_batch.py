@@ -25,7 +25,9 @@ GOOD_TEXTS = [
 
 
 def _good_rows(n: int, start: int = 0) -> list[dict]:
-    return [{"id": f"note-{i:05d}", "text": f"{GOOD_TEXTS[i % 4]} Visit {i}."} for i in range(start, start + n)]
+    return [
+        {"id": f"note-{i:05d}", "text": f"{GOOD_TEXTS[i % 4]} Visit {i}."} for i in range(start, start + n)
+    ]
 
 
 def _write_jsonl_with_bad_rows(path: Path) -> tuple[set[str], int]:
@@ -39,7 +41,9 @@ def _write_jsonl_with_bad_rows(path: Path) -> tuple[set[str], int]:
         lambda i: json.dumps({"id": f"x{i}"}).encode(),  # missing text
         lambda i: json.dumps({"id": f"y{i}", "text": 12345}).encode(),  # non-text
         lambda i: json.dumps({"id": f"z{i}", "text": "a" * 5000}).encode(),  # oversize (limit 4000)
-        lambda i: json.dumps({"id": good[i]["id"], "text": "duplicate of an earlier id"}).encode(),  # duplicate
+        lambda i: json.dumps(
+            {"id": good[i]["id"], "text": "duplicate of an earlier id"}
+        ).encode(),  # duplicate
         lambda i: b'{"id": "u%d", "text": "caf\xe9 latte"}' % i,  # undecodable (latin-1 byte)
         lambda i: b'{"id": "broken", "text": ',  # not JSON
         lambda i: b'["a", "list"]',  # not an object
@@ -59,16 +63,24 @@ def test_malformed_rows_are_quarantined_and_good_rows_coded_once(tmp_path):
     good_ids, bad = _write_jsonl_with_bad_rows(source)
     assert bad == 100
     out = tmp_path / "coded.jsonl"
-    summary = run_batch(JobConfig(input=source, output=out, mode="dictionary", chunk_size=50, max_chars=4000,
-                                  progress=False))
+    summary = run_batch(
+        JobConfig(input=source, output=out, mode="dictionary", chunk_size=50, max_chars=4000, progress=False)
+    )
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     assert sorted(ids) == sorted(good_ids) and len(ids) == len(set(ids))
     quarantine = [json.loads(line) for line in Path(summary["quarantine"]).read_text().splitlines()]
     assert len(quarantine) == 100 and summary["quarantined"] == 100 and summary["coded"] == 300
     assert all(q["reason"] for q in quarantine)
     kinds = {q["reason"].split(":")[0] for q in quarantine}
-    assert kinds == {"missing id", "missing text", "non-text", "oversize", "duplicate id", "undecodable",
-                     "malformed"}
+    assert kinds == {
+        "missing id",
+        "missing text",
+        "non-text",
+        "oversize",
+        "duplicate id",
+        "undecodable",
+        "malformed",
+    }
     assert not out.with_name(out.name + ".parts").exists()
     # a note's result carries its exclusions: "Denies chest pain" is never coded
     first = json.loads(out.read_text().splitlines()[0])
@@ -77,8 +89,19 @@ def test_malformed_rows_are_quarantined_and_good_rows_coded_once(tmp_path):
 
 
 def _run_cli(source: Path, out: Path, extra: list[str] | None = None) -> subprocess.Popen:
-    cmd = dsuite_command("medical", "code-batch", str(source), "--out", str(out), "--mode", "dictionary",
-                         "--chunk-size", "20", "--quiet", *(extra or []))
+    cmd = dsuite_command(
+        "medical",
+        "code-batch",
+        str(source),
+        "--out",
+        str(out),
+        "--mode",
+        "dictionary",
+        "--chunk-size",
+        "20",
+        "--quiet",
+        *(extra or []),
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -127,11 +150,23 @@ def test_ray_engine_output_equals_local(tmp_path):
     local = tmp_path / "local.jsonl"
     remote = tmp_path / "ray.jsonl"
     run_batch(JobConfig(input=source, output=local, mode="dictionary", chunk_size=16, progress=False))
-    summary = run_batch(JobConfig(input=source, output=remote, mode="dictionary", chunk_size=16, engine="ray",
-                                  workers=1, progress=False))
+    summary = run_batch(
+        JobConfig(
+            input=source,
+            output=remote,
+            mode="dictionary",
+            chunk_size=16,
+            engine="ray",
+            workers=1,
+            progress=False,
+        )
+    )
     assert summary["coded"] == 60 and summary["quarantined"] == 1
     assert remote.read_bytes() == local.read_bytes()
-    assert Path(str(remote) + ".quarantine.jsonl").read_bytes() == Path(str(local) + ".quarantine.jsonl").read_bytes()
+    assert (
+        Path(str(remote) + ".quarantine.jsonl").read_bytes()
+        == Path(str(local) + ".quarantine.jsonl").read_bytes()
+    )
 
 
 def test_bad_settings_are_refused(tmp_path):
