@@ -160,10 +160,11 @@ class FinanceAdvisor:
 
     def snapshot(self, symbol: str) -> Snapshot:
         """The latest snapshot of ``symbol`` from its feed."""
-        from domains.finance.feeds import feed_for
+        from domains.finance.market import default_snapshot
 
-        feed = self.feeds.get(symbol) or feed_for(symbol, seed=self.seed)
-        return latest_snapshot(feed)
+        if symbol in self.feeds:
+            return latest_snapshot(self.feeds[symbol])
+        return default_snapshot(symbol, self.seed)
 
     def _cite_terms(self, text: str, mentions) -> tuple[list[Term], list[dict]]:
         terms: list[Term] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from domains.finance.feeds import Bar, Feed
 from domains.finance.indicators import IndicatorState
@@ -90,3 +91,14 @@ def latest_snapshot(feed: Feed) -> Snapshot:
     if last is None:
         raise DSuiteError(f"Feed {feed.source} for {feed.symbol} yielded no bars.")
     return last
+
+
+@lru_cache(maxsize=32)
+def default_snapshot(symbol: str, seed: int = 0) -> Snapshot:
+    """The latest snapshot of ``symbol``'s default feed (shared history replay, else the seeded simulation).
+
+    Both are fixed series, so the result is cached per process.
+    """
+    from domains.finance.feeds import feed_for
+
+    return latest_snapshot(feed_for(symbol, seed=seed))
