@@ -12,10 +12,15 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
+
+# run as a script, this file's folder comes first on sys.path and its name would shadow the `adapters` package
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 PROMPTS = [
     "What is a bond yield?",

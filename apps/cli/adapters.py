@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated
@@ -257,6 +258,7 @@ def continual_run(
     state: StateOption = None,
     preset: Annotated[str, typer.Option(help="LoRA settings preset.")] = "quick",
     max_eval: Annotated[int | None, typer.Option(help="Evaluate at most N test rows per domain.")] = None,
+    max_train: Annotated[int | None, typer.Option(help="Train on at most N rows per domain.")] = None,
     out: Annotated[Path | None, typer.Option(help="Write the final report JSON here.")] = None,
 ) -> None:
     """Add the domains of a tasks.json one by one with add_domain, then print the continual report."""
@@ -274,7 +276,10 @@ def continual_run(
         raise DSuiteError(f"Domains {unknown} are not in {tasks}; it has {list(specs)}.")
     learner = _learner(base, registry, state, max_eval, tasks, preset)
     for name in order:
-        step = learner.add_domain(name, specs[name])
+        task = specs[name]
+        if max_train:
+            task = dataclasses.replace(task, train=task.train[:max_train])
+        step = learner.add_domain(name, task)
         typer.echo(
             json.dumps(
                 {
@@ -292,7 +297,16 @@ def continual_run(
                 }
             )
         )
-    report = learner.report()
+    report = {
+        **learner.report(),
+        "settings": {
+            "preset": preset,
+            "max_train": max_train,
+            "max_eval": max_eval,
+            "base": learner.base.fingerprint,
+            "base_path": learner.base.name,
+        },
+    }
     text = json.dumps(report, indent=1)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
