@@ -1,0 +1,67 @@
+"""The advisor: state across turns, refusals, disclaimer, number grounding (extractive mode, no model)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core_model.errors import DSuiteError
+from domains.finance.advisor import FinanceAdvisor
+from domains.finance.grounding import check_numbers, keep_grounded_sentences
+from domains.finance.policy import check_request, disclaimer
+
+
+def test_state_is_carried_across_a_multi_turn_script():
+    advisor = FinanceAdvisor(mode="extractive", use_retrieval=False)
+    first = advisor.ask("I'm 35, saving for retirement in 30 years with $20,000 and moderate risk.")
+    assert first.state["goal"] == "retirement" and first.state["horizon_years"] == 30.0
+    assert first.state["risk_tolerance"] == "medium" and first.state["amount"] == 20000.0
+    second = advisor.ask("How is SPY doing?")
+    assert second.state["goal"] == "retirement" and second.state["instruments"] == ["SPY"]
+    assert second.snapshots[0]["symbol"] == "SPY" and second.changed == ["instruments"]
+    third = advisor.ask("What does the RSI say?")  # no ticker: SPY comes from the state
+    assert third.snapshots[0]["symbol"] == "SPY"
+    assert third.state["horizon_years"] == 30.0
+    assert "relative strength index" in [t["term"] for t in third.cited_terms]
+    fourth = advisor.ask("Actually I'm aggressive.")
+    assert fourth.state["risk_tolerance"] == "high" and fourth.state["goal"] == "retirement"
+    for answer in (first, second, third, fourth):
+        assert answer.disclaimer in answer.text and answer.grounding.ok
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("Can you guarantee me a 10% return?", "guaranteed_return"),
+        ("Is there a risk-free profit with options?", "guaranteed_return"),
+        ("My friend at Acme told me unannounced earnings; should I buy?", "insider_trading"),
+        ("Let's pump and dump this coin", "market_manipulation"),
+    ],
+)
+def test_refusals_explain(text, rule):
+    answer = FinanceAdvisor(mode="extractive", use_retrieval=False).ask(text)
+    assert answer.refused == rule
+    assert len(answer.body) > 60 and answer.disclaimer in answer.text
+
+
+def test_ordinary_questions_are_not_refused():
+    assert check_request("What is an index fund?") is None
+    assert check_request("What is a guaranteed investment certificate's disclaimer?") is None
+
+
+def test_grounding_check_against_sources():
+    sources = ["SPY on 2020-08-28: close 350.58, 14-day RSI 79.7", "I have $20,000"]
+    assert check_numbers("SPY closed at 350.58 with an RSI near 79.7 and you have $20,000.", sources).ok
+    assert check_numbers("SPY closed near 350.6.", sources).ok  # same number at lower precision
+    bad = check_numbers("SPY will reach 400 soon.", sources)
+    assert not bad.ok and bad.ungrounded == ["400"]
+    kept, dropped = keep_grounded_sentences("RSI is 79.7. It will rise 12% next week.", sources)
+    assert kept == "RSI is 79.7." and dropped == ["It will rise 12% next week."]
+
+
+def test_empty_question_is_an_error():
+    with pytest.raises(DSuiteError, match="non-empty question"):
+        FinanceAdvisor(mode="extractive", use_retrieval=False).ask("  ")
+
+
+def test_disclaimer_text():
+    assert "not personal financial advice" in disclaimer()
