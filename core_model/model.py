@@ -18,6 +18,7 @@ from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from core_model.config import MODEL_TYPE, DSuiteConfig
+from core_model.errors import DSuiteError
 from core_model.modules import Attention, MoE, RMSNorm, RotaryEmbedding, SwiGLU, attention_masks
 
 
@@ -126,6 +127,30 @@ class DSuiteForCausalLM(DSuitePreTrainedModel, GenerationMixin):
         self.vocab_size = config.vocab_size
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
+
+    def configure(self, **knobs) -> DSuiteForCausalLM:
+        """Change runtime knobs in place (``attention_mode``, ``window``, ``stride``, ``sink_tokens``,
+        ``experts_per_token``, ``rope_scaling``, ``rope_factor``); the weights are untouched.
+
+        Raises:
+            DSuiteError: an unknown knob or a bad value (the previous settings are kept).
+        """
+        allowed = {"attention_mode", "window", "stride", "sink_tokens", "experts_per_token", "rope_scaling",
+                   "rope_factor", "aux_loss_alpha"}
+        unknown = set(knobs) - allowed
+        if unknown:
+            raise DSuiteError(f"Unknown runtime knobs {sorted(unknown)}; expected some of {sorted(allowed)}.")
+        old = {k: getattr(self.config, k) for k in knobs}
+        for key, value in knobs.items():
+            setattr(self.config, key, value)
+        try:
+            self.config.validate_settings()
+        except DSuiteError:
+            for key, value in old.items():
+                setattr(self.config, key, value)
+            raise
+        self.model.rotary_emb._inv_freq = None  # recomputed for the new rope scaling
+        return self
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.model.embed_tokens

@@ -65,3 +65,42 @@ def info(base: BaseOption = None, as_json: JsonOption = False) -> None:
     else:
         for key, value in record.items():
             typer.echo(f"{key:>24}: {value}")
+
+
+def _calibration_texts(limit_chars: int = 400_000) -> tuple[list[str], str]:
+    """Clinical case reports (CodiEsp train) and financial news sentences (PhraseBank), interleaved.
+
+    Not the held-out text of bench/sparsity.py (MTSamples, MultiWOZ, TAT-QA).
+    """
+    from eval.data.paths import dataset_dir, read_jsonl
+
+    clinical_file = dataset_dir("medical/codiesp_en") / "codiesp_en_train.jsonl"
+    finance_file = dataset_dir("finance/financial_phrasebank") / "fpb_sentences.jsonl"
+    clinical = [r["text_en"] for r in read_jsonl(clinical_file)]
+    finance = [r["sentence"] for r in read_jsonl(finance_file)]
+    texts, size = [], 0
+    for i, note in enumerate(clinical):
+        chunk = [note, " ".join(finance[i * 20 : (i + 1) * 20])]
+        texts.extend(c for c in chunk if c)
+        size += sum(len(c) for c in chunk)
+        if size >= limit_chars:
+            break
+    return texts, "CodiEsp-en train case reports + Financial PhraseBank sentences"
+
+
+@app.command()
+def calibrate(
+    base: BaseOption = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps per router and gate.")] = 300,
+    seqs: Annotated[int, typer.Option("--seqs", min=1, help="Calibration rows of --seq-len tokens.")] = 16,
+    seq_len: Annotated[int, typer.Option("--seq-len", min=16, help="Tokens per calibration row.")] = 256,
+) -> None:
+    """Fit the MoE routers and hybrid gates on text (everything else frozen); prints one JSON line."""
+    from core_model import load_base
+    from core_model.calibrate import calibrate as run_calibration
+
+    texts, source = _calibration_texts()
+    folder = run_calibration(load_base(base), texts, steps=steps, seq_len=seq_len, n_seqs=seqs, source=source)
+    record = json.loads((folder / "calibration.json").read_text())
+    record.pop("losses")
+    typer.echo(json.dumps({"path": str(folder), **record}))

@@ -56,7 +56,41 @@ class MoE(nn.Module):
         weights = (top_p - top_p.detach() + 1.0).to(x.dtype)  # value 1, gradient of p
         return probs, top_i, weights
 
+    def _mlps(self) -> list[SwiGLU]:
+        return ([self.shared_experts] if self.shared_experts is not None else []) + list(self.experts)
+
+    def _fused_weights(self):
+        """All experts as one SwiGLU: ``(gate_up (2I, D), down (D, I))``, or None when experts are wrapped.
+
+        Frozen weights (inference, or LoRA training elsewhere) use a cached concatenation, rebuilt when any
+        expert weight is replaced or modified in place; trainable expert weights are concatenated per call so
+        gradients flow back to each expert.
+        """
+        mlps = self._mlps()
+        linears = [lin for m in mlps for lin in (m.gate_proj, m.up_proj, m.down_proj)]
+        if any(type(lin) is not nn.Linear for lin in linears):
+            return None  # e.g. peft- or quantization-wrapped experts: run them one by one
+        weights = [lin.weight for lin in linears]
+        if torch.is_grad_enabled() and any(w.requires_grad for w in weights):
+            return self._concat(mlps)
+        stamp = tuple((w.data_ptr(), w._version, w.dtype) for w in weights)
+        if getattr(self, "_fused_stamp", None) != stamp:
+            with torch.no_grad():
+                self._fused = self._concat(mlps)
+            self._fused_stamp = stamp
+        return self._fused
+
+    @staticmethod
+    def _concat(mlps: list[SwiGLU]):
+        gate_up = torch.cat([m.gate_proj.weight for m in mlps] + [m.up_proj.weight for m in mlps])  # (2I, D)
+        down = torch.cat([m.down_proj.weight for m in mlps], dim=1)  # (D, I)
+        return gate_up, down
+
     def _all_experts(self, x: torch.Tensor) -> torch.Tensor:  # (N, D) -> (N, D)
+        fused = self._fused_weights()
+        if fused is not None:  # one matmul pair instead of 1 + n_routed small ones: the dense MLP's speed
+            gate, up = F.linear(x, fused[0]).chunk(2, dim=-1)  # (N, I) each
+            return F.linear(F.silu(gate) * up, fused[1])
         out = self.shared_experts(x) if self.shared_experts is not None else torch.zeros_like(x)
         for expert in self.experts:
             out = out + expert(x)

@@ -176,3 +176,24 @@ def test_bad_settings_raise_clear_errors():
         config_from_preset("tiny", experts_per_token=9)
     with pytest.raises(DSuiteError, match="Unknown config preset"):
         config_from_preset("huge")
+
+
+def test_fused_all_expert_path_follows_weight_changes():
+    model = tiny()
+    moe = model.model.layers[1].mlp
+    x = torch.randn(1, 3, 64)
+    with torch.no_grad():
+        before, _ = moe(x)
+        moe.experts[2].down_proj.weight.mul_(2.0)  # in-place change: the cached fusion must notice
+        after, _ = moe(x)
+        expected = moe.shared_experts(x) + sum(e(x) for e in moe.experts)
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after, expected, atol=1e-5)
+
+
+def test_experts_train_through_the_fused_path():
+    model = tiny().train()
+    x = ids(t=8)
+    model(x, labels=x).loss.backward()
+    grads = [e.gate_proj.weight.grad for e in model.model.layers[1].mlp.experts]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
