@@ -1,0 +1,134 @@
+"""`dsuite cs ...`: the customer-service assistant in the terminal, and its training commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from apps.cli.options import BaseOption
+
+app = typer.Typer(help="Customer service: chat, intents, FAQ, dialog state tracking.", no_args_is_help=True)
+
+GenerateOption = Annotated[bool, typer.Option("--generate/--no-generate",
+                                              help="Write a model reply when no FAQ answer fits.")]
+AdapterOption = Annotated[str | None, typer.Option("--adapter", help="Adapter for generated replies.")]
+
+
+def _turn_json(turn) -> str:
+    record = turn.to_dict()
+    record["faq_sources"] = [{"id": h["id"], "question": h["question"], "score": round(h["score"], 3)}
+                             for h in record["faq_sources"]]
+    return json.dumps(record, ensure_ascii=False)
+
+
+@app.command()
+def chat(
+    base: BaseOption = None,
+    generate: GenerateOption = True,
+    adapter: AdapterOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per turn.")] = False,
+) -> None:
+    """Talk to the support assistant; one message per line, an empty line or Ctrl-D ends."""
+    from domains.customer_service.session import CustomerServiceSession
+
+    session = CustomerServiceSession(generate=generate, adapter=adapter, base=base)
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            typer.echo("you> ", nl=False)
+        line = sys.stdin.readline()
+        if not line or not line.strip():
+            break
+        turn = session.respond(line)
+        if as_json:
+            typer.echo(_turn_json(turn))
+            continue
+        typer.echo(f"assistant> {turn.reply}")
+        detail = f"   [intent {turn.intent} p={turn.confidence:.2f}; source {turn.source}; state {turn.state}"
+        if turn.escalation:
+            detail += f"; ESCALATED ({turn.escalation.reason}: {turn.escalation.detail})"
+        typer.echo(detail + "]")
+        if turn.escalation:
+            break
+
+
+@app.command()
+def ask(
+    text: Annotated[str, typer.Argument(help="The customer's message.")],
+    base: BaseOption = None,
+    generate: GenerateOption = False,
+) -> None:
+    """Answer one message and print the turn as JSON (intent, state, FAQ sources, escalation)."""
+    from domains.customer_service.session import CustomerServiceSession
+
+    typer.echo(_turn_json(CustomerServiceSession(generate=generate, base=base).respond(text)))
+
+
+@app.command("train-intents")
+def train_intents_command(
+    dataset: Annotated[str, typer.Option("--dataset", help="banking77, clinc150 or bitext.")],
+    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the train split.")] = 3,
+    split_layer: Annotated[int, typer.Option("--split-layer", help="First MiniLM layer that is tuned.")] = 4,
+) -> None:
+    """Fine-tune the intent classifier (LoRA on MiniLM's top layers) and save it under data/customer_service."""
+    from domains.customer_service.intent_training import IntentTrainConfig, train_intents
+
+    meta = train_intents(dataset, IntentTrainConfig(epochs=epochs, split_layer=split_layer))
+    typer.echo(json.dumps({"metrics": meta["metrics"], "baseline_metrics": meta["baseline_metrics"]}))
+
+
+@app.command("build-faq")
+def build_faq() -> None:
+    """Index the Bitext train-split questions (the test business's FAQ) for retrieval."""
+    from domains.customer_service.faq import FaqIndex
+    from eval.data import bitext
+
+    folder = FaqIndex.build(bitext.load("train")).save()
+    typer.echo(json.dumps({"folder": str(folder)}))
+
+
+@app.command("dst-data")
+def dst_data(
+    out: Annotated[Path, typer.Argument(help="JSONL file to write.")],
+    limit: Annotated[int, typer.Option("--limit", help="User turns to sample from MultiWOZ dev.")] = 800,
+) -> None:
+    """Write the customer-service adapter's training set (MultiWOZ dev state updates)."""
+    from domains.customer_service.dst_adapter import build_training_set
+
+    typer.echo(json.dumps({"path": str(build_training_set(out, limit=limit))}))
+
+
+@app.command()
+def track(
+    dialogue: Annotated[Path, typer.Argument(help="JSON list of {system, user} turns.")],
+    adapter: AdapterOption = None,
+    base: BaseOption = None,
+    rules: Annotated[bool, typer.Option("--rules", help="Use the rule baseline instead of the adapter.")] = False,
+) -> None:
+    """Print the dialog state after each user turn of a dialogue file."""
+    from core_model.errors import DSuiteError
+
+    try:
+        turns = json.loads(dialogue.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DSuiteError(f"Cannot read dialogue '{dialogue}': {exc}. Give a JSON list of "
+                          '{"system": "...", "user": "..."} turns.') from exc
+    if not isinstance(turns, list) or not all(isinstance(t, dict) and "user" in t for t in turns):
+        raise DSuiteError(f"'{dialogue}' must hold a JSON list of {{\"system\", \"user\"}} objects.")
+    if rules:
+        from domains.customer_service.rule_tracker import track_dialogue
+
+        states = track_dialogue(turns)
+    else:
+        from adapters import AdapterManager, Registry
+        from core_model import load_base
+        from domains.customer_service.dst_adapter import ADAPTER_NAME, AdapterTracker
+
+        tracker = AdapterTracker(AdapterManager(load_base(base), Registry()), adapter=adapter or ADAPTER_NAME)
+        states = tracker.track([turns])[0]
+    for turn, state in zip(turns, states, strict=True):
+        typer.echo(json.dumps({"user": turn["user"], "state": state}, ensure_ascii=False))

@@ -1,0 +1,156 @@
+"""Dialog state tracking with the customer-service LoRA adapter on the base model.
+
+After each user turn the adapter writes the slots that turn sets (a JSON object); the tracker merges it into
+the running state, normalises the values and keeps only what the schema accepts, so the full state after
+every turn is a schema-valid JSON object. The prompt (``data/customer_service/dst_prompt.json``) gives the
+domain in focus, the slots the rule tracker found in the turn, the last system turn and the user turn.
+Training records come from MultiWOZ dev (the train split is not in the shared copy).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from domains.customer_service.normalize import normalize_state
+from domains.customer_service.rule_tracker import RuleTracker
+from domains.customer_service.schema import MULTIWOZ_SLOTS, load_schema
+from eval.data.paths import PROJECT_DATA, read_json
+
+logger = logging.getLogger(__name__)
+
+PROMPT_FILE = PROJECT_DATA / "customer_service" / "dst_prompt.json"
+ADAPTER_NAME = "customer_service"
+_JSON = re.compile(r"\{.*?\}", re.S)
+
+
+@lru_cache(maxsize=1)
+def prompt_template() -> dict:
+    """The tracker's system prompt and user template."""
+    return read_json(PROMPT_FILE)
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"\s+([?.!,'])", r"\1", text).strip()
+
+
+def domain_slots(schema: str, domain: str | None) -> str:
+    """The slot names (without the domain prefix) of ``domain`` in ``schema``, comma-separated."""
+    if not domain:
+        return "-"
+    names = [s.split("-", 1)[1] for s in load_schema(schema).slots if s.split("-", 1)[0] == domain]
+    return ", ".join(names) or "-"
+
+
+def turn_messages(system: str, user: str, domain: str | None, rules: dict, schema: str = "multiwoz") -> list[dict]:
+    """The chat messages the adapter sees for one user turn."""
+    template = prompt_template()
+    content = template["user"].format(domain=domain or "none", slots=domain_slots(schema, domain),
+                                      rules=json.dumps(rules, ensure_ascii=False),
+                                      system=_compact(system) or "-", user=_compact(user))
+    return [{"role": "system", "content": template["system"]}, {"role": "user", "content": content}]
+
+
+def parse_delta(text: str) -> dict[str, str]:
+    """The first JSON object in the model's answer, as ``{slot: value}`` strings ({} when none parses)."""
+    match = _JSON.search(text)
+    if not match:
+        return {}
+    try:
+        value = json.loads(match.group(0))
+    except json.JSONDecodeError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): str(v) for k, v in value.items() if isinstance(v, (str, int, float)) and str(v).strip()}
+
+
+def _domain_of(delta: dict, fallback: str | None) -> str | None:
+    return next(iter(delta)).split("-", 1)[0] if delta else fallback
+
+
+def gold_delta(previous: dict, current: dict) -> dict:
+    """Slots whose value is new or changed between two gold states."""
+    return {k: v for k, v in current.items() if previous.get(k) != v}
+
+
+def build_training_set(out_path: str | Path, limit: int | None = 800, seed: int = 0) -> Path:
+    """Write MultiWOZ dev turns as chat JSONL records (prompt -> the turn's gold state update).
+
+    Args:
+        out_path: the JSONL file to write.
+        limit: keep this many user turns, sampled evenly at random over the dev dialogues (None: all).
+        seed: sampling seed.
+    """
+    from adapters.data import write_jsonl
+    from eval.data import multiwoz
+
+    records = []
+    rng = random.Random(seed)
+    dropout = float(prompt_template().get("hint_dropout", 0.0))
+    for dialogue in multiwoz.load_dialogues("dev"):
+        rules, previous, focus = RuleTracker(), {}, None
+        for turn in multiwoz.user_turns(dialogue):
+            rules.update(turn["user"], turn["system"])
+            focus = rules.active or focus  # as at inference: the rules' domain, else the last update's
+            gold = {k: v for k, v in normalize_state(turn["state"]).items() if k in MULTIWOZ_SLOTS}
+            delta = gold_delta(previous, gold)
+            hint = {} if rng.random() < dropout else rules.last_found
+            messages = turn_messages(turn["system"], turn["user"], focus, hint)
+            messages.append({"role": "assistant", "content": json.dumps(delta, ensure_ascii=False)})
+            records.append({"messages": messages, "dialogue_id": dialogue["dialogue_id"]})
+            previous, focus = gold, _domain_of(delta, focus)
+    if limit is not None and limit < len(records):
+        records = random.Random(seed).sample(records, limit)
+    out = write_jsonl(out_path, records)
+    logger.info("wrote %d DST training records to %s", len(records), out)
+    return Path(out)
+
+
+class AdapterTracker:
+    """Tracks many dialogues at once, one user turn per step, batching the adapter's generations."""
+
+    def __init__(self, manager, adapter: str | None = ADAPTER_NAME, schema: str = "multiwoz",
+                 max_new_tokens: int = 48):
+        self.manager, self.adapter, self.max_new_tokens = manager, adapter, max_new_tokens
+        self.schema_name = schema
+        self.schema = load_schema(schema)
+
+    def track(self, dialogues: list[list[dict]], services: list[str] | None = None) -> list[list[dict]]:
+        """States after every user turn for each dialogue (``[{"system", "user"}]`` per dialogue).
+
+        Args:
+            dialogues: user turns with the system turn before each.
+            services: a fixed domain per dialogue (SGD: its one service); None lets the rules find it.
+        """
+        from adapters import GenerationRequest
+
+        states = [[] for _ in dialogues]
+        running = [{} for _ in dialogues]
+        domains: list[str | None] = list(services) if services else [None for _ in dialogues]
+        use_rules = self.schema_name == "multiwoz"
+        rules = [RuleTracker() for _ in dialogues]
+        for step in range(max((len(d) for d in dialogues), default=0)):
+            active = [i for i, d in enumerate(dialogues) if step < len(d)]
+            requests = []
+            for i in active:
+                turn = dialogues[i][step]
+                if use_rules:
+                    rules[i].update(turn["user"], turn.get("system", ""))
+                    domains[i] = rules[i].active or domains[i]
+                messages = turn_messages(turn.get("system", ""), turn["user"], domains[i], rules[i].last_found,
+                                         self.schema_name)
+                requests.append(GenerationRequest(messages=messages, adapter=self.adapter,
+                                                  max_new_tokens=self.max_new_tokens))
+            results = self.manager.generate(requests)
+            for i, result in zip(active, results, strict=True):
+                delta = self.schema.clean(normalize_state(parse_delta(result.text)))
+                running[i] = {**running[i], **delta}
+                if use_rules:
+                    domains[i] = _domain_of(delta, domains[i])
+                states[i].append(dict(running[i]))
+        return states

@@ -1,0 +1,88 @@
+"""Train the customer-service adapter (dialog state tracking) and ship it as a small repository artifact.
+
+``train_dst_adapter`` writes the training set (MultiWOZ dev state updates), trains a LoRA with
+``adapters.train_adapter`` on the base, and copies the registered peft files to
+``data/customer_service/adapter/`` (a few MB). ``ensure_registered`` registers that shipped copy in the
+user's adapter registry when it is not there yet, so the tracker works on a fresh machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from core_model.errors import DSuiteError
+from core_model.paths import dsuite_home
+from domains.customer_service.dst_adapter import ADAPTER_NAME, build_training_set
+from eval.data.paths import PROJECT_DATA
+
+logger = logging.getLogger(__name__)
+
+SHIPPED_ADAPTER = PROJECT_DATA / "customer_service" / "adapter"
+PEFT_FILES = ("adapter_model.safetensors", "adapter_config.json")
+
+
+def train_dst_adapter(limit: int = 400, epochs: float = 1.0, base: str | None = None,
+                      work_dir: Path | None = None) -> dict:
+    """Train the adapter on ``limit`` sampled MultiWOZ dev turns, register it, and ship a copy.
+
+    Returns:
+        ``{"adapter": "name@version", "shipped": folder, "training": ...}``.
+    """
+    from adapters import LoraTrainConfig, Registry, train_adapter
+
+    from core_model import load_base
+
+    work_dir = Path(work_dir or dsuite_home() / "customer_service")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    data = build_training_set(work_dir / "dst_train.jsonl", limit=limit)
+    loaded = load_base(base)
+    card = (
+        "# Training data of adapter `customer_service`\n\n"
+        f"- source: MultiWOZ 2.1 (ConvLab-2) **dev** split, {limit} user turns sampled at random (seed 0); the "
+        "train split is not in the shared copy\n"
+        "- record: prompt (domain in focus and its slots, rule-tracker hint, last system turn, user turn) -> "
+        "the JSON object of slots the turn sets or changes\n"
+        "- license: MultiWOZ MIT / ConvLab-2 copy CC BY 4.0\n- known limits: see data_cards/customer_service_adapter.md\n"
+    )
+    config = LoraTrainConfig(epochs=epochs, batch_size=8, lr=1e-3, max_length=256, eval_fraction=0.05,
+                             max_eval=40, checkpoint_every=0)
+    registry = Registry()
+    ref = train_adapter(ADAPTER_NAME, data, base=loaded, config=config, registry=registry, data_card=card)
+    SHIPPED_ADAPTER.mkdir(parents=True, exist_ok=True)
+    for name in PEFT_FILES:
+        shutil.copy2(ref.path / name, SHIPPED_ADAPTER / name)
+    meta = {"adapter": ref.key, "base_fingerprint": loaded.fingerprint, "training_records": limit,
+            "epochs": epochs, "training": ref.meta.get("training", {})}
+    (SHIPPED_ADAPTER / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+    logger.info("trained %s; shipped copy in %s", ref.key, SHIPPED_ADAPTER)
+    return {"adapter": ref.key, "shipped": str(SHIPPED_ADAPTER), "training": meta["training"]}
+
+
+def ensure_registered(registry=None, base_fingerprint: str | None = None) -> str:
+    """Register the shipped adapter in ``registry`` (default ``adapters.Registry()``) unless present.
+
+    Returns:
+        The ``name@version`` to use.
+
+    Raises:
+        DSuiteError: neither the registry nor the repository holds the adapter.
+    """
+    from adapters import Registry
+
+    registry = registry if registry is not None else Registry()
+    if ADAPTER_NAME in registry.names():
+        return registry.resolve(ADAPTER_NAME).key
+    meta_path = SHIPPED_ADAPTER / "meta.json"
+    if not meta_path.is_file():
+        raise DSuiteError(f"No '{ADAPTER_NAME}' adapter in {registry.root} and no shipped copy in "
+                          f"{SHIPPED_ADAPTER}. Train it with `dsuite cs train-dst`.")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if base_fingerprint and base_fingerprint != meta["base_fingerprint"]:
+        raise DSuiteError(f"The shipped '{ADAPTER_NAME}' adapter was trained on base {meta['base_fingerprint']}, "
+                          f"not {base_fingerprint}; retrain it with `dsuite cs train-dst --base ...`.")
+    ref = registry.register_folder(ADAPTER_NAME, SHIPPED_ADAPTER, base_fingerprint=meta["base_fingerprint"],
+                                   training=meta.get("training"))
+    return ref.key

@@ -1,0 +1,141 @@
+"""Intent classification with out-of-scope rejection: MiniLM (+ a small LoRA) and a cosine head.
+
+An ``IntentModel`` lives in ``data/customer_service/intents/<name>/``: the peft LoRA of the encoder's top
+layers, ``head.safetensors`` (class directions and biases) and ``meta.json`` (labels, scale, the
+out-of-scope threshold chosen on the validation split, and the training metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core_model.errors import DSuiteError
+from domains.customer_service import tfidf
+from eval.data.paths import PROJECT_DATA
+
+logger = logging.getLogger(__name__)
+
+INTENTS_DIR = PROJECT_DATA / "customer_service" / "intents"
+OOS = "oos"
+
+
+@dataclass(frozen=True)
+class IntentPrediction:
+    """The predicted intent of one text.
+
+    Attributes:
+        label: the intent, or ``"oos"`` when rejected as out of scope.
+        confidence: probability of the best in-scope intent (softmax over the head).
+        best: the best in-scope intent even when rejected.
+        top: the three best ``(intent, probability)`` pairs.
+    """
+
+    label: str
+    confidence: float
+    best: str
+    top: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def out_of_scope(self) -> bool:
+        return self.label == OOS
+
+
+@dataclass
+class IntentModel:
+    """A trained intent classifier (encoder LoRA + cosine head + rejection threshold)."""
+
+    name: str
+    labels: list[str]
+    weight: object  # torch.Tensor (C, H), rows unit-norm
+    bias: object  # torch.Tensor (C,)
+    scale: float
+    threshold: float | None
+    folder: Path
+    meta: dict
+
+    @classmethod
+    def load(cls, name_or_dir: str | Path) -> IntentModel:
+        """Load a saved model by name (``banking77``, ``clinc150``, ``bitext``) or folder.
+
+        Raises:
+            DSuiteError: the folder or one of its files is missing.
+        """
+        from safetensors.torch import load_file
+
+        folder = Path(name_or_dir)
+        if not folder.is_dir():
+            folder = INTENTS_DIR / str(name_or_dir)
+        meta_path, head_path = folder / "meta.json", folder / "head.safetensors"
+        if not meta_path.is_file() or not head_path.is_file():
+            known = sorted(p.name for p in INTENTS_DIR.glob("*") if (p / "meta.json").is_file())
+            raise DSuiteError(
+                f"No intent model at '{folder}' (expected meta.json and head.safetensors). Known models: "
+                f"{', '.join(known) or '(none)'}. Train one with `dsuite cs train-intents --dataset NAME`."
+            )
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        head = load_file(str(head_path))
+        return cls(meta["name"], list(meta["labels"]), head["weight"], head["bias"], float(meta["scale"]),
+                   meta.get("threshold"), folder, meta)
+
+    @property
+    def lora_dir(self) -> Path | None:
+        return self.folder if (self.folder / "adapter_config.json").is_file() else None
+
+    def embed(self, texts: list[str], progress: bool = False):
+        """Unit embeddings (N, H) from the fine-tuned encoder."""
+        from domains.customer_service.encoder import embed
+
+        return embed(texts, lora_dir=self.lora_dir, progress=progress)
+
+    def probabilities(self, embeddings, texts: list[str] | None = None):
+        """Class probabilities (N, C): the cosine head over unit embeddings (N, H), mixed with the
+        character TF-IDF regression over ``texts`` when the model has one."""
+        import torch
+
+        logits = self.scale * torch.as_tensor(embeddings) @ self.weight.T + self.bias  # (N, C)
+        probs = torch.softmax(logits, dim=-1).numpy()
+        mix = float(self.meta.get("tfidf_weight") or 0.0)
+        if mix > 0:
+            if texts is None:
+                raise DSuiteError(f"Intent model '{self.name}' mixes in TF-IDF; pass the texts too.")
+            probs = (1 - mix) * probs + mix * tfidf.probabilities(*self.lexical, texts)
+        return probs
+
+    @property
+    def lexical(self):
+        """The TF-IDF part ``(vectorizer, weight, bias)``, loaded on first use."""
+        if not hasattr(self, "_lexical"):
+            self._lexical = tfidf.load(self.folder)
+            if self._lexical is None:
+                raise DSuiteError(f"Intent model '{self.folder}' lacks tfidf.json; retrain it.")
+        return self._lexical
+
+    def decide(self, probs, threshold: float | None = None) -> list[IntentPrediction]:
+        """Turn probabilities into predictions, rejecting below ``threshold`` (default: the saved one)."""
+        import numpy as np
+
+        threshold = self.threshold if threshold is None else threshold
+        in_scope = [i for i, label in enumerate(self.labels) if label != OOS]
+        out = []
+        for row in probs:
+            order = np.argsort(-row)
+            top = [(self.labels[i], float(row[i])) for i in order[:3]]
+            best = max(in_scope, key=lambda i: row[i])
+            winner = self.labels[order[0]]
+            confidence = float(row[best])
+            rejected = winner == OOS or (threshold is not None and confidence < threshold)
+            out.append(IntentPrediction(OOS if rejected else self.labels[best], confidence, self.labels[best], top))
+        return out
+
+    def predict(self, texts: list[str], threshold: float | None = None,
+                progress: bool = False) -> list[IntentPrediction]:
+        """Predict the intent of each text (``"oos"`` when rejected)."""
+        if isinstance(texts, str):
+            raise DSuiteError("IntentModel.predict takes a list of texts; wrap a single text in a list.")
+        if not texts:
+            return []
+        texts = list(texts)
+        return self.decide(self.probabilities(self.embed(texts, progress=progress), texts), threshold)

@@ -1,0 +1,133 @@
+"""A customer-service conversation: ``CustomerServiceSession.respond(text) -> Turn``.
+
+Per user turn: intent (with out-of-scope rejection), the retail dialog state, FAQ retrieval with
+placeholders filled from the state, escalation (request, low confidence, repeated failure, strong negative
+sentiment, each with its reason), and a generated reply when no FAQ fits.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+
+from core_model.errors import DSuiteError
+from domains.customer_service.escalation import Escalation, EscalationPolicy
+from domains.customer_service.faq import FaqHit, FaqIndex, fill_placeholders
+from domains.customer_service.intents import IntentModel
+from domains.customer_service.retail_tracker import update_retail_state
+from domains.customer_service.sentiment import negativity
+from eval.data.paths import PROJECT_DATA, read_json
+
+logger = logging.getLogger(__name__)
+
+PROMPTS_FILE = PROJECT_DATA / "customer_service" / "prompts.json"
+FAQ_MIN_SCORE = 0.55  # cosine similarity below which no FAQ answer is given
+
+
+@lru_cache(maxsize=1)
+def prompts() -> dict:
+    """System prompt, handover and clarification texts."""
+    return read_json(PROMPTS_FILE)
+
+
+@dataclass
+class Turn:
+    """What the assistant did with one user message.
+
+    Attributes:
+        user: the customer's text.
+        reply: the assistant's answer.
+        intent: the predicted intent (``"oos"`` when out of scope).
+        confidence: probability of the best in-scope intent.
+        state: the dialog state after this turn (retail schema slots).
+        faq_sources: the FAQ entries the answer came from (empty for generated replies).
+        escalation: the handover and its reason, or None.
+        source: ``faq``, ``generated``, ``clarify`` or ``handover``.
+    """
+
+    user: str
+    reply: str
+    intent: str
+    confidence: float
+    state: dict
+    faq_sources: list[FaqHit] = field(default_factory=list)
+    escalation: Escalation | None = None
+    source: str = "faq"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class CustomerServiceSession:
+    """One conversation with the support assistant (not thread-safe; one per user)."""
+
+    def __init__(self, intent_model: str = "bitext", faq: str = "bitext", generate: bool = True,
+                 adapter: str | None = None, base: str | None = None, max_new_tokens: int = 96):
+        """Args:
+            intent_model: saved intent model name (the business's intents).
+            faq: FAQ index name.
+            generate: write a reply with the language model when no FAQ fits (else ask to clarify).
+            adapter: adapter name for generated replies (None: the bare base).
+            base: base checkpoint folder (None: the default base).
+            max_new_tokens: length cap of generated replies.
+        """
+        self.intents = IntentModel.load(intent_model)
+        self.faq = FaqIndex.load(faq)
+        self.generate, self.adapter, self.base, self.max_new_tokens = generate, adapter, base, max_new_tokens
+        self.policy = EscalationPolicy()
+        self.state: dict = {}
+        self.history: list[Turn] = []
+        self.escalated: Escalation | None = None
+
+    def respond(self, text: str) -> Turn:
+        """Handle one user message and return the turn (also appended to ``history``)."""
+        if not isinstance(text, str) or not text.strip():
+            raise DSuiteError("respond() needs a non-empty customer message (got an empty string).")
+        text = text.strip()
+        vector = self.intents.embed([text])
+        prediction = self.intents.decide(self.intents.probabilities(vector, [text]))[0]
+        self.state = update_retail_state(self.state, text)
+        hits = self._faq_hits(text)
+        good = [h for h in hits if h.score >= FAQ_MIN_SCORE and h.intent == prediction.best]
+        answered = bool(good) and not prediction.out_of_scope
+        escalation = self.policy.decide(prediction, negativity(text), answered)
+        if escalation:
+            self.escalated = escalation
+            reply, source, sources = prompts()["handover"][escalation.reason], "handover", []
+        elif answered:
+            reply, source, sources = fill_placeholders(good[0].answer, self.state), "faq", good[:1]
+        elif self.generate:
+            reply, source, sources = self._generated(text), "generated", []
+        else:
+            reply, source, sources = prompts()["clarify"], "clarify", []
+        turn = Turn(text, reply, prediction.label, prediction.confidence, dict(self.state), sources, escalation, source)
+        self.history.append(turn)
+        logger.info("turn intent=%s conf=%.2f source=%s escalation=%s", turn.intent, turn.confidence, source,
+                    escalation.reason if escalation else None)
+        return turn
+
+    def _faq_hits(self, text: str) -> list[FaqHit]:
+        from domains.customer_service.encoder import embed
+
+        return self.faq.search(embed([text]), k=3)[0]
+
+    def messages(self, text: str) -> list[dict]:
+        """The chat messages for a generated reply: system prompt, the last turns, the new message."""
+        messages = [{"role": "system", "content": prompts()["system"]}]
+        for turn in self.history[-3:]:
+            messages += [{"role": "user", "content": turn.user}, {"role": "assistant", "content": turn.reply}]
+        return messages + [{"role": "user", "content": text}]
+
+    def _generated(self, text: str) -> str:
+        from core_model import load_base
+        from core_model.generation import GenerationSettings, generate
+
+        settings = GenerationSettings(max_new_tokens=self.max_new_tokens)
+        if self.adapter:
+            try:
+                from adapters import AdapterManager  # noqa: F401  (the adapters engineer's API)
+            except ImportError as exc:
+                raise DSuiteError(f"Adapter '{self.adapter}' asked for, but the adapters package has no "
+                                  "AdapterManager yet; run without --adapter.") from exc
+        return generate(load_base(self.base), self.messages(text), settings).strip()

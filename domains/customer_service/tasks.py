@@ -1,0 +1,282 @@
+"""Evaluation tasks of the customer-service domain (``cs.*``), registered with ``eval.register_task``.
+
+- ``cs.banking77``: intent accuracy (ours: MiniLM + top-layer LoRA + cosine head; baseline ``minilm_lr``).
+- ``cs.clinc150``: in-scope accuracy with rejection, OOS recall/precision (threshold from validation).
+- ``cs.bitext_escalation``: escalation recall on ``contact_human_agent`` and false-escalation rate.
+- ``cs.bitext_faq``: FAQ retrieval (answer intent @1, recall @3) over the train-split Q/A pairs.
+- ``cs.multiwoz``: joint goal accuracy and slot F1 (adapter tracker; baseline ``rules``); MultiWOZ 2.1.
+- ``cs.sgd``: zero-shot state tracking on the SGD Payment_1 / RentalCars_3 subset.
+"""
+
+from __future__ import annotations
+
+from functools import cache, lru_cache
+
+from core_model.errors import DSuiteError
+from eval.registry import SystemSpec, Task, register_task
+
+BASELINE_LR = "minilm_lr"
+BASELINE_RULES = "rules"
+
+
+# ---- intents ---------------------------------------------------------------------------------------------
+@cache
+def _intent_model(name: str):
+    from domains.customer_service.intents import IntentModel
+
+    return IntentModel.load(name)
+
+
+def _baseline_probs(name: str, texts: list[str]):
+    """Frozen MiniLM embeddings + the saved logistic regression (the simple baseline row)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from domains.customer_service.encoder import embed
+
+    model = _intent_model(name)
+    path = model.folder / "baseline_lr.safetensors"
+    if not path.is_file():
+        raise DSuiteError(f"'{path}' is missing; retrain with `dsuite cs train-intents --dataset {name}`.")
+    lr = load_file(str(path))
+    logits = torch.as_tensor(embed(texts)) @ lr["weight"].T + lr["bias"]
+    return torch.softmax(logits, -1).numpy()
+
+
+def intent_predictions(name: str, texts: list[str], system: SystemSpec):
+    """Predictions of the fine-tuned model, or of the ``minilm_lr`` baseline."""
+    model = _intent_model(name)
+    if system.baseline == BASELINE_LR:
+        return model.decide(_baseline_probs(name, texts), model.meta.get("baseline_threshold"))
+    if system.baseline:
+        raise DSuiteError(f"Unknown baseline '{system.baseline}' for cs intents; expected '{BASELINE_LR}'.")
+    return model.predict(texts)
+
+
+def _intent_task(task: str, dataset: str, loader, score, primary: str, description: str) -> Task:
+    def predict(examples, system):
+        preds = intent_predictions(dataset, [e["text"] for e in examples], system)
+        return [{"label": p.label, "best": p.best, "confidence": round(p.confidence, 4)} for p in preds]
+
+    return Task(
+        name=task, dataset=_intent_model(dataset).meta["dataset_card"], description=description, load=loader,
+        predict=predict, score=score, primary_metric=primary, baselines=(BASELINE_LR,),
+        splits=("test", "validation"),
+        labels=lambda ex, out: ([e["label"] for e in ex], [o["label"] for o in out]),
+        batch_size=256, needs_model=False,
+    )
+
+
+def _score_accuracy(examples, outputs):
+    from eval.metrics import accuracy
+
+    return {"accuracy": accuracy([e["label"] for e in examples], [o["label"] for o in outputs])}
+
+
+def _score_oos(examples, outputs):
+    from eval.metrics import accuracy, oos_metrics
+
+    gold = [e["label"] for e in examples]
+    scores = oos_metrics(gold, [o["label"] for o in outputs])
+    in_scope = [(e["label"], o["best"]) for e, o in zip(examples, outputs, strict=True) if e["label"] != "oos"]
+    scores["in_scope_accuracy_no_reject"] = accuracy([g for g, _ in in_scope], [p for _, p in in_scope])
+    return scores
+
+
+def banking77_task() -> Task:
+    from eval.data import banking77
+
+    return _intent_task("cs.banking77", "banking77", banking77.load, _score_accuracy, "accuracy",
+                        "BANKING77 intent accuracy (77 intents, 3,080 test queries)")
+
+
+def clinc150_task() -> Task:
+    from eval.data import clinc150
+
+    return _intent_task("cs.clinc150", "clinc150", clinc150.load, _score_oos, "in_scope_accuracy",
+                        "CLINC150 in-scope accuracy with rejection, OOS recall and precision")
+
+
+# ---- Bitext: escalation and FAQ ----------------------------------------------------------------------------
+def escalation_decisions(texts: list[str], system: SystemSpec) -> list[dict]:
+    """Single-turn escalation decisions (a fresh conversation per request) with their reasons."""
+    from domains.customer_service.escalation import EscalationPolicy
+    from domains.customer_service.sentiment import negativity
+
+    out = []
+    for text, prediction in zip(texts, intent_predictions("bitext", texts, system), strict=True):
+        decision = EscalationPolicy().decide(prediction, negativity(text), answered=True)
+        out.append({"escalated": decision is not None, "reason": decision.reason if decision else None,
+                    "intent": prediction.label, "confidence": round(prediction.confidence, 4)})
+    return out
+
+
+def _score_escalation(examples, outputs):
+    from eval.data.bitext import ESCALATION_INTENT
+
+    pos = [o["escalated"] for e, o in zip(examples, outputs, strict=True) if e["label"] == ESCALATION_INTENT]
+    neg = [o["escalated"] for e, o in zip(examples, outputs, strict=True) if e["label"] != ESCALATION_INTENT]
+    return {"escalation_recall": sum(pos) / max(1, len(pos)), "false_escalation_rate": sum(neg) / max(1, len(neg)),
+            "positives": float(len(pos)), "negatives": float(len(neg))}
+
+
+def bitext_escalation_task() -> Task:
+    from eval.data import bitext
+
+    def load(split: str):
+        # validation+test gives 27 contact_human_agent requests instead of 10 or 17
+        if split == "heldout":
+            return bitext.load("validation") + bitext.load("test")
+        return bitext.load(split)
+
+    return Task(
+        name="cs.bitext_escalation", dataset=bitext.CARD,
+        description="Bitext: contact_human_agent escalation recall and false-escalation rate on other requests",
+        load=load, predict=lambda ex, system: escalation_decisions([e["text"] for e in ex], system),
+        score=_score_escalation, primary_metric="escalation_recall", baselines=(BASELINE_LR,),
+        splits=("heldout", "test", "validation"), batch_size=256, needs_model=False,
+    )
+
+
+@lru_cache(maxsize=1)
+def _faq_index():
+    from domains.customer_service.faq import FaqIndex
+
+    return FaqIndex.load("bitext")
+
+
+@lru_cache(maxsize=1)
+def _tfidf():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    index = _faq_index()
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    return vectorizer, vectorizer.fit_transform([r["text"] for r in index.rows])
+
+
+def faq_predictions(texts: list[str], system: SystemSpec, k: int = 3) -> list[dict]:
+    """Top-``k`` FAQ entries per request: MiniLM + faiss (ours) or TF-IDF cosine (baseline ``tfidf``)."""
+    index = _faq_index()
+    if system.baseline == "tfidf":
+        vectorizer, matrix = _tfidf()
+        sims = (vectorizer.transform(texts) @ matrix.T).toarray()
+        ranked = sims.argsort(1)[:, ::-1][:, :k]
+        return [{"ids": [index.rows[i]["id"] for i in row], "intents": [index.rows[i]["label"] for i in row]}
+                for row in ranked]
+    if system.baseline:
+        raise DSuiteError(f"Unknown baseline '{system.baseline}' for cs.bitext_faq; expected 'tfidf'.")
+    from domains.customer_service.encoder import embed
+
+    hits = index.search(embed(texts), k)
+    return [{"ids": [h.id for h in row], "intents": [h.intent for h in row],
+             "scores": [round(h.score, 4) for h in row]} for row in hits]
+
+
+def _score_faq(examples, outputs):
+    top1 = [o["intents"][0] == e["label"] for e, o in zip(examples, outputs, strict=True)]
+    top3 = [e["label"] in o["intents"][:3] for e, o in zip(examples, outputs, strict=True)]
+    return {"answer_intent_at_1": sum(top1) / len(top1), "recall_at_3": sum(top3) / len(top3)}
+
+
+def bitext_faq_task() -> Task:
+    from eval.data import bitext
+
+    return Task(
+        name="cs.bitext_faq", dataset=bitext.CARD,
+        description="Bitext FAQ retrieval: the top answer's intent matches the request (@1), recall@3",
+        load=bitext.load, predict=lambda ex, system: faq_predictions([e["text"] for e in ex], system),
+        score=_score_faq, primary_metric="answer_intent_at_1", baselines=("tfidf",),
+        splits=("test", "validation"), batch_size=256, needs_model=False,
+    )
+
+
+# ---- dialog state tracking ---------------------------------------------------------------------------------
+def _dst_examples(dialogues, turns_of) -> list[dict]:
+    return [{"id": d["dialogue_id"], "service": d["domains"][0] if d["domains"] else None, "turns": turns_of(d)}
+            for d in dialogues]
+
+
+def dst_predictions(examples: list[dict], system: SystemSpec, schema: str = "multiwoz") -> list[dict]:
+    """States after each user turn: the rule tracker (baseline ``rules``) or the adapter tracker."""
+    from domains.customer_service.rule_tracker import track_dialogue
+
+    turns = [[{"system": t["system"], "user": t["user"]} for t in e["turns"]] for e in examples]
+    if system.baseline == BASELINE_RULES:
+        return [{"states": track_dialogue(t)} for t in turns]
+    if system.baseline:
+        raise DSuiteError(f"Unknown baseline '{system.baseline}' for cs DST; expected '{BASELINE_RULES}'.")
+    from domains.customer_service.dst_adapter import AdapterTracker
+
+    tracker = AdapterTracker(_manager(system.base), adapter=system.adapter, schema=schema)
+    services = [e["service"] for e in examples] if schema == "sgd" else None
+    return [{"states": s} for s in tracker.track(turns, services)]
+
+
+@cache
+def _manager(base: str | None):
+    from adapters import AdapterManager, Registry
+    from core_model import load_base
+
+    return AdapterManager(load_base(base), Registry())
+
+
+def _score_dst(examples, outputs):
+    from domains.customer_service.dst_metrics import dst_scores
+
+    golds = [t["state"] for e in examples for t in e["turns"]]
+    preds = [s for o in outputs for s in o["states"]]
+    return dst_scores(golds, preds)
+
+
+def multiwoz_task() -> Task:
+    from domains.customer_service.schema import MULTIWOZ_SLOTS
+    from eval.data import multiwoz
+
+    def turns_of(dialogue):
+        return [{**t, "state": {k: v for k, v in t["state"].items() if k in MULTIWOZ_SLOTS}}
+                for t in multiwoz.user_turns(dialogue)]
+
+    return Task(
+        name="cs.multiwoz", dataset=multiwoz.CARD,
+        description="MultiWOZ 2.1 (ConvLab-2) test: joint goal accuracy and slot F1 over 30 slots",
+        load=lambda split: _dst_examples(multiwoz.load_dialogues(split), turns_of),
+        predict=dst_predictions, score=_score_dst, primary_metric="joint_goal_accuracy",
+        baselines=(BASELINE_RULES,), splits=("test", "dev"), batch_size=16, needs_model=True,
+    )
+
+
+def sgd_task() -> Task:
+    from eval.data import sgd
+
+    def turns_of(dialogue):
+        out, system = [], ""
+        for turn in dialogue["turns"]:
+            if turn["speaker"] == "SYSTEM":
+                system = turn["utterance"]
+            else:
+                out.append({"system": system, "user": turn["utterance"], "state": turn["state"]})
+        return out
+
+    return Task(
+        name="cs.sgd", dataset=sgd.CARD,
+        description="SGD Payment_1 + RentalCars_3 test dialogues: zero-shot joint goal accuracy and slot F1",
+        load=lambda split: _dst_examples(sgd.load_dialogues(), turns_of),
+        predict=lambda ex, system: dst_predictions(ex, system, schema="sgd"), score=_score_dst,
+        primary_metric="joint_goal_accuracy", baselines=(BASELINE_RULES,), splits=("test",), batch_size=16,
+    )
+
+
+TASKS = {
+    "cs.banking77": banking77_task,
+    "cs.clinc150": clinc150_task,
+    "cs.bitext_escalation": bitext_escalation_task,
+    "cs.bitext_faq": bitext_faq_task,
+    "cs.multiwoz": multiwoz_task,
+    "cs.sgd": sgd_task,
+}
+
+
+def register_tasks() -> None:
+    """Register every ``cs.*`` task (idempotent)."""
+    for name, factory in TASKS.items():
+        register_task(name, factory)

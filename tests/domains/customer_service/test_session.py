@@ -1,0 +1,63 @@
+"""The support session on the real shipped artifacts: Bitext intent model, FAQ index, escalation policy."""
+
+import pytest
+
+from core_model.errors import DSuiteError
+from domains.customer_service.escalation import EscalationPolicy
+from domains.customer_service.faq import fill_placeholders
+from domains.customer_service.intents import IntentPrediction
+from domains.customer_service.sentiment import negativity
+
+
+@pytest.fixture(scope="module")
+def session_factory():
+    from domains.customer_service.session import CustomerServiceSession
+
+    return lambda: CustomerServiceSession(generate=False)
+
+
+def test_faq_answer_fills_placeholders_from_state(session_factory):
+    session = session_factory()
+    turn = session.respond("I want to cancel order 4471923")
+    assert turn.intent == "cancel_order"
+    assert turn.source == "faq" and turn.faq_sources and turn.faq_sources[0].intent == "cancel_order"
+    assert turn.state["retail-order_id"] == "4471923"
+    assert "{{" not in turn.reply
+    assert turn.escalation is None
+
+
+def test_request_for_a_human_escalates_with_reason(session_factory):
+    turn = session_factory().respond("can I speak to a real person please")
+    assert turn.escalation is not None and turn.escalation.reason == "requested"
+    assert turn.source == "handover"
+
+
+def test_strong_negative_sentiment_escalates(session_factory):
+    turn = session_factory().respond("Where is my refund?? This is absolutely unacceptable, I am furious!!")
+    assert turn.escalation is not None and turn.escalation.reason == "negative_sentiment"
+    assert "furious" in turn.escalation.detail
+
+
+def test_repeated_failure_escalates_on_the_second_unanswered_turn():
+    policy = EscalationPolicy()
+    unsure = IntentPrediction("oos", 0.2, "complaint", [("complaint", 0.2)])
+    calm = negativity("hmm")
+    assert policy.decide(unsure, calm, answered=False) is None
+    decision = policy.decide(unsure, calm, answered=False)
+    assert decision is not None and decision.reason == "repeated_failure"
+
+
+def test_very_low_confidence_escalates_at_once():
+    decision = EscalationPolicy().decide(IntentPrediction("oos", 0.05, "review", [("review", 0.05)]),
+                                         negativity("blorp"), answered=False)
+    assert decision is not None and decision.reason == "low_confidence"
+
+
+def test_placeholders_unknown_to_state_come_from_the_business_profile():
+    text = fill_placeholders("Call {{Customer Support Phone Number}} about {{Order Number}}.", {})
+    assert "{{" not in text and "your order" in text
+
+
+def test_empty_message_is_refused(session_factory):
+    with pytest.raises(DSuiteError, match="non-empty"):
+        session_factory().respond("   ")
