@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Sequence
@@ -86,14 +87,17 @@ class Engine:
     # --- weights ------------------------------------------------------------------------------------
 
     def _rope_tables(self, model) -> None:
+        """cos/sin tables (max_len, hd) from the model's own rotary module (any rope scaling it has)."""
         rotary = model.model.rotary_emb
-        inv_freq = rotary.inv_freq.detach().float()  # (hd/2,)
-        scale = float(getattr(rotary, "attention_scaling", getattr(rotary, "attention_scale", 1.0)))
-        pos = torch.arange(self.max_len, dtype=torch.float32)
-        freqs = torch.outer(pos, inv_freq)  # (L, hd/2)
-        self.cos = (torch.cat([freqs, freqs], -1).cos() * scale).contiguous()  # (L, hd)
-        sin = freqs.sin() * scale
-        self.sin_signed = torch.cat([-sin, sin], -1).contiguous()  # rotate_half folded in: (L, hd)
+        pos = torch.arange(self.max_len)[None]  # (1, L)
+        if next(iter(inspect.signature(rotary.forward).parameters), None) == "x":  # transformers: (x, ids)
+            cos, sin = rotary(torch.zeros(1, dtype=torch.float32), pos)
+        else:  # DSuite: (ids, dtype)
+            cos, sin = rotary(pos, torch.float32)
+        cos, sin = cos[0].float(), sin[0].float()  # (L, hd)
+        half = self.head_dim // 2
+        self.cos = cos.contiguous()
+        self.sin_signed = torch.cat([-sin[:, :half], sin[:, half:]], -1).contiguous()  # rotate_half folded in
 
     def nbytes(self) -> int:
         """Bytes of the engine's weights (projections, norms, embedding)."""

@@ -29,8 +29,8 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(s, sh));
 }
 
-// x (M, K) -> int8 blocks of 32 (q), per-block scale (d) and per-block float sum (s).
-void quantize_rows(const float* x, int64_t M, int64_t K, int8_t* q, float* d, float* s) {
+// x (M, K) -> int8 blocks of 32 (q), per-block scale (d), float sum (s) and sum of the int8 values (is).
+void quantize_rows(const float* x, int64_t M, int64_t K, int8_t* q, float* d, float* s, float* is) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
   const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   const int64_t nb = K / 32;
@@ -49,10 +49,15 @@ void quantize_rows(const float* x, int64_t M, int64_t K, int8_t* q, float* d, fl
       const __m256 id = _mm256_set1_ps(maxabs != 0.0f ? 127.0f / maxabs : 0.0f);
       d[r * nb + i] = dx;
       s[r * nb + i] = hsum(_mm256_add_ps(_mm256_add_ps(v0, v1), _mm256_add_ps(v2, v3)));
-      __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, id), _MM_ROUND_NEAREST));
-      __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, id), _MM_ROUND_NEAREST));
-      __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, id), _MM_ROUND_NEAREST));
-      __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, id), _MM_ROUND_NEAREST));
+      const __m256 r0 = _mm256_round_ps(_mm256_mul_ps(v0, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m256 r1 = _mm256_round_ps(_mm256_mul_ps(v1, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m256 r2 = _mm256_round_ps(_mm256_mul_ps(v2, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m256 r3 = _mm256_round_ps(_mm256_mul_ps(v3, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      is[r * nb + i] = hsum(_mm256_add_ps(_mm256_add_ps(r0, r1), _mm256_add_ps(r2, r3)));
+      __m256i i0 = _mm256_cvtps_epi32(r0);
+      __m256i i1 = _mm256_cvtps_epi32(r1);
+      __m256i i2 = _mm256_cvtps_epi32(r2);
+      __m256i i3 = _mm256_cvtps_epi32(r3);
       i0 = _mm256_packs_epi32(i0, i1);
       i2 = _mm256_packs_epi32(i2, i3);
       i0 = _mm256_packs_epi16(i0, i2);
@@ -64,11 +69,11 @@ void quantize_rows(const float* x, int64_t M, int64_t K, int8_t* q, float* d, fl
 
 struct QuantizedRows {
   std::vector<int8_t> q;
-  std::vector<float> d, s;
+  std::vector<float> d, s, is;
   int64_t K, nb;
-  QuantizedRows(const float* x, int64_t M, int64_t K_) : q(M * K_), d(M * (K_ / 32)), s(M * (K_ / 32)),
-                                                          K(K_), nb(K_ / 32) {
-    quantize_rows(x, M, K, q.data(), d.data(), s.data());
+  QuantizedRows(const float* x, int64_t M, int64_t K_)
+      : q(M * K_), d(M * (K_ / 32)), s(M * (K_ / 32)), is(M * (K_ / 32)), K(K_), nb(K_ / 32) {
+    quantize_rows(x, M, K, q.data(), d.data(), s.data(), is.data());
   }
 };
 
@@ -93,6 +98,8 @@ inline void expand_row_scales(const at::Half* wd, const at::Half* wm, int64_t gs
 
 // One int4 weight row against MB quantized activation rows. comb[b][i] = weight scale * activation
 // scale of block i, so the inner loop is: expand nibbles once, then per row 8-bit dot + one FMA.
+// The weights are centred (q - 8) so activation rounding errors do not add up over a biased sum:
+//   y = sum_i d_i dx_i (sum q qx - 8 sum qx) + (m_i + 8 d_i) sx_i.
 template <int MB>
 inline void int4_row(const QuantizedRows& qx, int64_t b0, const uint8_t* w, const float* wdf,
                      const float* wmf, float* comb, float* y, int64_t ldy) {
@@ -103,15 +110,24 @@ inline void int4_row(const QuantizedRows& qx, int64_t b0, const uint8_t* w, cons
   for (int b = 0; b < MB; ++b) {
     const float* dx = qx.d.data() + (b0 + b) * nb;
     const float* sx = qx.s.data() + (b0 + b) * nb;
+    const float* isx = qx.is.data() + (b0 + b) * nb;
     float* cb = comb + b * nb;
+    const __m256 eight = _mm256_set1_ps(8.0f);
     __m256 mv = _mm256_setzero_ps();
     int64_t i = 0;
     for (; i + 8 <= nb; i += 8) {
-      _mm256_storeu_ps(cb + i, _mm256_mul_ps(_mm256_loadu_ps(wdf + i), _mm256_loadu_ps(dx + i)));
-      mv = _mm256_fmadd_ps(_mm256_loadu_ps(wmf + i), _mm256_loadu_ps(sx + i), mv);
+      const __m256 wd8 = _mm256_loadu_ps(wdf + i);
+      const __m256 c = _mm256_mul_ps(wd8, _mm256_loadu_ps(dx + i));
+      _mm256_storeu_ps(cb + i, c);
+      const __m256 mc = _mm256_fmadd_ps(eight, wd8, _mm256_loadu_ps(wmf + i));  // m + 8 d
+      mv = _mm256_fmadd_ps(mc, _mm256_loadu_ps(sx + i), mv);
+      mv = _mm256_fnmadd_ps(_mm256_mul_ps(eight, c), _mm256_loadu_ps(isx + i), mv);  // - 8 d dx sum(qx)
     }
     float m = hsum(mv);
-    for (; i < nb; ++i) { cb[i] = wdf[i] * dx[i]; m += wmf[i] * sx[i]; }
+    for (; i < nb; ++i) {
+      cb[i] = wdf[i] * dx[i];
+      m += (wmf[i] + 8.0f * wdf[i]) * sx[i] - 8.0f * cb[i] * isx[i];
+    }
     mins[b] = m;
   }
   __m256 acc[MB];

@@ -1,0 +1,286 @@
+"""Decode benchmark: transformers eager fp32 (baseline) vs our engine (fp32, int8, int4, mixed) vs llama.cpp.
+
+Same prompts (bench/decode_prompts.json), greedy, 128 new tokens (end-of-sequence ignored so every row
+decodes the same number of tokens), 2 threads. Each row runs in its own process (so peak RSS is per row).
+Figures per row: batch-1 tokens/s, batch-8 and batch-32 aggregate tokens/s, time to first token (p50) for
+a ~30-token user turn after a cached ~200-token system prompt, peak RSS, weights size on disk, perplexity
+on held-out MTSamples notes, and agreement of greedy outputs with our fp32 row.
+
+    .venv/bin/python bench/decode.py                 # all rows, one JSON line on stdout
+    .venv/bin/python bench/decode.py --rows hf,int4 --batches 8
+
+llama.cpp needs the optional ``bench`` extra (``pip install llama-cpp-python``); without it its row says
+"not installed".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PROMPTS = Path(__file__).with_name("decode_prompts.json")
+ENGINE_ROWS = {"fp32": "fp32", "int8": "int8", "int4": "int4", "int4-g64": "int4-g64", "mixed": "mixed"}
+DEFAULT_ROWS = "hf,fp32,int8,int4,int4-g64,mixed,llama.cpp"
+logger = logging.getLogger("bench.decode")
+
+
+def _setup(threads: int):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(threads)
+    return torch
+
+
+def _data(tokenizer, n_ppl: int, ppl_tokens: int):
+    spec = json.loads(PROMPTS.read_text())
+    from eval.data.paths import dataset_dir, read_jsonl
+
+    notes = list(read_jsonl(dataset_dir("medical/mtsamples") / "mtsamples.jsonl"))
+    texts = [n["transcription"] for n in notes[-n_ppl:]]  # held out: the last notes of the file
+    ppl_ids = [tokenizer(t)["input_ids"][:ppl_tokens] for t in texts]
+    return spec, ppl_ids
+
+
+def _chat(tokenizer, user: str, system: str | None = None) -> list[int]:
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": user})
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _system_ids(tokenizer, system: str) -> list[int]:
+    text = tokenizer.apply_chat_template([{"role": "system", "content": system}], tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def run_engine_row(args, policy: str) -> dict:
+    torch = _setup(args.threads)
+    from core_model import load_base
+    from core_model.engine import Engine
+
+    base = load_base(None)
+    tok = base.tokenizer
+    spec, ppl_ids = _data(tok, args.ppl_docs, args.ppl_tokens)
+    prompts = [_chat(tok, p) for p in spec["prompts"]]
+    max_batch = max([1, *args.batches])
+    engine = Engine.from_base(base, policy=policy, max_batch=max_batch, max_len=320)
+    base.model = None  # drop our reference; the engine holds its own weights
+    import gc
+
+    gc.collect()
+    row: dict = {"policy": policy, "weights_mb": round(engine.nbytes() / 1e6, 1)}
+    with tempfile.TemporaryDirectory() as tmp:
+        from safetensors.torch import save_file
+
+        tensors = {"embed": engine.embed, "norm": engine.final_norm}
+        for name, proj in [("head", engine.head)] + [
+            (f"{i}.{part}", getattr(b, part)) for i, b in enumerate(engine.blocks)
+            for part in ("qkv", "o", "gate_up", "down")
+        ]:
+            for j, t in enumerate(proj.tensors):
+                tensors[f"{name}.{j}"] = t
+        save_file(tensors, f"{tmp}/w.safetensors")
+        row["disk_mb"] = round(os.path.getsize(f"{tmp}/w.safetensors") / 1e6, 1)
+    engine.generate([prompts[0]], max_new_tokens=8, stop_at_eos=False)  # warm-up (threads, caches)
+    t0 = time.perf_counter()
+    out1 = engine.generate([prompts[0]], max_new_tokens=args.new_tokens, stop_at_eos=False)
+    row["b1_tok_s"] = round(args.new_tokens / (time.perf_counter() - t0), 2)
+    outputs = {"b1": out1}
+    for b in args.batches:
+        t0 = time.perf_counter()
+        out = engine.generate(prompts[:b], max_new_tokens=args.new_tokens, stop_at_eos=False)
+        row[f"b{b}_tok_s"] = round(b * args.new_tokens / (time.perf_counter() - t0), 2)
+        outputs[f"b{b}"] = out
+    system_ids = _system_ids(tok, spec["system"])
+    engine.cache_prefix(system_ids)
+    users = [_chat(tok, p, spec["system"]) for p in spec["prompts"][: args.ttft_runs]]
+    ttfts = [engine.first_token(ids)[1] for ids in users]
+    row["ttft_p50_ms"] = round(1000 * statistics.median(ttfts), 1)
+    row["ttft_system_tokens"] = len(system_ids)
+    row["ttft_user_tokens"] = round(statistics.mean(len(u) - len(system_ids) for u in users), 1)
+    t0 = time.perf_counter()
+    engine.prefixes.clear()
+    cold = [engine.first_token(ids)[1] for ids in users[:3]]
+    row["ttft_uncached_p50_ms"] = round(1000 * statistics.median(cold), 1)
+    row["ppl"] = round(engine.perplexity(ppl_ids), 3)
+    row["rss_mb"] = _rss_mb()
+    row["_outputs"] = outputs
+    del torch
+    return row
+
+
+def run_hf_row(args) -> dict:
+    torch = _setup(args.threads)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core_model.embedded import find_embedded_gguf
+
+    gguf = find_embedded_gguf()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+    spec, ppl_ids = _data(tok, args.ppl_docs, args.ppl_tokens)
+    prompts = [_chat(tok, p) for p in spec["prompts"]]
+    n = args.new_tokens
+    kw = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=tok.eos_token_id)
+    row: dict = {"policy": "transformers fp32 (sdpa), generate()"}
+    with torch.inference_mode():
+        model.generate(torch.tensor([prompts[0]]), **{**kw, "max_new_tokens": 8, "min_new_tokens": 8})
+        t0 = time.perf_counter()
+        out = model.generate(torch.tensor([prompts[0]]), **kw)
+        row["b1_tok_s"] = round(n / (time.perf_counter() - t0), 2)
+        outputs = {"b1": [out[0, len(prompts[0]):].tolist()]}
+        for b in args.hf_batches:
+            width = max(len(p) for p in prompts[:b])
+            ids = torch.tensor([[tok.eos_token_id] * (width - len(p)) + p for p in prompts[:b]])
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts[:b]])
+            t0 = time.perf_counter()
+            out = model.generate(ids, attention_mask=mask, **kw)
+            row[f"b{b}_tok_s"] = round(b * n / (time.perf_counter() - t0), 2)
+            outputs[f"b{b}"] = out[:, width:].tolist()
+        users = [_chat(tok, p, spec["system"]) for p in spec["prompts"][:3]]
+        ttfts = []
+        for ids in users:
+            t0 = time.perf_counter()
+            model(torch.tensor([ids]), logits_to_keep=1)
+            ttfts.append(time.perf_counter() - t0)
+        row["ttft_uncached_p50_ms"] = round(1000 * statistics.median(ttfts), 1)
+        nll, count = 0.0, 0
+        for ids in ppl_ids:
+            logits = model(torch.tensor([ids])).logits[0]
+            target = torch.tensor(ids[1:])
+            nll += torch.nn.functional.cross_entropy(logits[:-1], target, reduction="sum").item()
+            count += len(ids) - 1
+        row["ppl"] = round(float(torch.exp(torch.tensor(nll / count))), 3)
+    row["rss_mb"] = _rss_mb()
+    row["_outputs"] = outputs
+    return row
+
+
+def run_llamacpp_row(args) -> dict:
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return {"status": "not installed (pip install llama-cpp-python, the optional 'bench' extra)"}
+    _setup(args.threads)
+    from transformers import AutoTokenizer
+
+    from core_model.embedded import find_embedded_gguf
+
+    gguf = find_embedded_gguf()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    spec = json.loads(PROMPTS.read_text())
+    prompt = _chat(tok, spec["prompts"][0])
+    llm = Llama(model_path=str(gguf), n_threads=args.threads, n_threads_batch=args.threads, n_ctx=1024,
+                n_batch=512, verbose=False)
+    no_eos = {tok.eos_token_id: -1e9}
+    llm.create_completion(prompt, max_tokens=8, temperature=0.0, logit_bias=no_eos)
+    llm.reset()
+    t0 = time.perf_counter()
+    res = llm.create_completion(prompt, max_tokens=args.new_tokens, temperature=0.0, logit_bias=no_eos)
+    elapsed = time.perf_counter() - t0
+    generated = res["usage"]["completion_tokens"]
+    return {"policy": "llama.cpp Q4_1 GGUF (token_embd Q8_0)", "b1_tok_s": round(generated / elapsed, 2),
+            "new_tokens": generated, "rss_mb": _rss_mb(), "disk_mb": round(gguf.stat().st_size / 1e6, 1)}
+
+
+def _agreement(ours: list[list[int]], ref: list[list[int]]) -> float:
+    """Mean share of the 128 greedy tokens that match the reference before the first divergence."""
+    shares = []
+    for a, b in zip(ours, ref, strict=False):
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        shares.append(n / max(len(b), 1))
+    return round(statistics.mean(shares), 3) if shares else float("nan")
+
+
+def run_row(args, name: str) -> dict:
+    if name == "hf":
+        return run_hf_row(args)
+    if name == "llama.cpp":
+        return run_llamacpp_row(args)
+    if name in ENGINE_ROWS:
+        return run_engine_row(args, ENGINE_ROWS[name])
+    raise SystemExit(f"unknown row {name!r}; expected hf, llama.cpp or one of {sorted(ENGINE_ROWS)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", default=DEFAULT_ROWS)
+    parser.add_argument("--row", help=argparse.SUPPRESS)  # internal: run one row in this process
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--batches", default="8,32")
+    parser.add_argument("--hf-batches", default="8")
+    parser.add_argument("--ttft-runs", type=int, default=9)
+    parser.add_argument("--ppl-docs", type=int, default=8)
+    parser.add_argument("--ppl-tokens", type=int, default=256)
+    args = parser.parse_args()
+    args.batches = [int(b) for b in args.batches.split(",") if b]
+    args.hf_batches = [int(b) for b in args.hf_batches.split(",") if b]
+    if args.row:
+        print(json.dumps(run_row(args, args.row)))
+        return
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    rows: dict[str, dict] = {}
+    for name in args.rows.split(","):
+        cmd = [sys.executable, __file__, "--row", name] + [
+            f"--{k.replace('_', '-')}={','.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items() if k not in ("rows", "row")
+        ]
+        logger.info("row %s ...", name)
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+        rows[name] = json.loads(lines[-1]) if done.returncode == 0 and lines else {
+            "status": f"failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}"}
+        logger.info("row %s: %s", name, {k: v for k, v in rows[name].items() if k != "_outputs"})
+    ref = rows.get("fp32", {}).get("_outputs")
+    for row in rows.values():
+        outs = row.pop("_outputs", None)
+        if ref and outs:
+            row["greedy_agreement_vs_fp32"] = _agreement(outs.get("b8", outs["b1"]), ref.get("b8", ref["b1"]))
+    summary = _ratios(rows)
+    print(json.dumps({"bench": "decode", "threads": args.threads, "new_tokens": args.new_tokens,
+                      "load_avg_1m": round(os.getloadavg()[0], 2), "rows": rows, "ratios": summary}))
+
+
+def _ratios(rows: dict) -> dict:
+    hf = rows.get("hf", {}).get("b1_tok_s")
+    lcpp = rows.get("llama.cpp", {}).get("b1_tok_s")
+    fp32_ppl = rows.get("fp32", {}).get("ppl")
+    ours = {k: v for k, v in rows.items() if k in ENGINE_ROWS and "b1_tok_s" in v}
+    out: dict = {}
+    if ours:
+        best = max(ours, key=lambda k: ours[k]["b1_tok_s"])
+        out["best_b1"] = best
+        if lcpp:
+            out["best_b1_vs_llama_cpp"] = round(ours[best]["b1_tok_s"] / lcpp, 3)
+        if fp32_ppl:
+            out["ppl_change_pct"] = {k: round(100 * (v["ppl"] / fp32_ppl - 1), 2) for k, v in ours.items()}
+        if hf:
+            out["b1_vs_hf_b1"] = {k: round(v["b1_tok_s"] / hf, 2) for k, v in ours.items()}
+            out["b8_vs_hf_b1"] = {k: round(v["b8_tok_s"] / hf, 2) for k, v in ours.items() if "b8_tok_s" in v}
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""The generation engine: parity with the model's own forward, batching, prefix cache, continuous batching."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from core_model.engine import Engine
+from core_model.errors import DSuiteError
+from core_model.scheduler import Scheduler
+
+
+def tiny_llama(seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=256, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=32, max_position_embeddings=256, tie_word_embeddings=True,
+        initializer_range=0.1, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def tiny_dsuite(seed: int = 0):
+    from core_model.config import config_from_preset
+    from core_model.model import DSuiteForCausalLM
+
+    torch.manual_seed(seed)
+    return DSuiteForCausalLM(config_from_preset("tiny", initializer_range=0.1)).eval()
+
+
+PROMPTS = [[1, 17, 33], [1, 5, 9, 12, 100, 101, 7], [1, 200, 3, 4, 44]]
+
+
+@pytest.fixture(scope="module")
+def llama():
+    return tiny_llama()
+
+
+@pytest.fixture(scope="module")
+def engine(llama):
+    return Engine(llama, policy="fp32", max_batch=4, max_len=64)
+
+
+@pytest.mark.parametrize("make", [tiny_llama, tiny_dsuite], ids=["llama", "dsuite-moe"])
+def test_prefill_logits_match_the_model(make):
+    model = make()
+    ids = [1, 9, 8, 7, 30, 31, 32, 60, 2, 5]
+    with torch.inference_mode():
+        ref = model(torch.tensor([ids])).logits[0]
+    got = Engine(model, policy="fp32", max_batch=2, max_len=32).prefill(0, ids, all_logits=True)
+    assert torch.allclose(got, ref, atol=1e-4), (got - ref).abs().max()
+
+
+def test_decode_matches_model_greedy(llama, engine):
+    ids = PROMPTS[1]
+    with torch.inference_mode():
+        ref = llama.generate(torch.tensor([ids]), max_new_tokens=12, min_new_tokens=12, do_sample=False)
+    assert engine.generate([ids], max_new_tokens=12, stop_at_eos=False)[0] == ref[0, len(ids):].tolist()
+
+
+def test_batched_generation_equals_one_by_one(engine):
+    batched = engine.generate(PROMPTS, max_new_tokens=10, stop_at_eos=False)
+    singles = [engine.generate([p], max_new_tokens=10, stop_at_eos=False)[0] for p in PROMPTS]
+    assert batched == singles
+    assert all(len(row) == 10 for row in batched)
+
+
+def test_prefix_cache_gives_the_same_logits(engine):
+    prefix = [1, 50, 51, 52, 53, 54, 55, 56]
+    full = prefix + [90, 91, 92]
+    engine.prefixes.clear()
+    cold = engine.prefill(0, full, use_prefix_cache=False)
+    engine.cache_prefix(prefix)
+    warm = engine.prefill(0, full)
+    assert torch.allclose(cold, warm, atol=1e-5)
+    partial = prefix[:5] + [7, 7, 7]  # shares only 5 tokens with the cached prefix
+    cold_partial = engine.prefill(0, partial, use_prefix_cache=False)
+    assert torch.allclose(cold_partial, engine.prefill(0, partial), atol=1e-5)
+    assert engine.prefixes.stats()["hits"] == 2
+    token, seconds = engine.first_token(full)
+    assert token == int(cold.argmax()) and seconds > 0
+
+
+def test_quantized_engines_match_their_dequantized_reference():
+    """Each engine precision against the fp32 engine on weights already on that precision's grid."""
+    from core_model.quant import quantize_model
+
+    ids = [1, 9, 8, 7, 30, 31, 32, 60]
+    for policy in ("int8", "int4", "int4-g64@0,int8@1,int8@lm_head"):
+        model = tiny_llama()
+        quantize_model(model, policy)  # the fp32 engine reads these layers' dequantized weights
+        ref = Engine(model, policy="fp32", max_batch=1, max_len=16).prefill(0, ids, all_logits=True)
+        got = Engine(model, policy=policy, max_batch=1, max_len=16).prefill(0, ids, all_logits=True)
+        assert float((got - ref).norm() / ref.norm()) < 0.03, policy
+
+
+def test_continuous_batching_requests_join_and_leave(llama):
+    engine = Engine(llama, policy="fp32", max_batch=2, max_len=64)
+    lengths = (3, 9, 6)
+    pairs = list(zip(PROMPTS, lengths, strict=True))
+    expected = [engine.generate([p], max_new_tokens=n, stop_at_eos=False)[0] for p, n in pairs]
+    scheduler = Scheduler(engine)
+    requests = [scheduler.submit(p, max_new_tokens=n, stop_at_eos=False) for p, n in pairs]
+    scheduler.run_until_idle()
+    assert [r.result(timeout=1) for r in requests] == expected
+    # the third request joined while the second was still decoding: fewer steps than run one after another
+    assert scheduler.steps < sum(len(e) - 1 for e in expected)
+    assert requests[2].first_token_at < requests[1].finished_at
+
+
+def test_scheduler_thread_serves_concurrent_streams(llama):
+    engine = Engine(llama, policy="int8", max_batch=4, max_len=64)
+    scheduler = Scheduler(engine)
+    scheduler.start()
+    results: dict[int, list[int]] = {}
+
+    def client(i: int) -> None:
+        request = scheduler.submit(PROMPTS[i], max_new_tokens=5, stop_at_eos=False)
+        results[i] = list(request.stream(timeout=60))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    scheduler.stop()
+    assert sorted(results) == [0, 1, 2] and all(len(v) == 5 for v in results.values())
+
+
+def test_engine_rejects_bad_input(engine):
+    with pytest.raises(DSuiteError, match="empty prompt"):
+        engine.prefill(0, [])
+    with pytest.raises(DSuiteError, match="1 to 4 prompts"):
+        engine.generate([[1]] * 5)
+    with pytest.raises(DSuiteError, match="max_len=64"):
+        engine.prefill(0, list(range(1, 80)))
+    with pytest.raises(DSuiteError, match="Unknown precision"):
+        Engine(engine_model(), policy="int5")
+    with pytest.raises(DSuiteError, match="exceeds the engine's max_len"):
+        Scheduler(engine).submit([1, 2, 3], max_new_tokens=100)
+
+
+def engine_model():
+    return tiny_llama(1)
+
+
+@pytest.mark.slow
+def test_int8_engine_perplexity_on_the_real_base_is_within_3_percent(embedded_base):
+    """Measured: fp32 47.7, int8 47.2 (-1.2%). int4 is +15% on the converted base: its expert split
+    permutes the MLP channels, so down_proj's int4 groups no longer line up with the GGUF's Q4_1 blocks."""
+    from eval.data.paths import dataset_dir, read_jsonl
+
+    notes = list(read_jsonl(dataset_dir("medical/mtsamples") / "mtsamples.jsonl"))[-2:]
+    ids = [embedded_base.tokenizer(n["transcription"])["input_ids"][:128] for n in notes]
+    fp32 = Engine.from_base(embedded_base, policy="fp32", max_batch=1, max_len=160).perplexity(ids)
+    int8 = Engine.from_base(embedded_base, policy="int8", max_batch=1, max_len=160).perplexity(ids)
+    assert 1 < fp32 < 100
+    assert abs(int8 / fp32 - 1) < 0.03, (fp32, int8)
