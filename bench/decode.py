@@ -200,6 +200,82 @@ def run_llamacpp_row(args) -> dict:
             "new_tokens": generated, "rss_mb": _rss_mb(), "disk_mb": round(gguf.stat().st_size / 1e6, 1)}
 
 
+def run_interleaved(args) -> dict:
+    """All systems in one process, decode steps interleaved round-robin, min-of-N per step.
+
+    On a shared, oversubscribed machine the fastest of many short samples approximates the quiet-machine
+    figure, and interleaving exposes every system to the same interference.
+    """
+    torch = _setup(args.threads)
+    from transformers import AutoModelForCausalLM
+
+    from core_model import load_base
+    from core_model.embedded import find_embedded_gguf
+    from core_model.engine import Engine
+
+    base = load_base(None)
+    tok = base.tokenizer
+    spec = json.loads(PROMPTS.read_text())
+    prompts = [_chat(tok, p) for p in spec["prompts"]]
+    gguf = find_embedded_gguf()
+    hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+    engines = {name: Engine.from_base(base, policy=pol, max_batch=8, max_len=320)
+               for name, pol in ENGINE_ROWS.items() if name in args.rows.split(",")}
+    system_ids = _system_ids(tok, spec["system"])
+    users = [_chat(tok, p, spec["system"]) for p in spec["prompts"][:4]]
+    for engine in engines.values():
+        engine.cache_prefix(system_ids)
+    steps: dict[str, list[float]] = {}
+    ttft: dict[str, list[float]] = {}
+    with torch.inference_mode():
+        from transformers import DynamicCache
+
+        def hf_state(b):
+            width = max(len(p) for p in prompts[:b])
+            ids = torch.tensor([[tok.eos_token_id] * (width - len(p)) + p for p in prompts[:b]])
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts[:b]])
+            cache = DynamicCache(config=hf.config)
+            out = hf(ids, attention_mask=mask, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            return {"cache": out.past_key_values, "mask": mask, "next": out.logits[:, -1].argmax(-1)}
+
+        states = {b: hf_state(b) for b in (1, 8)}
+        for engine in engines.values():
+            for b in (1, 8):
+                engine.generate(prompts[:b], max_new_tokens=1, stop_at_eos=False)
+        nxt = {(name, b): [5] * b for name in engines for b in (1, 8)}
+        for _ in range(args.rounds):
+            for b in (1, 8):
+                st = states[b]
+                st["mask"] = torch.cat([st["mask"], torch.ones(b, 1, dtype=torch.long)], 1)
+                t0 = time.perf_counter()
+                out = hf(st["next"][:, None], attention_mask=st["mask"], past_key_values=st["cache"],
+                         use_cache=True)
+                st["next"] = out.logits[:, -1].argmax(-1)
+                steps.setdefault(f"hf/b{b}", []).append(time.perf_counter() - t0)
+                for name, engine in engines.items():
+                    t0 = time.perf_counter()
+                    logits = engine.decode(nxt[(name, b)])
+                    nxt[(name, b)] = logits.argmax(-1).tolist()
+                    steps.setdefault(f"{name}/b{b}", []).append(time.perf_counter() - t0)
+            for name, engine in engines.items():
+                ids = users[len(ttft.get(name, [])) % len(users)]
+                ttft.setdefault(name, []).append(engine.first_token(ids, slot=1)[1])
+            t0 = time.perf_counter()
+            hf(torch.tensor([users[0]]), logits_to_keep=1)
+            ttft.setdefault("hf_uncached", []).append(time.perf_counter() - t0)
+    rows: dict = {}
+    for key, values in steps.items():
+        name, b = key.split("/")
+        bs = int(b[1:])
+        rows.setdefault(name, {})[f"{b}_tok_s_best"] = round(bs / min(values), 1)
+        rows[name][f"{b}_tok_s_median"] = round(bs / statistics.median(values), 1)
+    for name, values in ttft.items():
+        rows.setdefault(name.replace("_uncached", ""), {})["ttft_ms_best"] = round(1000 * min(values), 1)
+        rows[name.replace("_uncached", "")]["ttft_ms_median"] = round(1000 * statistics.median(values), 1)
+    return {"mode": "interleaved", "rounds": args.rounds, "system_tokens": len(system_ids),
+            "user_tokens": round(statistics.mean(len(u) - len(system_ids) for u in users), 1), "rows": rows}
+
+
 def _agreement(ours: list[list[int]], ref: list[list[int]]) -> float:
     """Mean share of the 128 greedy tokens that match the reference before the first divergence."""
     shares = []
@@ -234,11 +310,19 @@ def main() -> None:
     parser.add_argument("--ttft-runs", type=int, default=9)
     parser.add_argument("--ppl-docs", type=int, default=8)
     parser.add_argument("--ppl-tokens", type=int, default=256)
+    parser.add_argument("--interleaved", action="store_true",
+                        help="one process, decode steps of every system interleaved, min-of-N per step")
+    parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     args.batches = [int(b) for b in args.batches.split(",") if b]
     args.hf_batches = [int(b) for b in args.hf_batches.split(",") if b]
     if args.row:
         print(json.dumps(run_row(args, args.row)))
+        return
+    if args.interleaved:
+        result = run_interleaved(args)
+        result["load_avg_1m"] = round(os.getloadavg()[0], 2)
+        print(json.dumps(result))
         return
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     rows: dict[str, dict] = {}
