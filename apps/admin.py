@@ -141,6 +141,8 @@ def train(file, name: str, preset: str, max_steps: float | None = None,
             raise user_error(snapshot.error) from snapshot.error
         logger.exception("training %s failed", name, exc_info=snapshot.error)
         raise gr.Error(f"Training {name} failed: {snapshot.error}. See the server log for details.")
+    if snapshot.losses:
+        loss_curve = pd.DataFrame(snapshot.losses, columns=["step", "loss"])
     ref = snapshot.result
     metrics = ref.meta.get("metrics", {})
     shown = ", ".join(f"{key} {value}" for key, value in sorted(metrics.items()))

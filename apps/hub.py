@@ -151,7 +151,8 @@ def build_hub() -> gr.Blocks:
                             run_examples_on_click=False,
                             api_name="chat",
                             additional_inputs=[
-                                gr.Slider(8, 512, value=128, step=8, label="Max new tokens", render=False)
+                                gr.Slider(8, 512, value=128, step=8, label="Max new tokens", render=False,
+                                          elem_id="hub-max-tokens")
                             ],
                             additional_outputs=[card],
                         )
