@@ -16,8 +16,10 @@ import json
 import statistics
 import time
 
-TURN = ("Hi, I ordered a pair of running shoes last week, order 4471923, and the tracking page still says "
-        "processing. Can you check where it is?")
+TURN = (
+    "Hi, I ordered a pair of running shoes last week, order 4471923, and the tracking page still says "
+    "processing. Can you check where it is?"
+)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -44,13 +46,19 @@ def main() -> None:
     tokenizer, model = base.tokenizer, base.model
     user_tokens = len(tokenizer(TURN, add_special_tokens=False)["input_ids"])
 
-    prefix = tokenizer(tokenizer.apply_chat_template([{"role": "system", "content": system}], tokenize=False),
-                       add_special_tokens=False)["input_ids"]
-    full = tokenizer(tokenizer.apply_chat_template([{"role": "system", "content": system},
-                                                    {"role": "user", "content": TURN}],
-                                                   tokenize=False, add_generation_prompt=True),
-                     add_special_tokens=False)["input_ids"]
-    if full[:len(prefix)] != prefix:
+    prefix = tokenizer(
+        tokenizer.apply_chat_template([{"role": "system", "content": system}], tokenize=False),
+        add_special_tokens=False,
+    )["input_ids"]
+    full = tokenizer(
+        tokenizer.apply_chat_template(
+            [{"role": "system", "content": system}, {"role": "user", "content": TURN}],
+            tokenize=False,
+            add_generation_prompt=True,
+        ),
+        add_special_tokens=False,
+    )["input_ids"]
+    if full[: len(prefix)] != prefix:
         raise SystemExit("the chat template does not start the full prompt with the system turn's ids")
     ours, engine_error = [], None
     try:
@@ -74,7 +82,9 @@ def main() -> None:
         for _ in range(args.repeats + 2):
             past = copy.deepcopy(cached)
             start = time.perf_counter()
-            model(input_ids=ids[:, len(prefix):], past_key_values=past, use_cache=True).logits[0, -1].argmax()
+            model(input_ids=ids[:, len(prefix) :], past_key_values=past, use_cache=True).logits[
+                0, -1
+            ].argmax()
             with_cache.append(time.perf_counter() - start)
     no_cache, with_cache = no_cache[2:], with_cache[2:]
     ours_name = "engine_prefix_cache" if ours else "hf_past_key_values"

@@ -13,15 +13,18 @@ from apps.cli.options import BaseOption
 
 app = typer.Typer(help="Customer service: chat, intents, FAQ, dialog state tracking.", no_args_is_help=True)
 
-GenerateOption = Annotated[bool, typer.Option("--generate/--no-generate",
-                                              help="Write a model reply when no FAQ answer fits.")]
+GenerateOption = Annotated[
+    bool, typer.Option("--generate/--no-generate", help="Write a model reply when no FAQ answer fits.")
+]
 AdapterOption = Annotated[str | None, typer.Option("--adapter", help="Adapter for generated replies.")]
 
 
 def _turn_json(turn) -> str:
     record = turn.to_dict()
-    record["faq_sources"] = [{"id": h["id"], "question": h["question"], "score": round(h["score"], 3)}
-                             for h in record["faq_sources"]]
+    record["faq_sources"] = [
+        {"id": h["id"], "question": h["question"], "score": round(h["score"], 3)}
+        for h in record["faq_sources"]
+    ]
     return json.dumps(record, ensure_ascii=False)
 
 
@@ -74,7 +77,7 @@ def train_intents_command(
     epochs: Annotated[int, typer.Option("--epochs", help="Passes over the train split.")] = 3,
     split_layer: Annotated[int, typer.Option("--split-layer", help="First MiniLM layer that is tuned.")] = 4,
 ) -> None:
-    """Fine-tune the intent classifier (LoRA on MiniLM's top layers) and save it under data/customer_service."""
+    """Train an intent classifier and save it under data/customer_service/intents/."""
     from domains.customer_service.intent_training import IntentTrainConfig, train_intents
 
     meta = train_intents(dataset, IntentTrainConfig(epochs=epochs, split_layer=split_layer))
@@ -107,7 +110,9 @@ def track(
     dialogue: Annotated[Path, typer.Argument(help="JSON list of {system, user} turns.")],
     adapter: AdapterOption = None,
     base: BaseOption = None,
-    rules: Annotated[bool, typer.Option("--rules", help="Use the rule baseline instead of the adapter.")] = False,
+    rules: Annotated[
+        bool, typer.Option("--rules", help="Use the rule baseline instead of the adapter.")
+    ] = False,
 ) -> None:
     """Print the dialog state after each user turn of a dialogue file."""
     from core_model.errors import DSuiteError
@@ -115,10 +120,12 @@ def track(
     try:
         turns = json.loads(dialogue.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise DSuiteError(f"Cannot read dialogue '{dialogue}': {exc}. Give a JSON list of "
-                          '{"system": "...", "user": "..."} turns.') from exc
+        raise DSuiteError(
+            f"Cannot read dialogue '{dialogue}': {exc}. Give a JSON list of "
+            '{"system": "...", "user": "..."} turns.'
+        ) from exc
     if not isinstance(turns, list) or not all(isinstance(t, dict) and "user" in t for t in turns):
-        raise DSuiteError(f"'{dialogue}' must hold a JSON list of {{\"system\", \"user\"}} objects.")
+        raise DSuiteError(f'\'{dialogue}\' must hold a JSON list of {{"system", "user"}} objects.')
     if rules:
         from domains.customer_service.rule_tracker import track_dialogue
 

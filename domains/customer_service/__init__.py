@@ -46,20 +46,22 @@ def register_tasks() -> None:
     register()
 
 
-DOMAIN = register_domain(Domain(
-    name="customer_service",
-    title="Customer service",
-    adapter_name="customer_service",
-    description="Support assistant: intents with out-of-scope detection, dialog state, FAQ answers and "
-                "escalation to a human agent.",
-    pipeline={"session": new_session, "intents": classify_intents, "track": track_state},
-    build_training_set=build_training_set,
-    register_tasks=register_tasks,
-    examples=[
-        "I want to cancel order 1234567, it has not shipped yet.",
-        "How do I get a refund for a damaged item?",
-        "Let me talk to a real person please.",
-        "I need a cheap hotel in the centre for 2 nights.",
-    ],
-))
+DOMAIN = register_domain(
+    Domain(
+        name="customer_service",
+        title="Customer service",
+        adapter_name="customer_service",
+        description="Support assistant: intents with out-of-scope detection, dialog state, FAQ answers and "
+        "escalation to a human agent.",
+        pipeline={"session": new_session, "intents": classify_intents, "track": track_state},
+        build_training_set=build_training_set,
+        register_tasks=register_tasks,
+        examples=[
+            "I want to cancel order 1234567, it has not shipped yet.",
+            "How do I get a refund for a damaged item?",
+            "Let me talk to a real person please.",
+            "I need a cheap hotel in the centre for 2 nights.",
+        ],
+    )
+)
 register_tasks()

@@ -46,12 +46,18 @@ def domain_slots(schema: str, domain: str | None) -> str:
     return ", ".join(names) or "-"
 
 
-def turn_messages(system: str, user: str, domain: str | None, rules: dict, schema: str = "multiwoz") -> list[dict]:
+def turn_messages(
+    system: str, user: str, domain: str | None, rules: dict, schema: str = "multiwoz"
+) -> list[dict]:
     """The chat messages the adapter sees for one user turn."""
     template = prompt_template()
-    content = template["user"].format(domain=domain or "none", slots=domain_slots(schema, domain),
-                                      rules=json.dumps(rules, ensure_ascii=False),
-                                      system=_compact(system) or "-", user=_compact(user))
+    content = template["user"].format(
+        domain=domain or "none",
+        slots=domain_slots(schema, domain),
+        rules=json.dumps(rules, ensure_ascii=False),
+        system=_compact(system) or "-",
+        user=_compact(user),
+    )
     return [{"role": "system", "content": template["system"]}, {"role": "user", "content": content}]
 
 
@@ -114,8 +120,9 @@ def build_training_set(out_path: str | Path, limit: int | None = 800, seed: int 
 class AdapterTracker:
     """Tracks many dialogues at once, one user turn per step, batching the adapter's generations."""
 
-    def __init__(self, manager, adapter: str | None = ADAPTER_NAME, schema: str = "multiwoz",
-                 max_new_tokens: int = 48):
+    def __init__(
+        self, manager, adapter: str | None = ADAPTER_NAME, schema: str = "multiwoz", max_new_tokens: int = 48
+    ):
         self.manager, self.adapter, self.max_new_tokens = manager, adapter, max_new_tokens
         self.schema_name = schema
         self.schema = load_schema(schema)
@@ -142,10 +149,14 @@ class AdapterTracker:
                 if use_rules:
                     rules[i].update(turn["user"], turn.get("system", ""))
                     domains[i] = rules[i].active or domains[i]
-                messages = turn_messages(turn.get("system", ""), turn["user"], domains[i], rules[i].last_found,
-                                         self.schema_name)
-                requests.append(GenerationRequest(messages=messages, adapter=self.adapter,
-                                                  max_new_tokens=self.max_new_tokens))
+                messages = turn_messages(
+                    turn.get("system", ""), turn["user"], domains[i], rules[i].last_found, self.schema_name
+                )
+                requests.append(
+                    GenerationRequest(
+                        messages=messages, adapter=self.adapter, max_new_tokens=self.max_new_tokens
+                    )
+                )
             results = self.manager.generate(requests)
             for i, result in zip(active, results, strict=True):
                 delta = self.schema.clean(normalize_state(parse_delta(result.text)))

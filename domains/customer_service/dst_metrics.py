@@ -1,4 +1,4 @@
-"""Dialog state tracking scores: states normalised, then ``eval.metrics`` joint goal accuracy and slot P/R/F1."""
+"""Dialog state tracking scores: normalised states, then ``eval.metrics`` joint goal accuracy and slot F1."""
 
 from __future__ import annotations
 

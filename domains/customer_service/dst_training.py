@@ -24,15 +24,15 @@ SHIPPED_ADAPTER = PROJECT_DATA / "customer_service" / "adapter"
 PEFT_FILES = ("adapter_model.safetensors", "adapter_config.json")
 
 
-def train_dst_adapter(limit: int = 400, epochs: float = 1.0, base: str | None = None,
-                      work_dir: Path | None = None) -> dict:
+def train_dst_adapter(
+    limit: int = 400, epochs: float = 1.0, base: str | None = None, work_dir: Path | None = None
+) -> dict:
     """Train the adapter on ``limit`` sampled MultiWOZ dev turns, register it, and ship a copy.
 
     Returns:
         ``{"adapter": "name@version", "shipped": folder, "training": ...}``.
     """
     from adapters import LoraTrainConfig, Registry, train_adapter
-
     from core_model import load_base
 
     work_dir = Path(work_dir or dsuite_home() / "customer_service")
@@ -41,22 +41,38 @@ def train_dst_adapter(limit: int = 400, epochs: float = 1.0, base: str | None = 
     loaded = load_base(base)
     card = (
         "# Training data of adapter `customer_service`\n\n"
-        f"- source: MultiWOZ 2.1 (ConvLab-2) **dev** split, {limit} user turns sampled at random (seed 0); the "
+        f"- source: MultiWOZ 2.1 (ConvLab-2) **dev** split, {limit} user turns sampled at random "
+        "(seed 0); the "
         "train split is not in the shared copy\n"
         "- record: prompt (domain in focus and its slots, rule-tracker hint, last system turn, user turn) -> "
         "the JSON object of slots the turn sets or changes\n"
-        "- license: MultiWOZ MIT / ConvLab-2 copy CC BY 4.0\n- known limits: see data_cards/customer_service_adapter.md\n"
+        "- license: MultiWOZ MIT / ConvLab-2 copy CC BY 4.0\n"
+        "- known limits: see data_cards/customer_service.md\n"
     )
-    config = LoraTrainConfig(epochs=epochs, batch_size=8, lr=1e-3, max_length=256, eval_fraction=0.05,
-                             max_eval=40, checkpoint_every=0)
+    config = LoraTrainConfig(
+        epochs=epochs,
+        batch_size=8,
+        lr=1e-3,
+        max_length=256,
+        eval_fraction=0.05,
+        max_eval=40,
+        checkpoint_every=0,
+    )
     registry = Registry()
     ref = train_adapter(ADAPTER_NAME, data, base=loaded, config=config, registry=registry, data_card=card)
     SHIPPED_ADAPTER.mkdir(parents=True, exist_ok=True)
     for name in PEFT_FILES:
         shutil.copy2(ref.path / name, SHIPPED_ADAPTER / name)
-    meta = {"adapter": ref.key, "base_fingerprint": loaded.fingerprint, "training_records": limit,
-            "epochs": epochs, "training": ref.meta.get("training", {})}
-    (SHIPPED_ADAPTER / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+    meta = {
+        "adapter": ref.key,
+        "base_fingerprint": loaded.fingerprint,
+        "training_records": limit,
+        "epochs": epochs,
+        "training": ref.meta.get("training", {}),
+    }
+    (SHIPPED_ADAPTER / "meta.json").write_text(
+        json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8"
+    )
     logger.info("trained %s; shipped copy in %s", ref.key, SHIPPED_ADAPTER)
     return {"adapter": ref.key, "shipped": str(SHIPPED_ADAPTER), "training": meta["training"]}
 
@@ -77,12 +93,20 @@ def ensure_registered(registry=None, base_fingerprint: str | None = None) -> str
         return registry.resolve(ADAPTER_NAME).key
     meta_path = SHIPPED_ADAPTER / "meta.json"
     if not meta_path.is_file():
-        raise DSuiteError(f"No '{ADAPTER_NAME}' adapter in {registry.root} and no shipped copy in "
-                          f"{SHIPPED_ADAPTER}. Train it with `dsuite cs train-dst`.")
+        raise DSuiteError(
+            f"No '{ADAPTER_NAME}' adapter in {registry.root} and no shipped copy in "
+            f"{SHIPPED_ADAPTER}. Train it with `dsuite cs train-dst`."
+        )
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     if base_fingerprint and base_fingerprint != meta["base_fingerprint"]:
-        raise DSuiteError(f"The shipped '{ADAPTER_NAME}' adapter was trained on base {meta['base_fingerprint']}, "
-                          f"not {base_fingerprint}; retrain it with `dsuite cs train-dst --base ...`.")
-    ref = registry.register_folder(ADAPTER_NAME, SHIPPED_ADAPTER, base_fingerprint=meta["base_fingerprint"],
-                                   training=meta.get("training"))
+        raise DSuiteError(
+            f"The shipped '{ADAPTER_NAME}' adapter was trained on base {meta['base_fingerprint']}, "
+            f"not {base_fingerprint}; retrain it with `dsuite cs train-dst --base ...`."
+        )
+    ref = registry.register_folder(
+        ADAPTER_NAME,
+        SHIPPED_ADAPTER,
+        base_fingerprint=meta["base_fingerprint"],
+        training=meta.get("training"),
+    )
     return ref.key

@@ -75,8 +75,9 @@ def encode_batch(tokenizer, model, texts: list[str]):
     return F.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1)
 
 
-def embed(texts: list[str], lora_dir: str | Path | None = None, batch_size: int = 128,
-          progress: bool = False):
+def embed(
+    texts: list[str], lora_dir: str | Path | None = None, batch_size: int = 128, progress: bool = False
+):
     """Embed ``texts`` into a float32 numpy array (N, 384) of unit vectors.
 
     Args:
@@ -94,6 +95,6 @@ def embed(texts: list[str], lora_dir: str | Path | None = None, batch_size: int 
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     with torch.inference_mode():
         for start in tqdm(range(0, len(order), batch_size), disable=not progress, desc="embedding"):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             out[idx] = encode_batch(tokenizer, model, [texts[i] for i in idx]).numpy()
     return out

@@ -31,7 +31,9 @@ def requested(prediction: IntentPrediction, settings: dict | None = None) -> boo
     """Whether the turn asks for a human: an escalation intent above its probability threshold."""
     settings = settings or policy_settings()
     probs = dict(prediction.top)
-    return any(probs.get(intent, 0.0) >= settings["intent_threshold"] for intent in settings["escalate_intents"])
+    return any(
+        probs.get(intent, 0.0) >= settings["intent_threshold"] for intent in settings["escalate_intents"]
+    )
 
 
 @dataclass
@@ -53,11 +55,17 @@ class EscalationPolicy:
         if requested(prediction, s):
             return Escalation("requested", f"intent {prediction.best} (p={prediction.confidence:.2f})")
         if s.get("sentiment", True) and sentiment.strong:
-            return Escalation("negative_sentiment", f"score {sentiment.score:.1f}: {', '.join(sentiment.matches)}")
+            return Escalation(
+                "negative_sentiment", f"score {sentiment.score:.1f}: {', '.join(sentiment.matches)}"
+            )
         if prediction.confidence < s["very_low_confidence"]:
-            return Escalation("low_confidence", f"best intent {prediction.best} only p={prediction.confidence:.2f}")
+            return Escalation(
+                "low_confidence", f"best intent {prediction.best} only p={prediction.confidence:.2f}"
+            )
         low = prediction.out_of_scope or prediction.confidence < s["low_confidence"]
         self.failures = self.failures + 1 if (low or not answered) else 0
         if self.failures >= s["max_failures"]:
-            return Escalation("repeated_failure", f"{self.failures} turns in a row without a confident answer")
+            return Escalation(
+                "repeated_failure", f"{self.failures} turns in a row without a confident answer"
+            )
         return None

@@ -55,7 +55,9 @@ def fill_placeholders(answer: str, state: dict | None = None) -> str:
         if name in profile["placeholders"]:
             return profile["placeholders"][name]
         if slot:
-            return {"retail-order_id": "your order", "retail-invoice_id": "your invoice"}.get(slot, "the details")
+            return {"retail-order_id": "your order", "retail-invoice_id": "your invoice"}.get(
+                slot, "the details"
+            )
         return profile["unknown_placeholder"]
 
     return _PLACEHOLDER.sub(replace, answer)
@@ -109,7 +111,9 @@ class FaqIndex:
         ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))
         missing = [i for i in ids if i not in by_id]
         if missing:
-            raise DSuiteError(f"FAQ index '{name}' names rows absent from the Bitext file ({missing[:3]}); rebuild it.")
+            raise DSuiteError(
+                f"FAQ index '{name}' names rows absent from the Bitext file ({missing[:3]}); rebuild it."
+            )
         return cls([by_id[i] for i in ids], np.load(folder / "embeddings.npy").astype(np.float32), name)
 
     def search(self, query_vectors, k: int = 3) -> list[list[FaqHit]]:

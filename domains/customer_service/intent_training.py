@@ -49,8 +49,9 @@ def _additive_mask(mask):
     return (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
 
 
-def cache_states(model, tokenizer, texts: list[str], split_layer: int, batch_size: int = 64,
-                 desc: str = "caching") -> list[tuple]:
+def cache_states(
+    model, tokenizer, texts: list[str], split_layer: int, batch_size: int = 64, desc: str = "caching"
+) -> list[tuple]:
     """Run the frozen lower layers once: batches ``(indices, hidden (B, T, H) fp16, mask (B, T))``."""
     import torch
     from tqdm.auto import tqdm
@@ -59,9 +60,14 @@ def cache_states(model, tokenizer, texts: list[str], split_layer: int, batch_siz
     batches = []
     with torch.inference_mode():
         for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
-            idx = order[start:start + batch_size]
-            enc = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_LENGTH,
-                            return_tensors="pt")
+            idx = order[start : start + batch_size]
+            enc = tokenizer(
+                [texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=MAX_LENGTH,
+                return_tensors="pt",
+            )
             hidden = model.embeddings(input_ids=enc["input_ids"])  # (B, T, H)
             ext = _additive_mask(enc["attention_mask"])
             for layer in model.encoder.layer[:split_layer]:
@@ -111,8 +117,13 @@ def _cached(model, tokenizer, rows: list[dict], split_layer: int, key: str, cach
     return batches
 
 
-def train_intents(name: str, config: IntentTrainConfig | None = None, out_dir: Path | None = None,
-                  evaluate_test: bool = True, cache_dir: Path | None = None) -> dict:
+def train_intents(
+    name: str,
+    config: IntentTrainConfig | None = None,
+    out_dir: Path | None = None,
+    evaluate_test: bool = True,
+    cache_dir: Path | None = None,
+) -> dict:
     """Train and save the intent model for the data set ``name``; returns its metrics.
 
     Args:
@@ -135,7 +146,10 @@ def train_intents(name: str, config: IntentTrainConfig | None = None, out_dir: P
     random.seed(config.seed)
     torch.manual_seed(config.seed)
     started = time.time()
-    splits = {s: spec.load(s) for s in (("train", "validation", "test") if evaluate_test else ("train", "validation"))}
+    splits = {
+        s: spec.load(s)
+        for s in (("train", "validation", "test") if evaluate_test else ("train", "validation"))
+    }
     labels = sorted({r["label"] for r in splits["train"]})
     index = {label: i for i, label in enumerate(labels)}
     for split, rows in splits.items():
@@ -146,8 +160,10 @@ def train_intents(name: str, config: IntentTrainConfig | None = None, out_dir: P
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
     model = AutoModel.from_pretrained(minilm_dir(), attn_implementation="eager")
     model.eval()
-    caches = {s: _cached(model, tokenizer, rows, config.split_layer, f"{name}-{s}", cache_dir)
-              for s, rows in splits.items()}
+    caches = {
+        s: _cached(model, tokenizer, rows, config.split_layer, f"{name}-{s}", cache_dir)
+        for s, rows in splits.items()
+    }
     y = {s: np.array([index[r["label"]] for r in rows]) for s, rows in splits.items()}
     frozen = {s: _embed_cached(model, caches[s], len(splits[s]), config.split_layer).numpy() for s in splits}
     logger.info("cached %s in %.0f s", name, time.time() - started)
@@ -159,26 +175,38 @@ def train_intents(name: str, config: IntentTrainConfig | None = None, out_dir: P
         return _train_head_only(name, spec, config, out_dir, splits, frozen, y, labels, baseline, started)
 
     # Ours: LoRA on the top layers + cosine head initialised at the class centroids.
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.1,
-                      target_modules=["query", "key", "value", "dense"],
-                      layers_to_transform=list(range(config.split_layer, model.config.num_hidden_layers)),
-                      layers_pattern="layer")
+    lora = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=0.1,
+        target_modules=["query", "key", "value", "dense"],
+        layers_to_transform=list(range(config.split_layer, model.config.num_hidden_layers)),
+        layers_pattern="layer",
+    )
     peft_model = get_peft_model(model, lora)
     base = peft_model.base_model.model
-    centroids = torch.stack([torch.as_tensor(frozen["train"][y["train"] == c].mean(0)) for c in range(len(labels))])
+    centroids = torch.stack(
+        [torch.as_tensor(frozen["train"][y["train"] == c].mean(0)) for c in range(len(labels))]
+    )
     weight = torch.nn.Parameter(torch.nn.functional.normalize(centroids, dim=-1))
     bias = torch.nn.Parameter(torch.zeros(len(labels)))
-    optimizer = torch.optim.AdamW([
-        {"params": [p for p in peft_model.parameters() if p.requires_grad], "lr": config.lr},
-        {"params": [weight, bias], "lr": config.head_lr, "weight_decay": 0.0},
-    ])
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for p in peft_model.parameters() if p.requires_grad], "lr": config.lr},
+            {"params": [weight, bias], "lr": config.head_lr, "weight_decay": 0.0},
+        ]
+    )
     train_batches = caches["train"]
     # split the cached (64) batches into training batches
-    steps = [(idx[i:i + config.batch_size], h[i:i + config.batch_size], m[i:i + config.batch_size])
-             for idx, h, m in train_batches for i in range(0, len(idx), config.batch_size)]
+    steps = [
+        (idx[i : i + config.batch_size], h[i : i + config.batch_size], m[i : i + config.batch_size])
+        for idx, h, m in train_batches
+        for i in range(0, len(idx), config.batch_size)
+    ]
     total = config.epochs * len(steps)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[config.lr, config.head_lr],
-                                                    total_steps=total, pct_start=0.1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=[config.lr, config.head_lr], total_steps=total, pct_start=0.1
+    )
     y_train = torch.as_tensor(y["train"])
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     bar = tqdm(total=total, desc=f"training {name}")
@@ -200,12 +228,27 @@ def train_intents(name: str, config: IntentTrainConfig | None = None, out_dir: P
     merged = peft_model.merge_and_unload()
     head_w = torch.nn.functional.normalize(weight.detach(), dim=-1)
     tuned = {s: _embed_cached(merged, caches[s], len(splits[s]), config.split_layer) for s in splits}
-    return _save(name, spec, config, out_dir, splits, y, labels, baseline, frozen, tuned, head_w, bias.detach(),
-                 peft_model, started)
+    return _save(
+        name,
+        spec,
+        config,
+        out_dir,
+        splits,
+        y,
+        labels,
+        baseline,
+        frozen,
+        tuned,
+        head_w,
+        bias.detach(),
+        peft_model,
+        started,
+    )
 
 
-def _save(name, spec, config, out_dir, splits, y, labels, baseline, frozen, tuned, head_w, bias, peft_model,
-          started) -> dict:
+def _save(
+    name, spec, config, out_dir, splits, y, labels, baseline, frozen, tuned, head_w, bias, peft_model, started
+) -> dict:
     """Choose the OOS thresholds on validation, score, and write the model folder; returns its meta."""
     import torch
     from safetensors.torch import save_file
@@ -237,18 +280,33 @@ def _save(name, spec, config, out_dir, splits, y, labels, baseline, frozen, tune
         base_metrics[split] = intent_metrics(base_probs(split), y[split], labels, base_threshold)
     out_dir.mkdir(parents=True, exist_ok=True)
     if peft_model is not None:
-        peft_model.save_pretrained(str(out_dir))  # the peft wrapper still holds the LoRA weights after merging
+        peft_model.save_pretrained(
+            str(out_dir)
+        )  # the peft wrapper still holds the LoRA weights after merging
     tfidf.save(out_dir, vectorizer, t_weight, t_bias)
     save_file({"weight": head_w.contiguous(), "bias": bias.contiguous()}, str(out_dir / "head.safetensors"))
-    save_file({"weight": torch.as_tensor(baseline.coef_, dtype=torch.float32).contiguous(),
-               "bias": torch.as_tensor(baseline.intercept_, dtype=torch.float32).contiguous()},
-              str(out_dir / "baseline_lr.safetensors"))
+    save_file(
+        {
+            "weight": torch.as_tensor(baseline.coef_, dtype=torch.float32).contiguous(),
+            "bias": torch.as_tensor(baseline.intercept_, dtype=torch.float32).contiguous(),
+        },
+        str(out_dir / "baseline_lr.safetensors"),
+    )
     meta = {
-        "name": name, "dataset_card": spec.card, "labels": labels, "scale": config.scale, "tfidf_weight": mix,
-        "threshold": threshold, "baseline_threshold": base_threshold, "oos_label": OOS if spec.has_oos else None,
+        "name": name,
+        "dataset_card": spec.card,
+        "labels": labels,
+        "scale": config.scale,
+        "tfidf_weight": mix,
+        "threshold": threshold,
+        "baseline_threshold": base_threshold,
+        "oos_label": OOS if spec.has_oos else None,
         "encoder": "minilm+lora" if peft_model is not None else "minilm (frozen)",
-        "config": config.__dict__, "train_examples": len(splits["train"]),
-        "train_seconds": round(time.time() - started, 1), "metrics": metrics, "baseline_metrics": base_metrics,
+        "config": config.__dict__,
+        "train_examples": len(splits["train"]),
+        "train_seconds": round(time.time() - started, 1),
+        "metrics": metrics,
+        "baseline_metrics": base_metrics,
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     logger.info("saved %s intent model to %s: %s", name, out_dir, metrics)
@@ -273,5 +331,19 @@ def _train_head_only(name, spec, config, out_dir, splits, frozen, y, labels, bas
         loss.backward()
         optimizer.step()
     head_w = torch.nn.functional.normalize(weight.detach(), dim=-1)
-    return _save(name, spec, config, out_dir, splits, y, labels, baseline, frozen, x, head_w, bias.detach(),
-                 None, started)
+    return _save(
+        name,
+        spec,
+        config,
+        out_dir,
+        splits,
+        y,
+        labels,
+        baseline,
+        frozen,
+        x,
+        head_w,
+        bias.detach(),
+        None,
+        started,
+    )

@@ -77,8 +77,16 @@ class IntentModel:
             )
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         head = load_file(str(head_path))
-        return cls(meta["name"], list(meta["labels"]), head["weight"], head["bias"], float(meta["scale"]),
-                   meta.get("threshold"), folder, meta)
+        return cls(
+            meta["name"],
+            list(meta["labels"]),
+            head["weight"],
+            head["bias"],
+            float(meta["scale"]),
+            meta.get("threshold"),
+            folder,
+            meta,
+        )
 
     @property
     def lora_dir(self) -> Path | None:
@@ -127,11 +135,14 @@ class IntentModel:
             winner = self.labels[order[0]]
             confidence = float(row[best])
             rejected = winner == OOS or (threshold is not None and confidence < threshold)
-            out.append(IntentPrediction(OOS if rejected else self.labels[best], confidence, self.labels[best], top))
+            out.append(
+                IntentPrediction(OOS if rejected else self.labels[best], confidence, self.labels[best], top)
+            )
         return out
 
-    def predict(self, texts: list[str], threshold: float | None = None,
-                progress: bool = False) -> list[IntentPrediction]:
+    def predict(
+        self, texts: list[str], threshold: float | None = None, progress: bool = False
+    ) -> list[IntentPrediction]:
         """Predict the intent of each text (``"oos"`` when rejected)."""
         if isinstance(texts, str):
             raise DSuiteError("IntentModel.predict takes a list of texts; wrap a single text in a list.")

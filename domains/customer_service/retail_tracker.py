@@ -7,14 +7,22 @@ import re
 from domains.customer_service.schema import load_schema
 
 _PATTERNS = {
-    "retail-order_id": re.compile(r"\b(?:order|purchase|order number|order no\.?|order id|#)\s*(?:number|no\.?|id)?\s*"
-                                  r"#?\s*([A-Za-z]{0,3}-?\d{4,20})\b", re.I),
-    "retail-invoice_id": re.compile(r"\binvoice\s*(?:number|no\.?|#)?\s*#?\s*([A-Za-z]{0,3}-?\d{3,20})\b", re.I),
+    "retail-order_id": re.compile(
+        r"\b(?:order|purchase|order number|order no\.?|order id|#)\s*(?:number|no\.?|id)?\s*"
+        r"#?\s*([A-Za-z]{0,3}-?\d{4,20})\b",
+        re.I,
+    ),
+    "retail-invoice_id": re.compile(
+        r"\binvoice\s*(?:number|no\.?|#)?\s*#?\s*([A-Za-z]{0,3}-?\d{3,20})\b", re.I
+    ),
     "retail-email": re.compile(r"\b([^@\s]+@[^@\s]+\.[a-z]{2,})\b", re.I),
-    "retail-refund_amount": re.compile(r"([$€£]\s?\d+(?:[.,]\d{2})?|\d+(?:[.,]\d{2})?\s?(?:dollars|euros|pounds|usd|eur|gbp))",
-                                       re.I),
+    "retail-refund_amount": re.compile(
+        r"([$€£]\s?\d+(?:[.,]\d{2})?|\d+(?:[.,]\d{2})?\s?(?:dollars|euros|pounds|usd|eur|gbp))", re.I
+    ),
     "retail-person_name": re.compile(r"\bmy name is ([A-Z][a-z]+(?: [A-Z][a-z]+)?)"),
-    "retail-delivery_city": re.compile(r"\b(?:ship|deliver|send)\w* (?:it |them )?to ([A-Z][a-z]+(?: [A-Z][a-z]+)?)"),
+    "retail-delivery_city": re.compile(
+        r"\b(?:ship|deliver|send)\w* (?:it |them )?to ([A-Z][a-z]+(?: [A-Z][a-z]+)?)"
+    ),
 }
 _BARE_NUMBER = re.compile(r"\b(\d{6,20})\b")
 

@@ -16,10 +16,30 @@ from domains.customer_service.schema import MULTIWOZ_DOMAINS, MULTIWOZ_SLOTS, lo
 from eval.data.paths import PROJECT_DATA, read_json
 
 RULES_FILE = PROJECT_DATA / "customer_service" / "dst_rules.json"
-_NUMBER_WORDS = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
-                 "eight": "8", "nine": "9", "ten": "10"}
-_SKIP_DICT = {"bookpeople", "bookstay", "stars", "bookday", "day", "leaveat", "arriveby", "booktime",
-              "internet", "parking"}
+_NUMBER_WORDS = {
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+}
+_SKIP_DICT = {
+    "bookpeople",
+    "bookstay",
+    "stars",
+    "bookday",
+    "day",
+    "leaveat",
+    "arriveby",
+    "booktime",
+    "internet",
+    "parking",
+}
 
 
 @lru_cache(maxsize=1)
@@ -72,7 +92,7 @@ def _mentioned_domains(text: str) -> list[str]:
 
 
 def _preceded_by(text: str, start: int, cues: list[str], window: int = 20) -> bool:
-    before = text[max(0, start - window):start]
+    before = text[max(0, start - window) : start + 1]  # up to and including the space before the value
     return any(before.endswith(f" {cue} ") for cue in cues)
 
 
@@ -94,8 +114,9 @@ class RuleTracker:
                     return slot
         return None
 
-    def _slot_for(self, value: str, slots: set[str], text: str, start: int, order: list[str],
-                  found: dict) -> str | None:
+    def _slot_for(
+        self, value: str, slots: set[str], text: str, start: int, order: list[str], found: dict
+    ) -> str | None:
         """The slot a dictionary value found at ``start`` fills, from cue words and the domains in focus."""
         slots = {s for s in slots if s.split("-", 1)[1] not in _SKIP_DICT}
         if not slots:
@@ -108,7 +129,9 @@ class RuleTracker:
                 slots = {s for s in slots if s.endswith("-" + kind)} or slots
         slot = self._pick(slots, order) or (self._pick(slots, list(MULTIWOZ_DOMAINS)) if not order else None)
         if slot and slot.endswith(("-departure", "-destination")) and slot in found:
-            swap = ("departure", "destination") if slot.endswith("departure") else ("destination", "departure")
+            swap = (
+                ("departure", "destination") if slot.endswith("departure") else ("destination", "departure")
+            )
             slot = slot.replace(*swap)
         return slot
 
@@ -117,7 +140,7 @@ class RuleTracker:
         text, sys_text = clean_text(user), clean_text(system)
         mentioned = _mentioned_domains(text)
         if mentioned:
-            self.active = mentioned[-1]
+            self.active = mentioned[0]  # the first domain named is the one the request is about
         order = mentioned + [d for d in ([self.active] if self.active else []) if d not in mentioned]
         order += [d for d in _mentioned_domains(sys_text) if d not in order]
         domain = order[0] if order else None
@@ -129,14 +152,14 @@ class RuleTracker:
         used = [False] * len(words)
         for n in range(min(7, len(words)), 0, -1):
             for i in range(len(words) - n + 1):
-                value = squashed.get("".join(words[i:i + n]))
-                if value is None or any(used[i:i + n]):
+                value = squashed.get("".join(words[i : i + n]))
+                if value is None or any(used[i : i + n]):
                     continue
                 slot = self._slot_for(value, table[value], text, offsets[i], order, found)
                 if slot is None:
                     continue
                 found[slot] = normalize_value(value)
-                used[i:i + n] = [True] * n
+                used[i : i + n] = [True] * n
         if domain:
             found.update(self._numbers_and_times(text, domain))
             found.update(self._yes_and_dontcare(text, sys_text, domain))
@@ -167,7 +190,7 @@ class RuleTracker:
             if domain == "restaurant":
                 out["restaurant-booktime"] = value
             elif domain in ("train", "taxi"):
-                before = text[max(0, match.start() - 25):match.start()]
+                before = text[max(0, match.start() - 25) : match.start()]
                 arrive = any(f" {cue} " in before for cue in r["arrive_cues"])
                 out[f"{domain}-{'arriveby' if arrive else 'leaveat'}"] = value
         return out
@@ -180,7 +203,7 @@ class RuleTracker:
                 for word in words:
                     pos = text.find(f" {word} ")
                     if pos >= 0:
-                        negated = any(neg in text[max(0, pos - 15):pos + 1] for neg in r["negations"])
+                        negated = any(neg in text[max(0, pos - 15) : pos + 1] for neg in r["negations"])
                         out[slot] = "no" if negated else "yes"
                         break
         if any(f" {p} " in text or p in text for p in r["dontcare_phrases"]):

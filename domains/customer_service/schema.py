@@ -16,13 +16,36 @@ RETAIL_SCHEMA = PROJECT_DATA / "customer_service" / "schemas" / "retail.json"
 # The 30 informable MultiWOZ slots of the five evaluated domains (the usual DST setting).
 MULTIWOZ_DOMAINS = ("hotel", "train", "attraction", "restaurant", "taxi")
 MULTIWOZ_SLOTS = (
-    "hotel-pricerange", "hotel-type", "hotel-parking", "hotel-bookday", "hotel-bookpeople", "hotel-bookstay",
-    "hotel-stars", "hotel-internet", "hotel-name", "hotel-area",
-    "train-arriveby", "train-departure", "train-day", "train-bookpeople", "train-leaveat", "train-destination",
-    "attraction-area", "attraction-name", "attraction-type",
-    "restaurant-pricerange", "restaurant-area", "restaurant-food", "restaurant-name", "restaurant-bookday",
-    "restaurant-bookpeople", "restaurant-booktime",
-    "taxi-leaveat", "taxi-destination", "taxi-departure", "taxi-arriveby",
+    "hotel-pricerange",
+    "hotel-type",
+    "hotel-parking",
+    "hotel-bookday",
+    "hotel-bookpeople",
+    "hotel-bookstay",
+    "hotel-stars",
+    "hotel-internet",
+    "hotel-name",
+    "hotel-area",
+    "train-arriveby",
+    "train-departure",
+    "train-day",
+    "train-bookpeople",
+    "train-leaveat",
+    "train-destination",
+    "attraction-area",
+    "attraction-name",
+    "attraction-type",
+    "restaurant-pricerange",
+    "restaurant-area",
+    "restaurant-food",
+    "restaurant-name",
+    "restaurant-bookday",
+    "restaurant-bookpeople",
+    "restaurant-booktime",
+    "taxi-leaveat",
+    "taxi-destination",
+    "taxi-departure",
+    "taxi-arriveby",
 )
 
 
@@ -62,7 +85,9 @@ class DialogSchema:
         import jsonschema
 
         validator = jsonschema.Draft7Validator(self.json_schema())
-        return [f"{'/'.join(map(str, e.path)) or '(state)'}: {e.message}" for e in validator.iter_errors(state)]
+        return [
+            f"{'/'.join(map(str, e.path)) or '(state)'}: {e.message}" for e in validator.iter_errors(state)
+        ]
 
     def clean(self, state: dict) -> dict:
         """Keep only the slots and values the schema accepts (unknown slots and values dropped)."""
@@ -77,7 +102,9 @@ class DialogSchema:
         return out
 
 
-def _slots_from_services(services: list[dict], keep: set[str] | None = None, prefix_service: bool = False) -> list[Slot]:
+def _slots_from_services(
+    services: list[dict], keep: set[str] | None = None, prefix_service: bool = False
+) -> list[Slot]:
     slots = []
     for service in services:
         for slot in service.get("slots", []):

@@ -62,15 +62,22 @@ class Turn:
 class CustomerServiceSession:
     """One conversation with the support assistant (not thread-safe; one per user)."""
 
-    def __init__(self, intent_model: str = "bitext", faq: str = "bitext", generate: bool = True,
-                 adapter: str | None = None, base: str | None = None, max_new_tokens: int = 96):
+    def __init__(
+        self,
+        intent_model: str = "bitext",
+        faq: str = "bitext",
+        generate: bool = True,
+        adapter: str | None = None,
+        base: str | None = None,
+        max_new_tokens: int = 96,
+    ):
         """Args:
-            intent_model: saved intent model name (the business's intents).
-            faq: FAQ index name.
-            generate: write a reply with the language model when no FAQ fits (else ask to clarify).
-            adapter: adapter name for generated replies (None: the bare base).
-            base: base checkpoint folder (None: the default base).
-            max_new_tokens: length cap of generated replies.
+        intent_model: saved intent model name (the business's intents).
+        faq: FAQ index name.
+        generate: write a reply with the language model when no FAQ fits (else ask to clarify).
+        adapter: adapter name for generated replies (None: the bare base).
+        base: base checkpoint folder (None: the default base).
+        max_new_tokens: length cap of generated replies.
         """
         self.intents = IntentModel.load(intent_model)
         self.faq = FaqIndex.load(faq)
@@ -101,10 +108,24 @@ class CustomerServiceSession:
             reply, source, sources = self._generated(text), "generated", []
         else:
             reply, source, sources = prompts()["clarify"], "clarify", []
-        turn = Turn(text, reply, prediction.label, prediction.confidence, dict(self.state), sources, escalation, source)
+        turn = Turn(
+            text,
+            reply,
+            prediction.label,
+            prediction.confidence,
+            dict(self.state),
+            sources,
+            escalation,
+            source,
+        )
         self.history.append(turn)
-        logger.info("turn intent=%s conf=%.2f source=%s escalation=%s", turn.intent, turn.confidence, source,
-                    escalation.reason if escalation else None)
+        logger.info(
+            "turn intent=%s conf=%.2f source=%s escalation=%s",
+            turn.intent,
+            turn.confidence,
+            source,
+            escalation.reason if escalation else None,
+        )
         return turn
 
     def _faq_hits(self, text: str) -> list[FaqHit]:
@@ -128,6 +149,8 @@ class CustomerServiceSession:
             try:
                 from adapters import AdapterManager  # noqa: F401  (the adapters engineer's API)
             except ImportError as exc:
-                raise DSuiteError(f"Adapter '{self.adapter}' asked for, but the adapters package has no "
-                                  "AdapterManager yet; run without --adapter.") from exc
+                raise DSuiteError(
+                    f"Adapter '{self.adapter}' asked for, but the adapters package has no "
+                    "AdapterManager yet; run without --adapter."
+                ) from exc
         return generate(load_base(self.base), self.messages(text), settings).strip()

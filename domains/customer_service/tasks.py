@@ -59,11 +59,18 @@ def _intent_task(task: str, dataset: str, loader, score, primary: str, descripti
         return [{"label": p.label, "best": p.best, "confidence": round(p.confidence, 4)} for p in preds]
 
     return Task(
-        name=task, dataset=_intent_model(dataset).meta["dataset_card"], description=description, load=loader,
-        predict=predict, score=score, primary_metric=primary, baselines=(BASELINE_LR,),
+        name=task,
+        dataset=_intent_model(dataset).meta["dataset_card"],
+        description=description,
+        load=loader,
+        predict=predict,
+        score=score,
+        primary_metric=primary,
+        baselines=(BASELINE_LR,),
         splits=("test", "validation"),
         labels=lambda ex, out: ([e["label"] for e in ex], [o["label"] for o in out]),
-        batch_size=256, needs_model=False,
+        batch_size=256,
+        needs_model=False,
     )
 
 
@@ -78,7 +85,9 @@ def _score_oos(examples, outputs):
 
     gold = [e["label"] for e in examples]
     scores = oos_metrics(gold, [o["label"] for o in outputs])
-    in_scope = [(e["label"], o["best"]) for e, o in zip(examples, outputs, strict=True) if e["label"] != "oos"]
+    in_scope = [
+        (e["label"], o["best"]) for e, o in zip(examples, outputs, strict=True) if e["label"] != "oos"
+    ]
     scores["in_scope_accuracy_no_reject"] = accuracy([g for g, _ in in_scope], [p for _, p in in_scope])
     return scores
 
@@ -86,15 +95,27 @@ def _score_oos(examples, outputs):
 def banking77_task() -> Task:
     from eval.data import banking77
 
-    return _intent_task("cs.banking77", "banking77", banking77.load, _score_accuracy, "accuracy",
-                        "BANKING77 intent accuracy (77 intents, 3,080 test queries)")
+    return _intent_task(
+        "cs.banking77",
+        "banking77",
+        banking77.load,
+        _score_accuracy,
+        "accuracy",
+        "BANKING77 intent accuracy (77 intents, 3,080 test queries)",
+    )
 
 
 def clinc150_task() -> Task:
     from eval.data import clinc150
 
-    return _intent_task("cs.clinc150", "clinc150", clinc150.load, _score_oos, "in_scope_accuracy",
-                        "CLINC150 in-scope accuracy with rejection, OOS recall and precision")
+    return _intent_task(
+        "cs.clinc150",
+        "clinc150",
+        clinc150.load,
+        _score_oos,
+        "in_scope_accuracy",
+        "CLINC150 in-scope accuracy with rejection, OOS recall and precision",
+    )
 
 
 # ---- Bitext: escalation and FAQ ----------------------------------------------------------------------------
@@ -106,8 +127,14 @@ def escalation_decisions(texts: list[str], system: SystemSpec) -> list[dict]:
     out = []
     for text, prediction in zip(texts, intent_predictions("bitext", texts, system), strict=True):
         decision = EscalationPolicy().decide(prediction, negativity(text), answered=True)
-        out.append({"escalated": decision is not None, "reason": decision.reason if decision else None,
-                    "intent": prediction.label, "confidence": round(prediction.confidence, 4)})
+        out.append(
+            {
+                "escalated": decision is not None,
+                "reason": decision.reason if decision else None,
+                "intent": prediction.label,
+                "confidence": round(prediction.confidence, 4),
+            }
+        )
     return out
 
 
@@ -116,8 +143,12 @@ def _score_escalation(examples, outputs):
 
     pos = [o["escalated"] for e, o in zip(examples, outputs, strict=True) if e["label"] == ESCALATION_INTENT]
     neg = [o["escalated"] for e, o in zip(examples, outputs, strict=True) if e["label"] != ESCALATION_INTENT]
-    return {"escalation_recall": sum(pos) / max(1, len(pos)), "false_escalation_rate": sum(neg) / max(1, len(neg)),
-            "positives": float(len(pos)), "negatives": float(len(neg))}
+    return {
+        "escalation_recall": sum(pos) / max(1, len(pos)),
+        "false_escalation_rate": sum(neg) / max(1, len(neg)),
+        "positives": float(len(pos)),
+        "negatives": float(len(neg)),
+    }
 
 
 def bitext_escalation_task() -> Task:
@@ -130,11 +161,17 @@ def bitext_escalation_task() -> Task:
         return bitext.load(split)
 
     return Task(
-        name="cs.bitext_escalation", dataset=bitext.CARD,
-        description="Bitext: contact_human_agent escalation recall and false-escalation rate on other requests",
-        load=load, predict=lambda ex, system: escalation_decisions([e["text"] for e in ex], system),
-        score=_score_escalation, primary_metric="escalation_recall", baselines=(BASELINE_LR,),
-        splits=("heldout", "test", "validation"), batch_size=256, needs_model=False,
+        name="cs.bitext_escalation",
+        dataset=bitext.CARD,
+        description="Bitext: contact_human_agent escalation recall, false-escalation rate on other requests",
+        load=load,
+        predict=lambda ex, system: escalation_decisions([e["text"] for e in ex], system),
+        score=_score_escalation,
+        primary_metric="escalation_recall",
+        baselines=(BASELINE_LR,),
+        splits=("heldout", "test", "validation"),
+        batch_size=256,
+        needs_model=False,
     )
 
 
@@ -161,15 +198,23 @@ def faq_predictions(texts: list[str], system: SystemSpec, k: int = 3) -> list[di
         vectorizer, matrix = _tfidf()
         sims = (vectorizer.transform(texts) @ matrix.T).toarray()
         ranked = sims.argsort(1)[:, ::-1][:, :k]
-        return [{"ids": [index.rows[i]["id"] for i in row], "intents": [index.rows[i]["label"] for i in row]}
-                for row in ranked]
+        return [
+            {"ids": [index.rows[i]["id"] for i in row], "intents": [index.rows[i]["label"] for i in row]}
+            for row in ranked
+        ]
     if system.baseline:
         raise DSuiteError(f"Unknown baseline '{system.baseline}' for cs.bitext_faq; expected 'tfidf'.")
     from domains.customer_service.encoder import embed
 
     hits = index.search(embed(texts), k)
-    return [{"ids": [h.id for h in row], "intents": [h.intent for h in row],
-             "scores": [round(h.score, 4) for h in row]} for row in hits]
+    return [
+        {
+            "ids": [h.id for h in row],
+            "intents": [h.intent for h in row],
+            "scores": [round(h.score, 4) for h in row],
+        }
+        for row in hits
+    ]
 
 
 def _score_faq(examples, outputs):
@@ -182,18 +227,26 @@ def bitext_faq_task() -> Task:
     from eval.data import bitext
 
     return Task(
-        name="cs.bitext_faq", dataset=bitext.CARD,
+        name="cs.bitext_faq",
+        dataset=bitext.CARD,
         description="Bitext FAQ retrieval: the top answer's intent matches the request (@1), recall@3",
-        load=bitext.load, predict=lambda ex, system: faq_predictions([e["text"] for e in ex], system),
-        score=_score_faq, primary_metric="answer_intent_at_1", baselines=("tfidf",),
-        splits=("test", "validation"), batch_size=256, needs_model=False,
+        load=bitext.load,
+        predict=lambda ex, system: faq_predictions([e["text"] for e in ex], system),
+        score=_score_faq,
+        primary_metric="answer_intent_at_1",
+        baselines=("tfidf",),
+        splits=("test", "validation"),
+        batch_size=256,
+        needs_model=False,
     )
 
 
 # ---- dialog state tracking ---------------------------------------------------------------------------------
 def _dst_examples(dialogues, turns_of) -> list[dict]:
-    return [{"id": d["dialogue_id"], "service": d["domains"][0] if d["domains"] else None, "turns": turns_of(d)}
-            for d in dialogues]
+    return [
+        {"id": d["dialogue_id"], "service": d["domains"][0] if d["domains"] else None, "turns": turns_of(d)}
+        for d in dialogues
+    ]
 
 
 def dst_predictions(examples: list[dict], system: SystemSpec, schema: str = "multiwoz") -> list[dict]:
@@ -233,15 +286,23 @@ def multiwoz_task() -> Task:
     from eval.data import multiwoz
 
     def turns_of(dialogue):
-        return [{**t, "state": {k: v for k, v in t["state"].items() if k in MULTIWOZ_SLOTS}}
-                for t in multiwoz.user_turns(dialogue)]
+        return [
+            {**t, "state": {k: v for k, v in t["state"].items() if k in MULTIWOZ_SLOTS}}
+            for t in multiwoz.user_turns(dialogue)
+        ]
 
     return Task(
-        name="cs.multiwoz", dataset=multiwoz.CARD,
+        name="cs.multiwoz",
+        dataset=multiwoz.CARD,
         description="MultiWOZ 2.1 (ConvLab-2) test: joint goal accuracy and slot F1 over 30 slots",
         load=lambda split: _dst_examples(multiwoz.load_dialogues(split), turns_of),
-        predict=dst_predictions, score=_score_dst, primary_metric="joint_goal_accuracy",
-        baselines=(BASELINE_RULES,), splits=("test", "dev"), batch_size=16, needs_model=True,
+        predict=dst_predictions,
+        score=_score_dst,
+        primary_metric="joint_goal_accuracy",
+        baselines=(BASELINE_RULES,),
+        splits=("test", "dev"),
+        batch_size=16,
+        needs_model=True,
     )
 
 
@@ -258,11 +319,16 @@ def sgd_task() -> Task:
         return out
 
     return Task(
-        name="cs.sgd", dataset=sgd.CARD,
+        name="cs.sgd",
+        dataset=sgd.CARD,
         description="SGD Payment_1 + RentalCars_3 test dialogues: zero-shot joint goal accuracy and slot F1",
         load=lambda split: _dst_examples(sgd.load_dialogues(), turns_of),
-        predict=lambda ex, system: dst_predictions(ex, system, schema="sgd"), score=_score_dst,
-        primary_metric="joint_goal_accuracy", baselines=(BASELINE_RULES,), splits=("test",), batch_size=16,
+        predict=lambda ex, system: dst_predictions(ex, system, schema="sgd"),
+        score=_score_dst,
+        primary_metric="joint_goal_accuracy",
+        baselines=(BASELINE_RULES,),
+        splits=("test",),
+        batch_size=16,
     )
 
 

@@ -44,10 +44,14 @@ def save(folder: Path, vectorizer, weight, bias) -> None:
     from safetensors.torch import save_file
 
     vocab = {k: int(v) for k, v in vectorizer.vocabulary_.items()}
-    (folder / "tfidf.json").write_text(json.dumps({"settings": SETTINGS, "vocabulary": vocab,
-                                                   "idf": [float(v) for v in vectorizer.idf_]}), encoding="utf-8")
-    save_file({"weight": torch.as_tensor(weight).contiguous(), "bias": torch.as_tensor(bias).contiguous()},
-              str(folder / "tfidf_lr.safetensors"))
+    (folder / "tfidf.json").write_text(
+        json.dumps({"settings": SETTINGS, "vocabulary": vocab, "idf": [float(v) for v in vectorizer.idf_]}),
+        encoding="utf-8",
+    )
+    save_file(
+        {"weight": torch.as_tensor(weight).contiguous(), "bias": torch.as_tensor(bias).contiguous()},
+        str(folder / "tfidf_lr.safetensors"),
+    )
 
 
 def load(folder: Path):

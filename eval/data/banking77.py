@@ -45,7 +45,9 @@ def load(split: str = "test") -> list[dict]:
         for number, row in enumerate(csv.DictReader(handle)):
             text, label = (row.get("text") or "").strip(), row.get("category")
             if label not in known:
-                raise DSuiteError(f"{path}: row {number + 2} has category '{label}', not one of categories.json.")
+                raise DSuiteError(
+                    f"{path}: row {number + 2} has category '{label}', not one of categories.json."
+                )
             if split != "test" and _held_out(text) != (split == "validation"):
                 continue
             rows.append({"id": f"banking77-{source}-{number}", "text": text, "label": label})

@@ -36,13 +36,15 @@ def load(split: str = "test") -> list[dict]:
                 raise DSuiteError(f"{path}: row {number + 2} lacks an instruction or an intent.")
             if split != "all" and split_of(text) != split:
                 continue
-            rows.append({
-                "id": f"bitext-{number}",
-                "text": text,
-                "label": row["intent"],
-                "category": row.get("category", ""),
-                "entity_type": row.get("entity_type") or None,
-                "entity_value": row.get("entity_value") or None,
-                "response": row.get("response", ""),
-            })
+            rows.append(
+                {
+                    "id": f"bitext-{number}",
+                    "text": text,
+                    "label": row["intent"],
+                    "category": row.get("category", ""),
+                    "entity_type": row.get("entity_type") or None,
+                    "entity_value": row.get("entity_value") or None,
+                    "response": row.get("response", ""),
+                }
+            )
     return rows

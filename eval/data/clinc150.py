@@ -24,7 +24,7 @@ def load(split: str = "test", include_oos: bool = True) -> list[dict]:
     data = read_json(dataset_dir(FOLDER) / "data_full.json")
     key = _KEYS[split]
     rows = []
-    for prefix in ([key, f"oos_{key}"] if include_oos else [key]):
+    for prefix in [key, f"oos_{key}"] if include_oos else [key]:
         for number, pair in enumerate(data.get(prefix, [])):
             if not (isinstance(pair, list) and len(pair) == 2):
                 raise DSuiteError(f"data_full.json[{prefix}][{number}] is {pair!r}; expected [text, intent].")

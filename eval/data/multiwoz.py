@@ -18,8 +18,10 @@ def load_dialogues(split: str = "test", limit: int | None = None) -> list[dict]:
         limit: keep only the first ``limit`` dialogues (file order).
     """
     if split not in SPLITS:
-        raise DSuiteError(f"MultiWOZ split '{split}' is unknown; expected one of {', '.join(SPLITS)} "
-                          "(the train split is not in the shared copy).")
+        raise DSuiteError(
+            f"MultiWOZ split '{split}' is unknown; expected one of {', '.join(SPLITS)} "
+            "(the train split is not in the shared copy)."
+        )
     dialogues = []
     for record in read_jsonl(dataset_dir(FOLDER) / f"{split}.jsonl"):
         dialogues.append(record)

@@ -19,7 +19,9 @@ def load_dialogues(service: str | None = None, limit: int | None = None) -> list
     services = SERVICES if service is None else (service,)
     for name in services:
         if name not in SERVICES:
-            raise DSuiteError(f"SGD service '{name}' is not in the subset; expected one of {', '.join(SERVICES)}.")
+            raise DSuiteError(
+                f"SGD service '{name}' is not in the subset; expected one of {', '.join(SERVICES)}."
+            )
     out = []
     for name in services:
         for dialogue in read_json(dataset_dir(FOLDER) / f"test_{name}.json"):
@@ -33,7 +35,9 @@ def load_dialogues(service: str | None = None, limit: int | None = None) -> list
                             state[f"{frame['service']}-{slot}"] = list(values)
                     record["state"] = state
                 turns.append(record)
-            out.append({"dialogue_id": dialogue["dialogue_id"], "domains": dialogue["services"], "turns": turns})
+            out.append(
+                {"dialogue_id": dialogue["dialogue_id"], "domains": dialogue["services"], "turns": turns}
+            )
             if limit is not None and len(out) >= limit * len(services):
                 break
     return out

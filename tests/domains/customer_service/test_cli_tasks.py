@@ -4,7 +4,7 @@ import json
 import subprocess
 
 from domains.customer_service.dst_adapter import gold_delta, parse_delta, turn_messages
-from eval.registry import get_task, task_names
+from eval.registry import SystemSpec, get_task, task_names
 from tests.conftest import dsuite_command
 
 
@@ -16,8 +16,12 @@ def test_cs_help_lists_commands():
 
 
 def test_cs_ask_prints_a_turn_as_json():
-    out = subprocess.run(dsuite_command("cs", "ask", "I need to talk with a human agent"), capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        dsuite_command("cs", "ask", "I need to talk with a human agent"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     turn = json.loads(out.stdout.strip().splitlines()[-1])
     assert turn["escalation"]["reason"] == "requested"
@@ -26,8 +30,9 @@ def test_cs_ask_prints_a_turn_as_json():
 def test_cs_track_refuses_a_bad_file(tmp_path):
     bad = tmp_path / "dialogue.json"
     bad.write_text('{"user": "hi"}')
-    out = subprocess.run(dsuite_command("cs", "track", str(bad), "--rules"), capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        dsuite_command("cs", "track", str(bad), "--rules"), capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 2 and "JSON list" in out.stderr
 
 
@@ -38,9 +43,11 @@ def test_all_cs_tasks_are_registered():
     assert names <= set(task_names())
     task = get_task("cs.multiwoz")
     examples = task.load("test")[:2]
-    outputs = task.predict(examples, __import__("eval.registry").registry.SystemSpec(baseline="rules"))
+    outputs = task.predict(examples, SystemSpec(baseline="rules"))
     scores = task.score(examples, outputs)
-    assert 0 <= scores["joint_goal_accuracy"] <= 1 and scores["turns"] == sum(len(e["turns"]) for e in examples)
+    assert 0 <= scores["joint_goal_accuracy"] <= 1 and scores["turns"] == sum(
+        len(e["turns"]) for e in examples
+    )
     escalation = get_task("cs.bitext_escalation")
     fake = [{"label": "contact_human_agent"}, {"label": "review"}, {"label": "review"}]
     scored = escalation.score(fake, [{"escalated": True}, {"escalated": True}, {"escalated": False}])
@@ -51,6 +58,8 @@ def test_adapter_prompt_and_answer_parsing():
     messages = turn_messages("What area ?", "the centre please", "hotel", {"hotel-area": "centre"})
     assert "hotel (pricerange" in messages[1]["content"] and "centre please" in messages[1]["content"]
     assert parse_delta('sure: {"hotel-area": "centre", "hotel-stars": 4} trailing') == {
-        "hotel-area": "centre", "hotel-stars": "4"}
+        "hotel-area": "centre",
+        "hotel-stars": "4",
+    }
     assert parse_delta("no json here") == {} and parse_delta("{broken") == {}
     assert gold_delta({"a": "1", "b": "2"}, {"a": "1", "b": "3", "c": "4"}) == {"b": "3", "c": "4"}

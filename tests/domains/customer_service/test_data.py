@@ -32,7 +32,10 @@ def test_multiwoz_user_turns_carry_states():
     dialogue = multiwoz.load_dialogues("test", limit=1)[0]
     turns = multiwoz.user_turns(dialogue)
     assert dialogue["dialogue_id"] == "SNG0073"
-    assert turns[0]["state"] == {"taxi-destination": "pizza hut fenditton", "taxi-departure": "saint johns college"}
+    assert turns[0]["state"] == {
+        "taxi-destination": "pizza hut fenditton",
+        "taxi-departure": "saint johns college",
+    }
     assert turns[1]["system"].startswith("What time")
 
 

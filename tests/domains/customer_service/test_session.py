@@ -48,8 +48,9 @@ def test_repeated_failure_escalates_on_the_second_unanswered_turn():
 
 
 def test_very_low_confidence_escalates_at_once():
-    decision = EscalationPolicy().decide(IntentPrediction("oos", 0.05, "review", [("review", 0.05)]),
-                                         negativity("blorp"), answered=False)
+    decision = EscalationPolicy().decide(
+        IntentPrediction("oos", 0.05, "review", [("review", 0.05)]), negativity("blorp"), answered=False
+    )
     assert decision is not None and decision.reason == "low_confidence"
 
 

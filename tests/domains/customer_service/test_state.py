@@ -23,7 +23,9 @@ def test_schemas_validate_states():
     assert retail.validate({"retail-order_id": "A1234", "retail-return_reason": "damaged"}) == []
     problems = retail.validate({"retail-return_reason": "bored", "retail-colour": "red"})
     assert len(problems) == 2
-    assert retail.clean({"retail-return_reason": "bored", "retail-order_id": "12345"}) == {"retail-order_id": "12345"}
+    assert retail.clean({"retail-return_reason": "bored", "retail-order_id": "12345"}) == {
+        "retail-order_id": "12345"
+    }
     sgd_schema = load_schema("sgd")
     assert "Payment_1-amount" in sgd_schema.slots and "RentalCars_3-car_type" in sgd_schema.slots
 
