@@ -130,9 +130,11 @@ def main() -> None:
     settings = [dict()]
     settings += [dict(attention_mode="sliding", window=w) for w in (64, 256)]
     settings += [dict(attention_mode="strided", stride=s, sink_tokens=4) for s in (4, 16)]
-    settings += [dict(attention_mode="hybrid", window=64, stride=16, calibrated=c) for c in (False, True)]
-    settings += [dict(experts_per_token=k, calibrated=c) for k in (8, 4) for c in (False, True)]
+    settings += [dict(attention_mode="hybrid", window=64, stride=16, calibrated=False)]
+    settings += [dict(experts_per_token=k, calibrated=False) for k in (8, 4)]
     settings += [dict(rope_scaling=m, rope_factor=f) for f in (2.0, 4.0) for m in ("linear", "ntk", "yarn")]
+    settings += [dict(attention_mode="hybrid", window=64, stride=16, calibrated=True)]
+    settings += [dict(experts_per_token=k, calibrated=True) for k in (8, 4)]
     if args.quick:
         settings = settings[:1] + [s for s in settings if s.get("calibrated")]
     for setting in settings:

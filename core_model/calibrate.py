@@ -75,7 +75,7 @@ def fit_router(moe, x: torch.Tensor, steps: int, lr: float = 1e-2) -> float:
         loss.backward()
         opt.step()
     weight.requires_grad_(False)
-    return float(loss)
+    return loss.item()
 
 
 def fit_hybrid_gate(attn, x: torch.Tensor, cos, sin, config, steps: int, lr: float = 5e-2) -> float:
@@ -110,7 +110,7 @@ def fit_hybrid_gate(attn, x: torch.Tensor, cos, sin, config, steps: int, lr: flo
         opt.step()
     for p in params:
         p.requires_grad_(False)
-    return float(loss)
+    return loss.item()
 
 
 def calibrate(base, texts: list[str], steps: int = 300, seq_len: int = 256, n_seqs: int = 16,
