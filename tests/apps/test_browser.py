@@ -17,12 +17,13 @@ def open_hub(page, url: str) -> None:
 
 
 def ask_hub(page, text: str, max_new_tokens: int = 16) -> str:
-    """Type ``text`` into the hub's chat, send it, wait for the route card's final latency; return the card."""
+    """Type ``text`` into the hub chat, send it, wait for the final latency in the route card; return it."""
     from playwright.sync_api import expect
 
     page.get_by_role("tab", name="Ask anything").click()
-    page.get_by_text("Additional Inputs").click()
-    tokens = page.get_by_label("number input for Max new tokens")
+    tokens = page.locator("#hub-max-tokens input[type=number]")
+    if not tokens.is_visible():
+        page.get_by_text("Additional Inputs").click()
     tokens.fill(str(max_new_tokens))
     tokens.press("Enter")
     box = page.get_by_role("textbox").first
@@ -54,10 +55,92 @@ def test_admin_trains_an_adapter_that_the_hub_serves_without_restart(page, hub_s
     page.get_by_label("Max steps (0 = preset)").fill("1")
     page.locator("#train-btn").click()
     status = page.locator("#train-status")
-    expect(status).to_contain_text("Registered cooking@1", timeout=240_000)
+    expect(status).to_contain_text("Registered cooking@1", timeout=480_000)
     expect(status).to_contain_text("heldout_nll_adapter")
     expect(page.locator("#registry")).to_contain_text("cooking@1")
     screenshot(page, "admin")
     card = ask_hub(page, "How long should I boil an egg?", 8)
     assert "Answered by cooking@1" in card, card
     screenshot(page, "hub_hot_add")
+
+
+def _notes_csv(path, n: int = 200) -> int:
+    """A CSV of ``n`` real clinical notes (CodiEsp dev cases, first ~400 characters) plus one bad row."""
+    import csv
+
+    from eval.data import codiesp
+
+    cases = codiesp.load("dev", limit=n)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text"])
+        for case in cases:
+            writer.writerow([case["id"], case["text"][:400]])
+        writer.writerow(["empty-note", ""])
+    return len(cases)
+
+
+def test_medical_codes_a_note_and_a_batch_of_200_with_progress(page, hub_server, tmp_path):
+    from playwright.sync_api import expect
+
+    open_hub(page, hub_server)
+    page.get_by_role("tab", name="Medical coding").click()
+    page.get_by_label("Coder").click()
+    page.get_by_role("option", name="rules+retrieval").click()
+    page.locator("#medical-code-btn").click()
+    expect(page.locator("#medical-codes")).to_contain_text("E11", timeout=180_000)
+    expect(page.locator("#medical-highlights")).to_contain_text("negated")
+    screenshot(page, "medical")
+
+    notes = tmp_path / "notes_200.csv"
+    assert _notes_csv(notes) == 200
+    page.get_by_role("tab", name="Batch of notes").click()
+    page.locator("#medical-batch-file input[type=file]").set_input_files(str(notes))
+    page.locator("#medical-batch-btn").click()
+    # the job's progress bar (tqdm, tracked by Gradio) counts coded notes while the job runs
+    expect(page.get_by_text(re.compile(r"[1-9][0-9]* note")).first).to_be_visible(timeout=300_000)
+    screenshot(page, "medical_batch_progress")
+    results = page.locator("#medical-batch-results a").first
+    expect(results).to_have_attribute("href", re.compile(r"notes_200\.coded\.jsonl$"), timeout=300_000)
+    quarantine = page.locator("#medical-batch-quarantine a").first
+    expect(quarantine).to_have_attribute("href", re.compile(r"quarantine\.jsonl$"))
+    expect(page.locator("#medical-batch-summary")).to_contain_text("200")
+    screenshot(page, "medical_batch_done")
+
+
+def test_finance_advisor_answers_and_the_chart_moves(page, hub_server):
+    from playwright.sync_api import expect
+
+    open_hub(page, hub_server)
+    page.get_by_role("tab", name="Finance").click()
+    expect(page.locator("#finance-disclaimer")).not_to_be_empty()
+    page.get_by_label("Draft advice with the finance adapter").uncheck()
+    page.get_by_label("Search the glossary for related terms").uncheck()
+    question = "I have $5,000 to invest for 10 years. What is an index fund?"
+    page.locator("#finance-question textarea").fill(question)
+    page.locator("#finance-send").click()
+    expect(page.locator("#finance-terms")).to_contain_text("index fund", ignore_case=True, timeout=180_000)
+    expect(page.locator("#finance-state")).to_contain_text("5000")
+    page.locator("#finance-chart-btn").click()
+    facts = page.locator("#finance-facts")
+    expect(facts).to_contain_text("close", timeout=60_000)
+    first = facts.inner_text()
+    expect(facts).not_to_have_text(first, timeout=30_000)  # the timer advanced the feed by a bar
+    screenshot(page, "finance")
+
+
+def test_customer_service_chat_shows_state_intent_and_escalation(page, hub_server):
+    from playwright.sync_api import expect
+
+    open_hub(page, hub_server)
+    page.get_by_role("tab", name="Customer service").click()
+    page.get_by_label("Write a reply with the model when no FAQ fits").uncheck()
+    box = page.locator("#cs-message textarea")
+    box.fill("I want to cancel order 1234567, it has not shipped yet.")
+    page.locator("#cs-send").click()
+    expect(page.locator("#cs-intent")).to_contain_text("confidence", timeout=180_000)
+    expect(page.locator("#cs-state")).to_contain_text("1234567")
+    box.fill("Let me talk to a real person please.")
+    page.locator("#cs-send").click()
+    expect(page.locator("#cs-escalation")).to_contain_text("Handed over to a human agent", timeout=120_000)
+    screenshot(page, "customer_service")
