@@ -56,7 +56,8 @@ def as_messages(prompt: str | Messages, system: str | None = DEFAULT_SYSTEM) -> 
 
 def chat_text(tokenizer, prompt: str | Messages, system: str | None = DEFAULT_SYSTEM) -> str:
     """The prompt text the model sees, via the tokenizer's chat template."""
-    return tokenizer.apply_chat_template(as_messages(prompt, system), tokenize=False, add_generation_prompt=True)
+    messages = as_messages(prompt, system)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def generate(

@@ -40,7 +40,8 @@ def test_help_exits_zero(path):
 
 def test_bad_base_is_a_clear_error_with_exit_code_2(tmp_path):
     missing = tmp_path / "no-such-model"
-    proc = subprocess.run(dsuite_command("base", "info", "--base", str(missing)), capture_output=True, text=True)
+    command = dsuite_command("base", "info", "--base", str(missing))
+    proc = subprocess.run(command, capture_output=True, text=True)
     assert proc.returncode == 2
     assert str(missing) in proc.stderr
     assert "config.json" in proc.stderr and "save_pretrained" in proc.stderr
@@ -49,6 +50,7 @@ def test_bad_base_is_a_clear_error_with_exit_code_2(tmp_path):
 
 def test_base_folder_without_weights_names_what_is_missing(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    proc = subprocess.run(dsuite_command("generate", "hi", "--base", str(tmp_path)), capture_output=True, text=True)
+    command = dsuite_command("generate", "hi", "--base", str(tmp_path))
+    proc = subprocess.run(command, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "missing weights" in proc.stderr and "tokenizer" in proc.stderr
