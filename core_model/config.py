@@ -142,7 +142,7 @@ class DSuiteConfig(PreTrainedConfig):
 PRESETS: dict[str, dict[str, Any]] = {
     # A few-hundred-thousand-parameter model for tests: 2 layers (dense then MoE), GQA 4/2.
     "tiny": dict(
-        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, head_dim=16, max_position_embeddings=128, rope_theta=10000.0, window=8,
         stride=4, sink_tokens=2, first_k_dense=1, n_shared_experts=2, n_routed_experts=4,
         moe_intermediate_size=16, tie_word_embeddings=True, hybrid_gate_bias=0.0,

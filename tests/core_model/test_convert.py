@@ -32,10 +32,11 @@ def test_balanced_kmeans_gives_equal_clusters():
 
 def test_expert_partition_covers_every_channel_once():
     cfg = config_from_preset("tiny")
-    gate, up, down = torch.randn(128, 64), torch.randn(128, 64), torch.randn(64, 128)
+    inter, hidden = cfg.intermediate_size, cfg.hidden_size  # 96 = (2 shared + 4 routed) x 16 channels
+    gate, up, down = torch.randn(inter, hidden), torch.randn(inter, hidden), torch.randn(hidden, inter)
     shared, routed, router = expert_partition(gate, up, down, cfg)
     every = torch.cat([shared, *routed]).sort().values
-    assert torch.equal(every, torch.arange(128))
+    assert torch.equal(every, torch.arange(inter))
     assert len(shared) == 32 and all(len(r) == 16 for r in routed) and router.shape == (4, 64)
 
 
