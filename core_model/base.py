@@ -227,9 +227,14 @@ def load_base(
 
         import core_model.model  # noqa: F401  (registers the suite's architecture with the Auto classes)
 
+        from core_model.fast_load import can_fast_load, fast_load
+
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder)
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), **overrides)
+            if can_fast_load(folder):
+                model = fast_load(folder, dtype, overrides)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), **overrides)
         except (OSError, ValueError, TypeError) as exc:
             raise BaseModelError(
                 f"Could not load the base model from '{folder}' with overrides {overrides}: {exc}. "

@@ -45,21 +45,27 @@ def check(
 
 
 @app.command()
-def info(base: BaseOption = None, as_json: JsonOption = False) -> None:
-    """Load the base and print its path, fingerprint and shape."""
+def info(
+    base: BaseOption = None,
+    as_json: JsonOption = False,
+    load: Annotated[
+        bool, typer.Option("--load", help="Also build the PyTorch model as the apps do and time it.")
+    ] = False,
+) -> None:
+    """Read the base (config, weights, tokenizer) and print its path, fingerprint and shape."""
     import time
 
-    from core_model import load_base
+    from core_model.base import resolve_base_path
+    from core_model.describe import describe_base
 
-    start = time.perf_counter()
-    loaded = load_base(base)
-    record = {
-        "path": str(loaded.path),
-        "fingerprint": loaded.fingerprint,
-        "name": loaded.name,
-        **loaded.info,
-        "load_seconds": round(time.perf_counter() - start, 3),
-    }
+    record = describe_base(resolve_base_path(base))
+    if load:
+        from core_model import load_base
+
+        start = time.perf_counter()
+        loaded = load_base(base)
+        record.update(loaded.info)
+        record["load_seconds"] = round(time.perf_counter() - start, 3)
     if as_json:
         typer.echo(json.dumps(record))
     else:

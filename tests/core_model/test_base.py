@@ -84,3 +84,30 @@ def test_cli_base_info_json_loads_cached_base():
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"path", "fingerprint", "parameters"} <= set(info)
     assert info["fingerprint"].startswith("sha256:")
+    assert info["parameters"] > 100_000_000 and info["tokenizer_vocab"] == info["vocab_size"]
+
+
+def test_cli_base_info_load_builds_the_model_and_agrees():
+    proc = subprocess.run(
+        dsuite_command("base", "info", "--json", "--load"), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["architecture"] == "DSuiteForCausalLM" and info["load_seconds"] > 0
+    assert info["overrides"] == {} and info["parameters"] > 100_000_000
+
+
+def test_cli_base_info_reports_a_truncated_checkpoint(tmp_path):
+    import shutil
+
+    from core_model.base import resolve_base_path
+
+    source = resolve_base_path(None)
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(source / name, tmp_path / name)
+    (tmp_path / "model.safetensors").write_bytes((source / "model.safetensors").read_bytes()[:4096])
+    proc = subprocess.run(
+        dsuite_command("base", "info", "--base", str(tmp_path)), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "dsuite base prepare --force" in proc.stderr
