@@ -226,7 +226,6 @@ def load_base(
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         import core_model.model  # noqa: F401  (registers the suite's architecture with the Auto classes)
-
         from core_model.fast_load import can_fast_load, fast_load
 
         try:

@@ -43,7 +43,8 @@ def describe_base(folder: Path) -> dict:
             raise
         raise BaseModelError(
             f"Could not read the base in '{folder}': {exc}. Rebuild it with "
-            f"`dsuite base prepare --force`, or pass --base with a folder holding config.json, *.safetensors and tokenizer.json."
+            f"`dsuite base prepare --force`, or pass --base with a folder holding config.json, "
+            f"*.safetensors and tokenizer.json."
         ) from exc
     record = {
         "path": str(folder),

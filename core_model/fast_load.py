@@ -49,7 +49,8 @@ def fast_load(folder: Path, dtype: str = "float32", overrides: dict[str, Any] | 
     if unused:
         raise BaseModelError(
             f"Unknown override(s) {sorted(unused)} for the base in '{folder}'. Overrides are config "
-            f"fields of the suite's architecture, e.g. attention_mode, window, stride, experts_per_token, rope_scaling."
+            f"fields of the suite's architecture, e.g. attention_mode, window, stride, experts_per_token, "
+            f"rope_scaling."
         )
     torch_dtype = getattr(torch, dtype)
     config.dtype = torch_dtype
@@ -61,7 +62,8 @@ def fast_load(folder: Path, dtype: str = "float32", overrides: dict[str, Any] | 
     if set(missing) - tied or unexpected:
         raise BaseModelError(
             f"The weights in '{folder / WEIGHTS_FILE}' do not fit its config.json: missing "
-            f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}. Rebuild the base with `dsuite base prepare --force`."
+            f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}. Rebuild the base with "
+            f"`dsuite base prepare --force`."
         )
     if config.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
