@@ -141,13 +141,20 @@ class Router:
         return self.route_batch([text])[0]
 
     def calibrate(
-        self, texts: Sequence[str], labels: Sequence[str | None], min_coverage: float = 0.97
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str | None],
+        min_coverage: float = 0.97,
+        objective: str = "accuracy",
     ) -> dict:
         """Choose the abstention threshold on held-out queries.
 
-        With out-of-domain queries among them (label ``None``), the threshold maximises routing accuracy
-        (abstaining is right for those, wrong for the others). With in-domain queries only, it is the
-        highest threshold that still routes ``min_coverage`` of the correctly routed queries.
+        ``objective="accuracy"``: with out-of-domain queries among them (label ``None``), the threshold
+        maximises routing accuracy over all of them (abstaining is right for those, wrong for the others).
+        ``objective="coverage"``, or in-domain queries only: the highest threshold that still routes
+        ``min_coverage`` of the correctly routed in-domain queries; out-of-domain queries then only measure
+        the abstention this buys. Use it when sending an in-domain query to the bare base costs more than
+        sending an off-topic one to an adapter, or when the out-of-domain queries outnumber the others.
 
         Returns:
             ``{"threshold", "accuracy", "abstention", "n"}`` on the calibration queries.
@@ -160,7 +167,9 @@ class Router:
         confidences = np.array([r.confidence for r in results])
         correct = np.array([r.best == label for r, label in zip(results, labels, strict=True)])
         in_domain = np.array([label is not None for label in labels])
-        if (~in_domain).any():
+        if objective not in ("accuracy", "coverage"):
+            raise DSuiteError(f"Unknown calibration objective {objective!r}; use 'accuracy' or 'coverage'.")
+        if objective == "accuracy" and (~in_domain).any():
             best_acc, best_t = -1.0, 0.0
             for t in np.unique(np.concatenate([[0.0], confidences])):
                 routed = confidences >= t
@@ -169,7 +178,7 @@ class Router:
                     best_acc, best_t = float(acc), float(t)
             self.threshold = best_t
         else:
-            good = np.sort(confidences[correct])
+            good = np.sort(confidences[correct & in_domain])
             self.threshold = float(good[int((1 - min_coverage) * len(good))]) if len(good) else 0.0
         routed = confidences >= self.threshold
         accuracy = float(np.mean(np.where(in_domain, routed & correct, ~routed)))
@@ -177,6 +186,8 @@ class Router:
             "threshold": self.threshold,
             "accuracy": accuracy,
             "abstention": float(np.mean(~routed)),
+            "in_domain_routed": float(np.mean((routed & correct)[in_domain])) if in_domain.any() else None,
+            "out_of_domain_abstained": float(np.mean(~routed[~in_domain])) if (~in_domain).any() else None,
             "n": len(texts),
         }
         logger.info("router calibrated: %s", report)

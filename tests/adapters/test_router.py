@@ -79,3 +79,20 @@ def test_calibrated_abstention_and_save_load(router, tmp_path):
     assert again.route("my tyres look flat").best == "cars"
     with pytest.raises(DSuiteError, match="no adapters yet"):
         Router().route("hello")
+
+
+def test_coverage_objective_keeps_in_domain_queries_routed(router):
+    calibration = [
+        "Did my transfer go through?",
+        "How many miles per gallon does my car get?",
+        "Negative for lymphadenopathy.",
+    ]
+    ood = ["What is the capital of France?", "Tell me a joke about penguins", "Who wrote Hamlet?"]
+    labels = ["banking", "cars", "medical", None, None, None]
+    report = router.calibrate(calibration + ood, labels, min_coverage=0.99, objective="coverage")
+    confidences = [r.confidence for r in router.route_batch(calibration)]
+    assert router.threshold == pytest.approx(min(confidences))  # the least confident in-domain query
+    assert report["in_domain_routed"] == 1.0
+    assert 0.0 <= report["out_of_domain_abstained"] <= 1.0
+    with pytest.raises(DSuiteError, match="objective"):
+        router.calibrate(calibration, labels[:3], objective="recall")
