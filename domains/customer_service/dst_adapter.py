@@ -13,9 +13,11 @@ import json
 import logging
 import random
 import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from core_model.errors import DSuiteError
 from domains.customer_service.normalize import normalize_state
 from domains.customer_service.rule_tracker import RuleTracker
 from domains.customer_service.schema import MULTIWOZ_SLOTS, load_schema
@@ -117,6 +119,41 @@ def build_training_set(out_path: str | Path, limit: int | None = 800, seed: int 
     return Path(out)
 
 
+@dataclass
+class TrackedDialogue:
+    """How far one dialogue has been tracked, so tracking can go on from there (one user turn at a time).
+
+    Attributes:
+        turns: the user turns consumed so far (``{"system", "user"}``).
+        states: the full state after each of them.
+        running: the state after the last one.
+        domain: the domain in focus (SGD: its fixed service).
+        rules: the rule tracker whose per-turn findings feed the prompt (MultiWOZ).
+    """
+
+    turns: list[dict] = field(default_factory=list)
+    states: list[dict] = field(default_factory=list)
+    running: dict = field(default_factory=dict)
+    domain: str | None = None
+    rules: RuleTracker = field(default_factory=RuleTracker)
+
+    def agrees_with(self, turns: list[dict]) -> bool:
+        """Whether ``turns`` and the turns tracked so far are the same where both have one.
+
+        Then tracking ``turns`` can go on from here, or has already passed them.
+        """
+        return all(done == _turn_text(turn) for done, turn in zip(self.turns, turns, strict=False))
+
+    def record(self, turn: dict, state: dict) -> None:
+        """Note one more consumed user turn and the full state after it."""
+        self.turns.append(_turn_text(turn))
+        self.states.append(dict(state))
+
+
+def _turn_text(turn: dict) -> dict:
+    return {"system": turn.get("system", ""), "user": turn["user"]}
+
+
 class AdapterTracker:
     """Tracks many dialogues at once, one user turn per step, batching the adapter's generations."""
 
@@ -134,23 +171,40 @@ class AdapterTracker:
             dialogues: user turns with the system turn before each.
             services: a fixed domain per dialogue (SGD: its one service); None lets the rules find it.
         """
+        tracked = [TrackedDialogue(domain=services[i] if services else None) for i in range(len(dialogues))]
+        self.advance(tracked, dialogues)
+        return [t.states for t in tracked]
+
+    def advance(self, tracked: list[TrackedDialogue], dialogues: list[list[dict]]) -> None:
+        """Go on tracking each dialogue from where ``tracked[i]`` stopped up to the end of ``dialogues[i]``.
+
+        ``dialogues[i]`` must start with the turns ``tracked[i]`` has already consumed (a dialogue tracked
+        that far already is left as it is); the states after the new turns are appended to
+        ``tracked[i].states``. Dialogues at the same step share one batch of generations (greedy rows are
+        independent of their batch), so a dialogue continued later gets the states of tracking it in one go.
+        """
         from adapters import GenerationRequest
 
-        states = [[] for _ in dialogues]
-        running = [{} for _ in dialogues]
-        domains: list[str | None] = list(services) if services else [None for _ in dialogues]
+        for i, (done, turns) in enumerate(zip(tracked, dialogues, strict=True)):
+            if not done.agrees_with(turns):
+                raise DSuiteError(
+                    f"Dialogue {i} does not start with the {len(done.turns)} user turns already tracked; "
+                    "pass the dialogue from its first turn (or start from a fresh TrackedDialogue)."
+                )
         use_rules = self.schema_name == "multiwoz"
-        rules = [RuleTracker() for _ in dialogues]
-        for step in range(max((len(d) for d in dialogues), default=0)):
-            active = [i for i, d in enumerate(dialogues) if step < len(d)]
+        first = min((len(t.turns) for t in tracked), default=0)
+        for step in range(first, max((len(d) for d in dialogues), default=0)):
+            active = [i for i, d in enumerate(dialogues) if len(tracked[i].turns) == step < len(d)]
+            if not active:
+                continue
             requests = []
             for i in active:
-                turn = dialogues[i][step]
+                turn, done = dialogues[i][step], tracked[i]
                 if use_rules:
-                    rules[i].update(turn["user"], turn.get("system", ""))
-                    domains[i] = rules[i].active or domains[i]
+                    done.rules.update(turn["user"], turn.get("system", ""))
+                    done.domain = done.rules.active or done.domain
                 messages = turn_messages(
-                    turn.get("system", ""), turn["user"], domains[i], rules[i].last_found, self.schema_name
+                    turn.get("system", ""), turn["user"], done.domain, done.rules.last_found, self.schema_name
                 )
                 requests.append(
                     GenerationRequest(
@@ -159,9 +213,9 @@ class AdapterTracker:
                 )
             results = self.manager.generate(requests)
             for i, result in zip(active, results, strict=True):
+                done = tracked[i]
                 delta = self.schema.clean(normalize_state(parse_delta(result.text)))
-                running[i] = {**running[i], **delta}
+                done.running = {**done.running, **delta}
                 if use_rules:
-                    domains[i] = _domain_of(delta, domains[i])
-                states[i].append(dict(running[i]))
-        return states
+                    done.domain = _domain_of(delta, done.domain)
+                done.record(dialogues[i][step], done.running)

@@ -6,10 +6,15 @@
 - ``cs.bitext_faq``: FAQ retrieval (answer intent @1, recall @3) over the train-split Q/A pairs.
 - ``cs.multiwoz``: joint goal accuracy and slot F1 (adapter tracker; baseline ``rules``); MultiWOZ 2.1.
 - ``cs.sgd``: zero-shot state tracking on the SGD Payment_1 / RentalCars_3 subset.
+
+The two state-tracking tasks score user turns: one example per user turn (``"<dialogue_id>#<turn>"``).
 """
 
 from __future__ import annotations
 
+import copy
+import threading
+from collections import OrderedDict
 from functools import cache, lru_cache
 
 from core_model.errors import DSuiteError
@@ -242,27 +247,139 @@ def bitext_faq_task() -> Task:
 
 
 # ---- dialog state tracking ---------------------------------------------------------------------------------
+# The unit of evaluation is a user turn (joint goal accuracy and slot F1 are per-turn metrics), so ``--limit``
+# counts turns. The trackers are incremental, so predicting a turn means tracking its dialogue up to it.
+DST_MEMO_SIZE = 4096  # dialogues (per system) whose tracking this process remembers, least recently used out
+# user turns per predict call: about 16 dialogues, whose turns at the same step share a generation batch
+DST_BATCH_TURNS = 128
+_DST_MEMO: OrderedDict[tuple, object] = OrderedDict()
+_DST_MEMO_LOCK = threading.Lock()
+
+
 def _dst_examples(dialogues, turns_of) -> list[dict]:
-    return [
-        {"id": d["dialogue_id"], "service": d["domains"][0] if d["domains"] else None, "turns": turns_of(d)}
-        for d in dialogues
-    ]
+    """One example per user turn, id ``"<dialogue_id>#<turn index>"`` (turns counted from 0).
+
+    Each example carries its dialogue id, the turn index, the dialogue's first domain (``service``), the
+    turn itself (``system``: the system utterance before it, ``user``, gold ``state`` after it) and
+    ``context``: the earlier user turns of the dialogue (``{"system", "user"}``), which a tracker reads first.
+    """
+    examples = []
+    for dialogue in dialogues:
+        service = dialogue["domains"][0] if dialogue["domains"] else None
+        context: list[dict] = []
+        for index, turn in enumerate(turns_of(dialogue)):
+            examples.append(
+                {
+                    "id": f"{dialogue['dialogue_id']}#{index}",
+                    "dialogue_id": dialogue["dialogue_id"],
+                    "turn": index,
+                    "service": service,
+                    "system": turn["system"],
+                    "user": turn["user"],
+                    "state": turn["state"],
+                    "context": list(context),
+                }
+            )
+            context.append({"system": turn["system"], "user": turn["user"]})
+    return examples
+
+
+def _dialogue_prefixes(examples: list[dict]) -> dict[str, tuple[list[dict], str | None]]:
+    """Per dialogue of the batch (first-seen order): its turns up to the last one asked for, its service."""
+    longest: dict[str, dict] = {}
+    for example in examples:
+        if example["turn"] != len(example["context"]):
+            raise DSuiteError(
+                f"DST example '{example['id']}' is turn {example['turn']} but carries "
+                f"{len(example['context'])} earlier turns; build the examples with the task's loader."
+            )
+        known = longest.get(example["dialogue_id"])
+        if known is None or example["turn"] > known["turn"]:
+            longest[example["dialogue_id"]] = example
+    return {
+        dialogue: ([*e["context"], {"system": e["system"], "user": e["user"]}], e["service"])
+        for dialogue, e in longest.items()
+    }
+
+
+def _memo_key(system: SystemSpec, schema: str) -> tuple:
+    """What the states of a dialogue depend on besides its turns: the tracker and, for the model, exactly
+    which weights answer (base fingerprint, adapter version and content hash)."""
+    if system.baseline == BASELINE_RULES:
+        return (BASELINE_RULES,)
+    manager = _manager(system.base)
+    ref = manager.resolve(system.adapter)
+    adapter = (ref.key, ref.content_hash) if ref is not None else None
+    return ("adapter", manager.base.fingerprint, adapter, schema)
+
+
+def _remembered(key: tuple, dialogue: str, turns: list[dict], service: str | None, schema: str):
+    """A private copy of how far ``dialogue`` was tracked in this process, or a fresh start."""
+    from domains.customer_service.dst_adapter import TrackedDialogue
+
+    with _DST_MEMO_LOCK:
+        found = _DST_MEMO.get((key, dialogue))
+        if found is not None:
+            _DST_MEMO.move_to_end((key, dialogue))
+    if found is not None and found.agrees_with(turns):
+        return copy.deepcopy(found)
+    return TrackedDialogue(domain=service if schema == "sgd" else None)
+
+
+def _remember(key: tuple, dialogue: str, tracked) -> None:
+    with _DST_MEMO_LOCK:
+        known = _DST_MEMO.get((key, dialogue))
+        if known is None or len(known.turns) < len(tracked.turns) or not known.agrees_with(tracked.turns):
+            _DST_MEMO[(key, dialogue)] = tracked
+        _DST_MEMO.move_to_end((key, dialogue))
+        while len(_DST_MEMO) > DST_MEMO_SIZE:
+            _DST_MEMO.popitem(last=False)
+
+
+def clear_dst_memo() -> None:
+    """Forget every dialogue tracked so far in this process."""
+    with _DST_MEMO_LOCK:
+        _DST_MEMO.clear()
 
 
 def dst_predictions(examples: list[dict], system: SystemSpec, schema: str = "multiwoz") -> list[dict]:
-    """States after each user turn: the rule tracker (baseline ``rules``) or the adapter tracker."""
-    from domains.customer_service.rule_tracker import track_dialogue
+    """The state after each example's user turn: the rule tracker (baseline ``rules``) or the adapter tracker.
 
-    turns = [[{"system": t["system"], "user": t["user"]} for t in e["turns"]] for e in examples]
-    if system.baseline == BASELINE_RULES:
-        return [{"states": track_dialogue(t)} for t in turns]
-    if system.baseline:
+    The examples are grouped by dialogue and each dialogue is tracked from its first turn up to the last
+    turn the batch asks for (a turn's prompt depends on the domain focus of the turns before it). How far
+    each dialogue got is remembered per system in this process, so a dialogue split across two batches
+    goes on where the first batch stopped; the states are the same as tracking whole dialogues.
+
+    Returns:
+        Per example ``{"user", "gold", "predicted"}``: the user turn, its gold state and the predicted
+        full state after it (the user text and gold state make ``samples.jsonl`` readable on its own).
+    """
+    if system.baseline and system.baseline != BASELINE_RULES:
         raise DSuiteError(f"Unknown baseline '{system.baseline}' for cs DST; expected '{BASELINE_RULES}'.")
-    from domains.customer_service.dst_adapter import AdapterTracker
+    dialogues = _dialogue_prefixes(examples)
+    key = _memo_key(system, schema)
+    tracked = {d: _remembered(key, d, turns, service, schema) for d, (turns, service) in dialogues.items()}
+    todo = [d for d, (turns, _) in dialogues.items() if len(tracked[d].turns) < len(turns)]
+    if system.baseline == BASELINE_RULES:
+        for d in todo:
+            turns, done = dialogues[d][0], tracked[d]
+            for turn in turns[len(done.turns) :]:
+                done.record(turn, done.rules.update(turn["user"], turn.get("system", "")))
+    elif todo:
+        from domains.customer_service.dst_adapter import AdapterTracker
 
-    tracker = AdapterTracker(_manager(system.base), adapter=system.adapter, schema=schema)
-    services = [e["service"] for e in examples] if schema == "sgd" else None
-    return [{"states": s} for s in tracker.track(turns, services)]
+        tracker = AdapterTracker(_manager(system.base), adapter=system.adapter, schema=schema)
+        tracker.advance([tracked[d] for d in todo], [dialogues[d][0] for d in todo])
+    for d in todo:
+        _remember(key, d, tracked[d])
+    return [
+        {
+            "user": e["user"],
+            "gold": e["state"],
+            "predicted": dict(tracked[e["dialogue_id"]].states[e["turn"]]),
+        }
+        for e in examples
+    ]
 
 
 @cache
@@ -276,9 +393,7 @@ def _manager(base: str | None):
 def _score_dst(examples, outputs):
     from domains.customer_service.dst_metrics import dst_scores
 
-    golds = [t["state"] for e in examples for t in e["turns"]]
-    preds = [s for o in outputs for s in o["states"]]
-    return dst_scores(golds, preds)
+    return dst_scores([e["state"] for e in examples], [o["predicted"] for o in outputs])
 
 
 def multiwoz_task() -> Task:
@@ -294,14 +409,14 @@ def multiwoz_task() -> Task:
     return Task(
         name="cs.multiwoz",
         dataset=multiwoz.CARD,
-        description="MultiWOZ 2.1 (ConvLab-2) test: joint goal accuracy and slot F1 over 30 slots",
+        description="MultiWOZ 2.1 (ConvLab-2) test user turns: joint goal accuracy and slot F1 over 30 slots",
         load=lambda split: _dst_examples(multiwoz.load_dialogues(split), turns_of),
         predict=dst_predictions,
         score=_score_dst,
         primary_metric="joint_goal_accuracy",
         baselines=(BASELINE_RULES,),
         splits=("test", "dev"),
-        batch_size=16,
+        batch_size=DST_BATCH_TURNS,
         needs_model=True,
     )
 
@@ -321,14 +436,14 @@ def sgd_task() -> Task:
     return Task(
         name="cs.sgd",
         dataset=sgd.CARD,
-        description="SGD Payment_1 + RentalCars_3 test dialogues: zero-shot joint goal accuracy and slot F1",
+        description="SGD Payment_1 + RentalCars_3 test user turns: zero-shot joint goal accuracy and slot F1",
         load=lambda split: _dst_examples(sgd.load_dialogues(), turns_of),
         predict=lambda ex, system: dst_predictions(ex, system, schema="sgd"),
         score=_score_dst,
         primary_metric="joint_goal_accuracy",
         baselines=(BASELINE_RULES,),
         splits=("test",),
-        batch_size=16,
+        batch_size=DST_BATCH_TURNS,
     )
 
 

@@ -4,6 +4,7 @@ import json
 import subprocess
 
 from domains.customer_service.dst_adapter import gold_delta, parse_delta, turn_messages
+from eval.data import multiwoz
 from eval.registry import SystemSpec, get_task, task_names
 from tests.conftest import dsuite_command
 
@@ -42,12 +43,13 @@ def test_all_cs_tasks_are_registered():
     names = {"cs.banking77", "cs.clinc150", "cs.bitext_escalation", "cs.bitext_faq", "cs.multiwoz", "cs.sgd"}
     assert names <= set(task_names())
     task = get_task("cs.multiwoz")
-    examples = task.load("test")[:2]
+    dialogues = multiwoz.load_dialogues("test", limit=2)
+    n_turns = sum(len(multiwoz.user_turns(d)) for d in dialogues)
+    examples = task.load("test")[:n_turns]  # one example per user turn: the first two dialogues
+    assert {e["dialogue_id"] for e in examples} == {d["dialogue_id"] for d in dialogues}
     outputs = task.predict(examples, SystemSpec(baseline="rules"))
     scores = task.score(examples, outputs)
-    assert 0 <= scores["joint_goal_accuracy"] <= 1 and scores["turns"] == sum(
-        len(e["turns"]) for e in examples
-    )
+    assert 0 <= scores["joint_goal_accuracy"] <= 1 and scores["turns"] == n_turns
     escalation = get_task("cs.bitext_escalation")
     fake = [{"label": "contact_human_agent"}, {"label": "review"}, {"label": "review"}]
     scored = escalation.score(fake, [{"escalated": True}, {"escalated": True}, {"escalated": False}])
