@@ -17,7 +17,7 @@ from domains.finance.sentiment import LABELS, SYSTEM_PROMPT, sentiment_prompt
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PER_LABEL = 72
+DEFAULT_PER_LABEL = 160
 DEFAULT_DEFINITIONS = 48
 DEFINE_PROMPT = "In one sentence, what is {term} in finance?"
 
@@ -88,22 +88,25 @@ def build_training_set(out_path: str | Path, limit: int | None = None, seed: int
 
 
 def adapter_config():
-    """The finance adapter's LoRA settings: r=16 on q/v of the top 10 of 30 layers (backward stops there,
-    which halves the step cost on a shared CPU), one epoch at lr 1e-3."""
+    """The finance adapter's LoRA settings: r=16 on q/v of every layer, two epochs at lr 1e-3.
+
+    The first version trained only the top 10 layers for one epoch on 264 records (half the step cost) and
+    stayed below the majority class on ``finance.sentiment`` (accuracy 0.347, base 0.185); the continual
+    demo's FPB adapter (all layers, 450 records) reached 0.75, hence these settings.
+    """
     from adapters import LoraTrainConfig
 
-    targets = tuple(f"layers.{i}.self_attn.{m}" for i in range(20, 30) for m in ("q_proj", "v_proj"))
     return LoraTrainConfig(
         r=16,
         alpha=32,
         dropout=0.05,
-        target_modules=targets,
+        target_modules=("q_proj", "v_proj"),
         lr=1e-3,
-        epochs=1.0,
+        epochs=2.0,
         batch_size=8,
         max_length=128,
         eval_fraction=0.05,
         max_eval=16,
         checkpoint_every=10,
-        warmup_steps=3,
+        warmup_steps=5,
     )
