@@ -8,6 +8,10 @@
 5. let the finance adapter draft advice from that context (or, in ``mode="extractive"``, write no draft);
 6. check every number of the draft against the snapshot, the user's words and the cited definitions,
    drop sentences with ungrounded numbers, and append the cited figures and the disclaimer.
+
+Steps 1-4 are ``FinanceAdvisor.prepare`` (a ``Turn``: the model prompt, or the finished refusal), step 6 is
+``FinanceAdvisor.finish``; ``ask`` is prepare + draft + finish. ``ask_many`` runs one turn of many advisors
+with the drafts of all of them generated in one batch (greedy, left-padded; see ``FinanceAdapterModel``).
 """
 
 from __future__ import annotations
@@ -77,6 +81,35 @@ class Answer:
 
 
 @dataclass
+class Turn:
+    """One user turn prepared for drafting (``FinanceAdvisor.prepare``), before the model has written.
+
+    Attributes:
+        text: the user's words.
+        mentions: what the extractor found in them.
+        changed: the state slots the turn changed.
+        note: the disclaimer.
+        sources: the texts the draft's numbers may come from (user words, figures, definitions, documents).
+        terms: dictionary entries cited.
+        snapshots: feed snapshots cited.
+        documents: passages from the user's documents cited.
+        prompt: what the model is asked, or None when no model drafts (extractive mode or a refusal).
+        answer: the finished Answer when the turn needs no draft at all (a policy refusal), else None.
+    """
+
+    text: str
+    mentions: list
+    changed: list[str]
+    note: str
+    sources: list[str] = field(default_factory=list)
+    terms: list[Term] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
+    documents: list[dict] = field(default_factory=list)
+    prompt: str | None = None
+    answer: Answer | None = None
+
+
+@dataclass
 class FinanceAdapterModel:
     """Drafts answers with the finance adapter (falls back to the bare base when it is not registered)."""
 
@@ -85,24 +118,43 @@ class FinanceAdapterModel:
     max_new_tokens: int = 80
     label: str = field(default="", init=False)
 
+    @property
+    def key(self) -> tuple[str | None, str | None, int]:
+        """What decides the drafts: models with equal keys can draft in one batch."""
+        return (self.adapter, self.base, self.max_new_tokens)
+
     def draft(self, prompt: str) -> str:
         """A greedy draft for ``prompt``."""
+        return self.draft_many([prompt])[0]
+
+    def draft_many(self, prompts: list[str]) -> list[str]:
+        """Greedy drafts for ``prompts``, generated as one left-padded batch.
+
+        A batch gives the same drafts as one prompt at a time up to floating-point rounding: the padded batch
+        runs the attention with an explicit mask, which can flip a near-tie token now and then.
+        """
         from eval.model_io import complete
         from eval.registry import SystemSpec
 
+        if not prompts:
+            return []
         spec = SystemSpec(adapter=self.adapter, base=self.base)
         try:
-            text = complete(spec, [prompt], max_new_tokens=self.max_new_tokens, system_prompt=SYSTEM_PROMPT)[
-                0
-            ]
+            texts = complete(
+                spec,
+                prompts,
+                max_new_tokens=self.max_new_tokens,
+                system_prompt=SYSTEM_PROMPT,
+                batch_size=len(prompts),
+            )
             self.label = spec.label
         except DSuiteError as exc:
             if self.adapter is None:
                 raise
             logger.warning("finance adapter %r unavailable (%s); answering with the base", self.adapter, exc)
             self.adapter = None
-            return self.draft(prompt)
-        return text
+            return self.draft_many(prompts)
+        return texts
 
 
 class FinanceAdvisor:
@@ -195,6 +247,21 @@ class FinanceAdvisor:
         Raises:
             DSuiteError: ``text`` is empty.
         """
+        turn = self.prepare(text)
+        if turn.answer is not None:
+            return turn.answer
+        draft = self.model.draft(turn.prompt) if turn.prompt is not None else ""
+        return self.finish(turn, draft)
+
+    def prepare(self, text: str) -> Turn:
+        """Everything of a turn before the model drafts: extraction, state update, refusal, citations.
+
+        A refused request is finished here (``turn.answer``, already in the history); otherwise call
+        ``finish`` with the model's draft of ``turn.prompt`` (or ``""`` when ``turn.prompt`` is None).
+
+        Raises:
+            DSuiteError: ``text`` is empty.
+        """
         if not isinstance(text, str) or not text.strip():
             raise DSuiteError("The advisor needs a non-empty question, e.g. 'What is an index fund?'.")
         mentions = extract(text)
@@ -207,7 +274,7 @@ class FinanceAdvisor:
             final = f"{body}\n\n{note}"
             check = check_numbers(body, user_words)
             self.history.append((text, final))
-            return Answer(
+            answer = Answer(
                 final,
                 body,
                 self.state.to_dict(),
@@ -222,16 +289,28 @@ class FinanceAdvisor:
                 [m.to_dict() for m in mentions],
                 "policy",
             )
+            return Turn(text, mentions, changed, note, sources=user_words, answer=answer)
         terms, documents = self._cite_terms(text, mentions)
         turn_symbols = [m.text.lstrip("$").upper() for m in mentions if m.label == "TICKER"]
         symbols = list(dict.fromkeys(turn_symbols + self.state.tickers()))[:MAX_SNAPSHOTS]
         snapshots = [self.snapshot(s) for s in symbols]
         sources = user_words + [s.summary() for s in snapshots] + [t.definition for t in terms]
         sources += [d["text"] for d in documents]
-        draft, answered_by = "", "extractive"
-        if self.model is not None:
-            draft = self.model.draft(self._prompt(text, terms, snapshots, documents))
+        prompt = self._prompt(text, terms, snapshots, documents) if self.model is not None else None
+        return Turn(text, mentions, changed, note, sources, terms, snapshots, documents, prompt)
+
+    def finish(self, turn: Turn, draft: str) -> Answer:
+        """Check ``draft`` (the model's answer to ``turn.prompt``), assemble the Answer, record the turn.
+
+        Raises:
+            DSuiteError: ``turn`` was already finished by ``prepare`` (a refusal).
+        """
+        if turn.answer is not None:
+            raise DSuiteError("This turn was refused in prepare; use turn.answer instead of calling finish.")
+        answered_by = "extractive"
+        if turn.prompt is not None and self.model is not None:
             answered_by = self.model.label or "model"
+        sources, terms, snapshots, documents = turn.sources, turn.terms, turn.snapshots, turn.documents
         draft_check = check_numbers(draft, sources)
         body, dropped = keep_grounded_sentences(draft, sources) if draft else ("", [])
         parts = [body] if body else []
@@ -245,22 +324,22 @@ class FinanceAdvisor:
             )
         if not parts:
             parts.append("I could not find a dictionary term or market figure for that; could you rephrase?")
-        parts.append(note)
+        parts.append(turn.note)
         final = "\n\n".join(parts)
-        self.history.append((text, final))
+        self.history.append((turn.text, final))
         return Answer(
             final,
             body,
             self.state.to_dict(),
-            changed,
+            turn.changed,
             [t.to_dict() for t in terms],
             [s.to_dict() for s in snapshots],
             check_numbers(final, sources),
             draft_check,
             dropped,
-            note,
+            turn.note,
             None,
-            [m.to_dict() for m in mentions],
+            [m.to_dict() for m in turn.mentions],
             answered_by,
         )
 
@@ -271,3 +350,35 @@ class FinanceAdvisor:
         return ADVICE_PROMPT.format(
             context="\n".join(lines) or "- (none)", state=self.state.describe(), question=text
         )
+
+
+def ask_many(advisors: list[FinanceAdvisor], texts: list[str]) -> list[Answer]:
+    """One turn of each advisor (``advisors[i].ask(texts[i])``) with all model drafts in one batch.
+
+    Advisors whose models draft alike (same adapter, base and length) share a batch; the adapter fallback
+    of ``FinanceAdapterModel`` (adapter not registered -> the base, with a warning) carries over to every
+    advisor of the batch. Each advisor must appear once.
+
+    Raises:
+        DSuiteError: the lists differ in length, an advisor appears twice, or a text is empty.
+    """
+    if len(advisors) != len(texts):
+        raise DSuiteError(f"ask_many: got {len(advisors)} advisors and {len(texts)} texts; expected pairs.")
+    if len({id(a) for a in advisors}) != len(advisors):
+        raise DSuiteError("ask_many: an advisor appears twice; ask it its turns one after another instead.")
+    turns = [advisor.prepare(text) for advisor, text in zip(advisors, texts, strict=True)]
+    drafts = [""] * len(turns)
+    groups: dict[tuple, list[int]] = {}
+    for i, (advisor, turn) in enumerate(zip(advisors, turns, strict=True)):
+        if turn.answer is None and turn.prompt is not None:
+            groups.setdefault(advisor.model.key, []).append(i)
+    for members in groups.values():
+        lead = advisors[members[0]].model
+        for i, draft in zip(members, lead.draft_many([turns[i].prompt for i in members]), strict=True):
+            drafts[i] = draft
+        for i in members[1:]:
+            advisors[i].model.adapter, advisors[i].model.label = lead.adapter, lead.label
+    return [
+        turn.answer if turn.answer is not None else advisor.finish(turn, drafts[i])
+        for i, (advisor, turn) in enumerate(zip(advisors, turns, strict=True))
+    ]
