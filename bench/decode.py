@@ -2,12 +2,19 @@
 
 Same prompts (bench/decode_prompts.json), greedy, 128 new tokens (end-of-sequence ignored so every row
 decodes the same number of tokens), 2 threads. Each row runs in its own process (so peak RSS is per row).
-Figures per row: batch-1 tokens/s, batch-8 and batch-32 aggregate tokens/s, time to first token (p50) for
-a ~30-token user turn after a cached ~200-token system prompt, peak RSS, weights size on disk, perplexity
-on held-out MTSamples notes, and agreement of greedy outputs with our fp32 row.
+Figures per row: batch-1 tokens/s, batch-8 and batch-32 aggregate tokens/s, time to first token, peak RSS,
+weights size on disk, perplexity on held-out MTSamples notes, and agreement of greedy outputs with our fp32
+row.
+
+Time to first token (TTFT): p50/p90 over ``--ttft-runs`` (default 24) distinct customer messages of exactly
+30 tokens (BANKING77, counted with the base's tokenizer), each chat-formatted after the ~220-token system
+prompt of ``decode_prompts.json``. Ours keeps the system turn in the prefix cache, so it computes the user
+turn and the assistant header (39 tokens); the transformers baseline runs the whole prompt with no cache
+(``logits_to_keep=1``, as ``generate`` does for its first token). Both appear in the same JSON line.
 
     .venv/bin/python bench/decode.py                 # all rows, one JSON line on stdout
     .venv/bin/python bench/decode.py --rows hf,int4 --batches 8
+    .venv/bin/python bench/decode.py --ttft-only --rows hf,fp32,int8,int4,mixed   # TTFT only (fast)
 
 llama.cpp needs the optional ``bench`` extra (``pip install llama-cpp-python``); without it its row says
 "not installed".
@@ -66,6 +73,58 @@ def _system_ids(tokenizer, system: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+TURN_TOKENS = 30  # the user turn of the TTFT target
+TTFT_TARGET_MS = 200  # p50 time to first token on 2 cores, after the cached system prompt
+
+
+def user_turns(tokenizer, n: int, tokens: int = TURN_TOKENS) -> list[str]:
+    """``n`` distinct real customer messages of exactly ``tokens`` tokens (tokenizer count, no specials).
+
+    Taken in file order from BANKING77 (test, then train), unedited, so every run times the same messages.
+    """
+    import csv
+
+    from eval.data.paths import dataset_dir
+
+    folder = dataset_dir("dialog/banking77")
+    found: list[str] = []
+    for name in ("test.csv", "train.csv"):
+        with open(folder / name, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                text = row["text"].strip()
+                if text in found or len(tokenizer(text, add_special_tokens=False)["input_ids"]) != tokens:
+                    continue
+                found.append(text)
+                if len(found) == n:
+                    return found
+    raise SystemExit(f"BANKING77 has only {len(found)} distinct {tokens}-token messages; ask for fewer.")
+
+
+def ttft_prompts(tokenizer, system: str, n: int, warmup: int = 2) -> dict:
+    """Chat prompts (system turn + one user turn) for TTFT: ``n`` timed and ``warmup`` other ones.
+
+    Returns ``{"system_ids", "timed", "warmup", "user_tokens", "computed_tokens"}``; computed tokens are
+    the prompt tokens after the system turn (user turn plus chat markup and the assistant header).
+    """
+    texts = user_turns(tokenizer, n + warmup)
+    system_ids = _system_ids(tokenizer, system)
+    prompts = [_chat(tokenizer, text, system) for text in texts]
+    for ids in prompts:
+        if ids[:len(system_ids)] != system_ids:
+            raise SystemExit("The chat template does not start a prompt with the system turn's token ids.")
+    computed = sorted({len(ids) - len(system_ids) for ids in prompts})
+    return {"system_ids": system_ids, "timed": prompts[:n], "warmup": prompts[n:],
+            "user_tokens": TURN_TOKENS, "computed_tokens": computed[0] if len(computed) == 1 else computed}
+
+
+def percentiles_ms(seconds: list[float]) -> dict:
+    """p50 (median) and p90 (nearest rank) in milliseconds, and the trial count."""
+    ordered = sorted(seconds)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    return {"p50_ms": round(1000 * statistics.median(ordered), 1), "p90_ms": round(1000 * p90, 1),
+            "trials": len(ordered)}
+
+
 def _rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
@@ -77,15 +136,21 @@ def run_engine_row(args, policy: str) -> dict:
 
     base = load_base(None)
     tok = base.tokenizer
-    spec, ppl_ids = _data(tok, args.ppl_docs, args.ppl_tokens)
-    prompts = [_chat(tok, p) for p in spec["prompts"]]
-    max_batch = max([1, *args.batches])
+    max_batch = 2 if args.ttft_only else max([1, *args.batches])
     engine = Engine.from_base(base, policy=policy, max_batch=max_batch, max_len=320)
     base.model = None  # drop our reference; the engine holds its own weights
     import gc
 
     gc.collect()
-    row: dict = {"policy": policy, "weights_mb": round(engine.nbytes() / 1e6, 1)}
+    row: dict = {"policy": policy, "threads": torch.get_num_threads(),
+                 "weights_mb": round(engine.nbytes() / 1e6, 1)}
+    spec = json.loads(PROMPTS.read_text())
+    row.update(engine_ttft(engine, ttft_prompts(tok, spec["system"], args.ttft_runs)))
+    if args.ttft_only:
+        row["rss_mb"] = _rss_mb()
+        return row
+    spec, ppl_ids = _data(tok, args.ppl_docs, args.ppl_tokens)
+    prompts = [_chat(tok, p) for p in spec["prompts"]]
     with tempfile.TemporaryDirectory() as tmp:
         from safetensors.torch import save_file
 
@@ -108,22 +173,49 @@ def run_engine_row(args, policy: str) -> dict:
         out = engine.generate(prompts[:b], max_new_tokens=args.new_tokens, stop_at_eos=False)
         row[f"b{b}_tok_s"] = round(b * args.new_tokens / (time.perf_counter() - t0), 2)
         outputs[f"b{b}"] = out
-    system_ids = _system_ids(tok, spec["system"])
-    engine.cache_prefix(system_ids)
-    users = [_chat(tok, p, spec["system"]) for p in spec["prompts"][: args.ttft_runs]]
-    ttfts = [engine.first_token(ids)[1] for ids in users]
-    row["ttft_p50_ms"] = round(1000 * statistics.median(ttfts), 1)
-    row["ttft_system_tokens"] = len(system_ids)
-    row["ttft_user_tokens"] = round(statistics.mean(len(u) - len(system_ids) for u in users), 1)
-    t0 = time.perf_counter()
-    engine.prefixes.clear()
-    cold = [engine.first_token(ids)[1] for ids in users[:3]]
-    row["ttft_uncached_p50_ms"] = round(1000 * statistics.median(cold), 1)
     row["ppl"] = round(engine.perplexity(ppl_ids), 3)
     row["rss_mb"] = _rss_mb()
     row["_outputs"] = outputs
     del torch
     return row
+
+
+def engine_ttft(engine, prompts: dict, cold_runs: int = 5) -> dict:
+    """TTFT of ``engine.first_token`` after ``cache_prefix(system)``, plus a few runs with no prefix cache."""
+    engine.cache_prefix(prompts["system_ids"])
+    for ids in prompts["warmup"]:
+        engine.first_token(ids)
+    hits = engine.prefixes.hits
+    warm = [engine.first_token(ids)[1] for ids in prompts["timed"]]
+    if engine.prefixes.hits - hits != len(warm):
+        raise SystemExit("A timed request missed the prefix cache; the TTFT figures would be wrong.")
+    engine.prefixes.clear()
+    cold = [engine.first_token(ids)[1] for ids in prompts["timed"][:cold_runs]]
+    p = percentiles_ms(warm)
+    return {"ttft_p50_ms": p["p50_ms"], "ttft_p90_ms": p["p90_ms"], "ttft_trials": p["trials"],
+            "ttft_system_tokens": len(prompts["system_ids"]), "ttft_user_tokens": prompts["user_tokens"],
+            "ttft_computed_tokens": prompts["computed_tokens"],
+            "ttft_no_prefix_cache_p50_ms": percentiles_ms(cold)["p50_ms"]}
+
+
+def hf_ttft(model, prompts: dict) -> dict:
+    """TTFT of a transformers model with no cache: one forward over the whole prompt, last logits, argmax."""
+    import torch
+
+    def once(ids: list[int]) -> float:
+        t0 = time.perf_counter()
+        model(torch.tensor([ids]), logits_to_keep=1).logits[0, -1].argmax()
+        return time.perf_counter() - t0
+
+    with torch.inference_mode():
+        for ids in prompts["warmup"]:
+            once(ids)
+        p = percentiles_ms([once(ids) for ids in prompts["timed"]])
+    lengths = sorted({len(ids) for ids in prompts["timed"]})
+    return {"ttft_uncached_p50_ms": p["p50_ms"], "ttft_uncached_p90_ms": p["p90_ms"],
+            "ttft_trials": p["trials"], "ttft_system_tokens": len(prompts["system_ids"]),
+            "ttft_user_tokens": prompts["user_tokens"],
+            "ttft_computed_tokens": lengths[0] if len(lengths) == 1 else lengths}  # the whole prompt
 
 
 def run_hf_row(args) -> dict:
@@ -135,11 +227,16 @@ def run_hf_row(args) -> dict:
     gguf = find_embedded_gguf()
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+    row: dict = {"policy": "transformers fp32 (sdpa), generate()", "threads": torch.get_num_threads()}
+    spec = json.loads(PROMPTS.read_text())
+    row.update(hf_ttft(model, ttft_prompts(tok, spec["system"], args.ttft_runs)))
+    if args.ttft_only:
+        row["rss_mb"] = _rss_mb()
+        return row
     spec, ppl_ids = _data(tok, args.ppl_docs, args.ppl_tokens)
     prompts = [_chat(tok, p) for p in spec["prompts"]]
     n = args.new_tokens
     kw = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=tok.eos_token_id)
-    row: dict = {"policy": "transformers fp32 (sdpa), generate()"}
     with torch.inference_mode():
         model.generate(torch.tensor([prompts[0]]), **{**kw, "max_new_tokens": 8, "min_new_tokens": 8})
         t0 = time.perf_counter()
@@ -154,13 +251,6 @@ def run_hf_row(args) -> dict:
             out = model.generate(ids, attention_mask=mask, **kw)
             row[f"b{b}_tok_s"] = round(b * n / (time.perf_counter() - t0), 2)
             outputs[f"b{b}"] = out[:, width:].tolist()
-        users = [_chat(tok, p, spec["system"]) for p in spec["prompts"][:3]]
-        ttfts = []
-        for ids in users:
-            t0 = time.perf_counter()
-            model(torch.tensor([ids]), logits_to_keep=1)
-            ttfts.append(time.perf_counter() - t0)
-        row["ttft_uncached_p50_ms"] = round(1000 * statistics.median(ttfts), 1)
         nll, count = 0.0, 0
         for ids in ppl_ids:
             logits = model(torch.tensor([ids])).logits[0]
@@ -174,6 +264,8 @@ def run_hf_row(args) -> dict:
 
 
 def run_llamacpp_row(args) -> dict:
+    if args.ttft_only:
+        return {"status": "skipped (--ttft-only)"}
     try:
         from llama_cpp import Llama
     except ImportError:
@@ -221,8 +313,8 @@ def run_interleaved(args) -> dict:
     hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
     engines = {name: Engine.from_base(base, policy=pol, max_batch=8, max_len=320)
                for name, pol in ENGINE_ROWS.items() if name in args.rows.split(",")}
-    system_ids = _system_ids(tok, spec["system"])
-    users = [_chat(tok, p, spec["system"]) for p in spec["prompts"][:4]]
+    turns = ttft_prompts(tok, spec["system"], args.ttft_runs, warmup=0)
+    system_ids, users = turns["system_ids"], turns["timed"]
     for engine in engines.values():
         engine.cache_prefix(system_ids)
     steps: dict[str, list[float]] = {}
@@ -261,7 +353,7 @@ def run_interleaved(args) -> dict:
                 ids = users[len(ttft.get(name, [])) % len(users)]
                 ttft.setdefault(name, []).append(engine.first_token(ids, slot=1)[1])
             t0 = time.perf_counter()
-            hf(torch.tensor([users[0]]), logits_to_keep=1)
+            hf(torch.tensor([users[len(ttft.get("hf_uncached", [])) % len(users)]]), logits_to_keep=1)
             ttft.setdefault("hf_uncached", []).append(time.perf_counter() - t0)
     rows: dict = {}
     for key, values in steps.items():
@@ -273,7 +365,7 @@ def run_interleaved(args) -> dict:
         rows.setdefault(name.replace("_uncached", ""), {})["ttft_ms_best"] = round(1000 * min(values), 1)
         rows[name.replace("_uncached", "")]["ttft_ms_median"] = round(1000 * statistics.median(values), 1)
     return {"mode": "interleaved", "rounds": args.rounds, "system_tokens": len(system_ids),
-            "user_tokens": round(statistics.mean(len(u) - len(system_ids) for u in users), 1), "rows": rows}
+            "user_tokens": turns["user_tokens"], "computed_tokens": turns["computed_tokens"], "rows": rows}
 
 
 def _agreement(ours: list[list[int]], ref: list[list[int]]) -> float:
@@ -307,7 +399,11 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--batches", default="8,32")
     parser.add_argument("--hf-batches", default="8")
-    parser.add_argument("--ttft-runs", type=int, default=9)
+    parser.add_argument("--ttft-runs", type=int, default=24,
+                        help="timed first-token trials, each a distinct 30-token user turn (at least 20)")
+    parser.add_argument("--ttft-only", action="store_true",
+                        help="only the time-to-first-token part of each row (no decoding, perplexity, "
+                        "llama.cpp)")
     parser.add_argument("--ppl-docs", type=int, default=8)
     parser.add_argument("--ppl-tokens", type=int, default=256)
     parser.add_argument("--interleaved", action="store_true",
@@ -315,6 +411,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     args.batches = [int(b) for b in args.batches.split(",") if b]
+    if args.ttft_runs < 20:
+        parser.error(f"--ttft-runs must be at least 20 for a p50 worth reporting, got {args.ttft_runs}")
     args.hf_batches = [int(b) for b in args.hf_batches.split(",") if b]
     if args.row:
         print(json.dumps(run_row(args, args.row)))
@@ -329,8 +427,8 @@ def main() -> None:
     for name in args.rows.split(","):
         cmd = [sys.executable, __file__, "--row", name] + [
             f"--{k.replace('_', '-')}={','.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items() if k not in ("rows", "row")
-        ]
+            for k, v in vars(args).items() if k not in ("rows", "row", "ttft_only", "interleaved")
+        ] + (["--ttft-only"] if args.ttft_only else [])
         logger.info("row %s ...", name)
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
@@ -344,15 +442,23 @@ def main() -> None:
             row["greedy_agreement_vs_fp32"] = _agreement(outs.get("b8", outs["b1"]), ref.get("b8", ref["b1"]))
     summary = _ratios(rows)
     print(json.dumps({"bench": "decode", "threads": args.threads, "new_tokens": args.new_tokens,
-                      "load_avg_1m": round(os.getloadavg()[0], 2), "rows": rows, "ratios": summary}))
+                      "ttft_only": args.ttft_only, "load_avg_1m": round(os.getloadavg()[0], 2), "rows": rows,
+                      "ratios": summary}))
 
 
 def _ratios(rows: dict) -> dict:
+    out: dict = {}
+    hf_ttft = rows.get("hf", {}).get("ttft_uncached_p50_ms")
+    ours_ttft = {k: v["ttft_p50_ms"] for k, v in rows.items() if k in ENGINE_ROWS and "ttft_p50_ms" in v}
+    if ours_ttft:
+        out["ttft_target_ms"] = TTFT_TARGET_MS
+        out["ttft_p50_under_target"] = {k: v < TTFT_TARGET_MS for k, v in ours_ttft.items()}
+        if hf_ttft:
+            out["ttft_speedup_vs_hf_uncached"] = {k: round(hf_ttft / v, 2) for k, v in ours_ttft.items()}
     hf = rows.get("hf", {}).get("b1_tok_s")
     lcpp = rows.get("llama.cpp", {}).get("b1_tok_s")
     fp32_ppl = rows.get("fp32", {}).get("ppl")
     ours = {k: v for k, v in rows.items() if k in ENGINE_ROWS and "b1_tok_s" in v}
-    out: dict = {}
     if ours:
         best = max(ours, key=lambda k: ours[k]["b1_tok_s"])
         out["best_b1"] = best

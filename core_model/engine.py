@@ -76,6 +76,10 @@ class Engine:
         self.v_cache = [torch.zeros(shape) for _ in self.blocks]
         self.lengths = [0] * max_batch  # tokens cached per slot
         self.prefixes = PrefixCache(prefix_capacity)
+        # per slot: (cached prefix, n) when the slot's first n cached positions still hold that prefix's K/V,
+        # so a request on the same slot with the same prefix skips the copy (see _load_prefix)
+        self._held: list[tuple[PrefixEntry, int] | None] = [None] * max_batch
+        self.prefix_copies = 0  # times a cached prefix's K/V was copied into a slot (diagnostics)
         self._q_dim = self.n_heads * self.head_dim
         self._kv_dim = self.n_kv * self.head_dim
 
@@ -115,9 +119,12 @@ class Engine:
         normed hidden states (B, T, D); updates ``self.lengths``.
         """
         b, t = tokens.shape
-        h = F.embedding(tokens, self.embed)  # (B, T, D)
         same = all(s == starts[0] for s in starts)
+        if not same and t != 1:
+            raise DSuiteError("Rows at different positions must decode one token each.")
         first = slots if slots is not None else 0
+        self._overwrite(first, starts)
+        h = F.embedding(tokens, self.embed)  # (B, T, D)
         if same:
             s0 = starts[0]
             cos = self.cos[s0:s0 + t][None, :, None]  # (1, T, 1, hd)
@@ -126,16 +133,13 @@ class Engine:
             mask = None
             causal = t > 1 and s0 == 0
             if t > 1 and s0 > 0:  # queries at s0..s0+T-1 see keys 0..their own position
-                q_pos = torch.arange(s0, total)[:, None]
-                mask = (torch.arange(total)[None, :] <= q_pos)[None, None]  # (1, 1, T, S)
+                mask = _additive_mask(torch.arange(s0, total)[:, None], total)[None, None]  # (1, 1, T, S)
         else:
-            if t != 1:
-                raise DSuiteError("Rows at different positions must decode one token each.")
             pos = torch.tensor(starts)
             cos = self.cos[pos][:, None, None]  # (B, 1, 1, hd)
             sin = self.sin_signed[pos][:, None, None]
             total = max(starts) + 1
-            mask = (torch.arange(total)[None, :] <= pos[:, None])[:, None, None]  # (B, 1, 1, S)
+            mask = _additive_mask(pos[:, None], total)[:, None, None]  # (B, 1, 1, S)
             causal = False
             rows = torch.arange(b)
         hq, hkv, hd = self.n_heads, self.n_kv, self.head_dim
@@ -159,11 +163,11 @@ class Engine:
                 q, kc[first:first + b, :, :total], vc[first:first + b, :, :total],
                 attn_mask=mask, is_causal=causal, enable_gqa=True,
             )  # (B, H, T, hd)
-            h = h + w.o(att.transpose(1, 2).reshape(b * t, -1)).view(b, t, -1)
+            h += w.o(att.transpose(1, 2).reshape(b * t, -1)).view(b, t, -1)  # h is this call's own tensor
             x = F.rms_norm(h, (h.shape[-1],), w.ln2, self.eps)
             gu = w.gate_up(x.view(b * t, -1))  # (B T, 2 I)
             act = F.silu(gu[:, :w.intermediate]) * gu[:, w.intermediate:]
-            h = h + w.down(act).view(b, t, -1)
+            h += w.down(act).view(b, t, -1)
         for r in range(b):
             self.lengths[first + r] = starts[r] + t
         return F.rms_norm(h, (h.shape[-1],), self.final_norm, self.eps)
@@ -204,9 +208,7 @@ class Engine:
         if use_prefix_cache and not all_logits:
             entry, start = self.prefixes.lookup(ids)
             if entry is not None:
-                for i in range(len(self.blocks)):
-                    self.k_cache[i][slot, :, :start] = entry.keys[i][:, :start]
-                    self.v_cache[i][slot, :, :start] = entry.values[i][:, :start]
+                self._load_prefix(slot, entry, start)
         outs = []
         for c0 in range(start, len(ids), chunk):
             piece = torch.tensor([ids[c0:c0 + chunk]])
@@ -233,8 +235,33 @@ class Engine:
             vc[dst, :, :n] = vc[src, :, :n]
         self.lengths[dst] = n
         self.lengths[src] = 0
+        held = self._held[src]
+        self._held[dst] = (held[0], min(held[1], n)) if held is not None and n > 0 else None
+        self._held[src] = None
 
     # --- prefix cache ------------------------------------------------------------------------------------
+
+    def _load_prefix(self, slot: int, entry: PrefixEntry, n: int) -> None:
+        """Make the first ``n`` cached positions of ``slot`` hold ``entry``'s keys and values.
+
+        The copy (every layer's keys and values of the prefix) is skipped when the slot still holds them
+        from the previous request with this prefix: a request only writes the positions after the prefix.
+        """
+        held = self._held[slot]
+        if held is not None and held[0] is entry and held[1] >= n:
+            return
+        for i in range(len(self.blocks)):
+            self.k_cache[i][slot, :, :n] = entry.keys[i][:, :n]
+            self.v_cache[i][slot, :, :n] = entry.values[i][:, :n]
+        self._held[slot] = (entry, n)
+        self.prefix_copies += 1
+
+    def _overwrite(self, first: int, starts: list[int]) -> None:
+        """Note that slot ``first + r`` is about to be written from position ``starts[r]`` on."""
+        for r, start in enumerate(starts):
+            held = self._held[first + r]
+            if held is not None and start < held[1]:
+                self._held[first + r] = (held[0], start) if start > 0 else None
 
     @torch.inference_mode()
     def cache_prefix(self, ids: Sequence[int], slot: int | None = None) -> PrefixEntry:
@@ -356,3 +383,12 @@ class Engine:
         if count == 0:
             raise DSuiteError("perplexity needs at least one text of two or more tokens.")
         return float(torch.exp(torch.tensor(nll / count)))
+
+
+def _additive_mask(q_pos: torch.Tensor, total: int) -> torch.Tensor:
+    """Float attention mask (..., S): 0 where key position j <= the query position, -inf after it.
+
+    Built once per forward: SDPA would otherwise turn a boolean mask into this in every layer.
+    """
+    future = torch.arange(total) > q_pos  # (..., S)
+    return torch.zeros(future.shape).masked_fill_(future, float("-inf"))
