@@ -2,9 +2,11 @@
 
 Prints ONE JSON line: for each mode (``dictionary`` = the rules-only baseline, ``rules+retrieval``,
 ``full``) and each worker count, notes/s (wall clock, including worker start-up) and the peak resident
-memory of the job's process tree. Usage::
+memory of the job's process tree. The full coder embeds every sentence (most of its time); ``--full-limit``
+measures it on the first N rows only, which a busy 2-core machine needs. Usage::
 
-    python bench/medical_batch.py [--limit N] [--modes dictionary,rules+retrieval,full] [--workers 1,2]
+    python bench/medical_batch.py [--limit N] [--full-limit N] [--modes dictionary,rules+retrieval,full]
+        [--workers 1,2]
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def _peak_rss(stop: threading.Event, box: list[int]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="first N MTSamples rows (default: all 4,999)")
+    parser.add_argument("--full-limit", type=int, default=None, help="first N rows for the full coder")
     parser.add_argument("--modes", default="dictionary,rules+retrieval,full")
     parser.add_argument("--workers", default="1,2")
     args = parser.parse_args()
@@ -49,9 +52,13 @@ def main() -> None:
             if args.limit and len(rows) >= args.limit:
                 break
     figures = {"notes": len(rows), "input": "mtsamples.jsonl (note_id, transcription; 33 null texts)"}
+    if args.full_limit:
+        figures["full_coder_rows"] = min(args.full_limit, len(rows))
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "mtsamples.jsonl"
         source.write_text("".join(rows), encoding="utf-8")
+        full_source = Path(tmp) / "mtsamples_full.jsonl"
+        full_source.write_text("".join(rows[: args.full_limit or len(rows)]), encoding="utf-8")
         for mode in args.modes.split(","):
             for workers in (int(w) for w in args.workers.split(",")):
                 stop, box = threading.Event(), [0]
@@ -60,7 +67,7 @@ def main() -> None:
                 started = time.perf_counter()
                 summary = run_batch(
                     JobConfig(
-                        input=source,
+                        input=full_source if mode == "full" else source,
                         output=Path(tmp) / f"out-{mode}-{workers}.jsonl",
                         id_col="note_id",
                         text_col="transcription",

@@ -121,18 +121,45 @@ def _coder(mode: str):
     return _CODER
 
 
-def code_note(note_id: str, text: str, mode: str = "full") -> dict:
-    """Code one note; a failure becomes a quarantine record instead of stopping the job."""
+def code_note(note_id: str, text: str, mode: str = "full", doc=None) -> dict:
+    """Code one note; a failure becomes a quarantine record instead of stopping the job.
+
+    Args:
+        note_id: the note's id.
+        text: the note.
+        mode: the coder mode.
+        doc: the note already run through the coder's pipeline (``code_notes`` passes it).
+    """
     try:
-        return {"ok": _coder(mode).code(text, note_id)}
+        return {"ok": _coder(mode).code(text, note_id, doc=doc)}
     except Exception as exc:  # noqa: BLE001  (one bad note must not stop a night's job)
         log.warning("note %s failed: %s", note_id, exc)
         return {"error": {"id": note_id, "reason": f"coding failed: {type(exc).__name__}: {exc}"}}
 
 
+def code_notes(notes: list[tuple[str, str]], mode: str = "full") -> list[dict]:
+    """``code_note`` for several notes, with their mentions embedded and retrieved in one batch.
+
+    A note whose pipeline run fails is simply coded alone afterwards (and quarantined by ``code_note`` if it
+    fails again); the results are the same as coding the notes one by one.
+    """
+    coder = _coder(mode)
+    docs: list = []
+    for _, text in notes:
+        try:
+            docs.append(coder.nlp(text) if isinstance(text, str) and text.strip() else None)
+        except Exception:  # noqa: BLE001  (code_note below reports it)
+            docs.append(None)
+    try:
+        coder.prefetch([doc for doc in docs if doc is not None])
+    except Exception as exc:  # noqa: BLE001  (each note then retrieves on its own)
+        log.warning("batched retrieval failed, coding note by note: %s", exc)
+    return [code_note(note_id, text, mode, doc) for (note_id, text), doc in zip(notes, docs, strict=True)]
+
+
 def _code_chunk(args: tuple[list[tuple[str, str]], str]) -> list[dict]:
     notes, mode = args
-    return [code_note(note_id, text, mode) for note_id, text in notes]
+    return code_notes(notes, mode)
 
 
 def _init_worker(mode: str) -> None:

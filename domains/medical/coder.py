@@ -1,12 +1,17 @@
-"""ICD-10-CM coding of one note with evidence: candidates from the dictionary, faiss retrieval and the
-learned lexicon; assertion filtering; ranking; a JSON result validated by ``coding_output.schema.json``.
+"""ICD-10-CM coding of one note with evidence: candidates from the dictionary, faiss retrieval, the learned
+lexicon and similar training notes; assertion filtering; ranking; a JSON result validated by
+``coding_output.schema.json``.
 
 Modes (the eval task reports each as a row):
     ``dictionary``: codes of the dictionary mentions, ranked by mention count then training frequency.
     ``retrieval``: faiss retrieval of code descriptions from every sentence, ranked by similarity.
     ``rules+retrieval``: dictionary mentions plus faiss retrieval from each mention's text.
-    ``full``: rules+retrieval plus the code lexicon, ranked by the trained ranker (``ranker.py``).
-Negated, family and hypothetical mentions are never coded; they are listed under ``excluded``.
+    ``full``: rules+retrieval plus the code lexicon, faiss retrieval from every sentence and the codes of
+    the most similar training notes (``neighbours.py``), ranked by the trained ranker (``ranker.py``).
+Negated, family and hypothetical mentions are never coded; they are listed under ``excluded``. A code whose
+only evidence in the note has such a status is not ranked. The full coder also ranks codes that similar
+training notes carry when no phrase of the note names them (suggestions for the coder's review list, scored
+low); a code enters the output JSON only with evidence spans from the note.
 """
 
 from __future__ import annotations
@@ -19,14 +24,17 @@ from functools import lru_cache
 from spacy.tokens import Doc, Span
 
 from core_model.errors import DSuiteError
-from domains.medical.context import NOT_CODED, assert_targets
+from domains.medical.context import NOT_CODED, assert_targets, sentence_assertion
 from domains.medical.icd_codes import describe, is_valid
+from domains.medical.lexicon import ngram_spans
 from domains.medical.pipeline import default_nlp
-from domains.medical.text import section_at
+from domains.medical.text import section_at, sentence_bounds
 
 MODES = ("dictionary", "retrieval", "rules+retrieval", "full")
 RETRIEVAL_K = 5
 MIN_RETRIEVAL_SIM = 0.55
+SENTENCE_K = 10  # full coder: codes retrieved per sentence
+MIN_SENTENCE_SIM = 0.5  # full coder: a sentence hit at least this similar adds a candidate
 REASONS = {
     "negated": "the note denies or rules out this condition",
     "family": "the condition belongs to a family member, not the patient",
@@ -39,24 +47,42 @@ class Candidate:
     """A code with the spans that support it and the feature values the ranker reads."""
 
     code: str
-    evidence: list[dict] = field(default_factory=list)
+    evidence: list[dict] = field(default_factory=list)  # phrases: dictionary, mention retrieval, lexicon
     dict_count: int = 0
     dict_first: bool = False
     retrieval: float = 0.0
     lexicon: float = 0.0
     lexicon_bigram: bool = False
+    sentences: list[dict] = field(default_factory=list)  # whole sentences retrieved (full coder)
+    sentence: float = 0.0  # best similarity of a codable sentence whose top hits hold the code
+    knn: float = 0.0  # vote of the most similar training notes (0..1)
+    lexicon_count: int = 0
+    lexicon_top2: float = 0.0
+    lexicon_noisy_or: float = 0.0
+
+    def phrase_evidence(self) -> list[dict]:
+        """Phrase evidence spans whose assertion allows coding."""
+        return [e for e in self.evidence if e["assertion"] not in NOT_CODED]
 
     def coded_evidence(self) -> list[dict]:
-        """Evidence spans whose assertion allows coding."""
-        return [e for e in self.evidence if e["assertion"] not in NOT_CODED]
+        """Evidence spans (phrases, then sentences) whose assertion allows coding."""
+        return self.phrase_evidence() + [e for e in self.sentences if e["assertion"] not in NOT_CODED]
+
+    def rankable(self) -> bool:
+        """Whether the code is ranked: it has codable evidence, or no evidence at all but neighbour votes
+        (a code the note only mentions as negated, family or hypothetical is never ranked)."""
+        if self.coded_evidence():
+            return True
+        return not self.evidence and not self.sentences and self.knn > 0
 
 
 def _sentence(doc: Doc, span: Span) -> Span:
-    bounds = doc.user_data.get("dsuite_sent_bounds")
-    if bounds is None:
-        bounds = [(s.start, s.end) for s in doc.sents]
-        doc.user_data["dsuite_sent_bounds"] = bounds
-    index = bisect.bisect_right([b[0] for b in bounds], span.start) - 1
+    bounds = sentence_bounds(doc)
+    starts = doc.user_data.get("dsuite_sent_starts")
+    if starts is None or len(starts) != len(bounds):
+        starts = [b[0] for b in bounds]
+        doc.user_data["dsuite_sent_starts"] = starts
+    index = bisect.bisect_right(starts, span.start) - 1
     return doc[bounds[index][0] : bounds[index][1]]
 
 
@@ -76,7 +102,14 @@ def _span_record(doc: Doc, span: Span, source: str) -> dict:
 class IcdCoder:
     """Codes notes; one instance per process (it holds the spaCy pipeline, index and ranker)."""
 
-    def __init__(self, mode: str = "full", threshold: float | None = None, lexicon=None, ranker=None) -> None:
+    def __init__(
+        self,
+        mode: str = "full",
+        threshold: float | None = None,
+        lexicon=None,
+        ranker=None,
+        neighbours=None,
+    ) -> None:
         """Set up a coder.
 
         Args:
@@ -85,6 +118,7 @@ class IcdCoder:
                 0 for the other modes, which output every candidate).
             lexicon: a ``Lexicon`` to use instead of the shipped one (training uses this).
             ranker: a ``Ranker`` to use instead of the shipped one.
+            neighbours: a ``NoteNeighbours`` index to use instead of the shipped one.
         """
         if mode not in MODES:
             raise DSuiteError(f"Unknown coder mode '{mode}'; expected one of {', '.join(MODES)}.")
@@ -92,40 +126,49 @@ class IcdCoder:
         self.nlp = default_nlp()
         self.ranker = None
         self.lexicon = None
-        if mode == "full" and (lexicon is None or ranker is None):
+        self.neighbours = None
+        if mode == "full" and (lexicon is None or ranker is None or neighbours is None):
             from domains.medical.ranker import load_ranker
 
-            self.ranker, self.lexicon = load_ranker()
+            self.ranker, self.lexicon, self.neighbours = load_ranker()
         if lexicon is not None:
             self.lexicon = lexicon
         if ranker is not None:
             self.ranker = ranker
+        if neighbours is not None:
+            self.neighbours = neighbours
         self.threshold = (
             threshold if threshold is not None else (self.ranker.threshold if self.ranker else 0.0)
         )
         self._retrieval_cache: dict[str, list[tuple[str, float]]] = {}
+        self._sentence_cache: dict[str, list[tuple[str, float]]] = {}
 
     # -- candidates -------------------------------------------------------------------------------------
     def _retrieve(self, texts: list[str]) -> list[list[tuple[str, float]]]:
-        from domains.medical.embeddings import shared_embedder
-        from domains.medical.icd_index import load_index
+        return _cached_search(self._retrieval_cache, texts, RETRIEVAL_K)
 
-        todo = [t for t in dict.fromkeys(texts) if t not in self._retrieval_cache]
-        if todo:
-            hits = load_index().search(shared_embedder().encode(todo), RETRIEVAL_K)
-            for text, found in zip(todo, hits, strict=True):
-                self._retrieval_cache[text] = found
-            if len(self._retrieval_cache) > 200_000:
-                self._retrieval_cache.clear()
-        return [self._retrieval_cache[t] for t in texts]
+    def _retrieve_sentences(self, texts: list[str]) -> list[list[tuple[str, float]]]:
+        return _cached_search(self._sentence_cache, texts, SENTENCE_K)
 
-    def candidates(self, text: str) -> tuple[Doc, dict[str, Candidate], list[dict]]:
+    def prefetch(self, docs: list[Doc]) -> None:
+        """Embed and retrieve the mentions (and, for the full coder, the sentences) of several docs in one
+        batch; the batch job calls this per chunk, so the per-note calls find their hits cached."""
+        if self.mode in ("rules+retrieval", "full"):
+            self._retrieve([span.text.lower() for doc in docs for span in doc.spans["conditions"]])
+        if self.mode == "full":
+            self._retrieve_sentences([text for doc in docs for _, _, text in _sentences(doc)])
+
+    def candidates(self, text: str, doc: Doc | None = None) -> tuple[Doc, dict[str, Candidate], list[dict]]:
         """Run the pipeline and collect candidate codes.
+
+        Args:
+            text: the note.
+            doc: ``self.nlp(text)`` when the caller already ran the pipeline.
 
         Returns:
             The doc, ``{code: Candidate}`` and the excluded mentions (with reasons).
         """
-        doc = self.nlp(text)
+        doc = self.nlp(text) if doc is None else doc
         cands: dict[str, Candidate] = {}
         excluded: list[dict] = []
 
@@ -144,8 +187,8 @@ class IcdCoder:
                     cand.retrieval = max(cand.retrieval, sim)
                     cand.evidence.append(record)
             return doc, cands, excluded
-        for span in mentions:
-            record = _span_record(doc, span, "dictionary")
+        records = [_span_record(doc, span, "dictionary") for span in mentions]
+        for span, record in zip(mentions, records, strict=True):
             if record["assertion"] in NOT_CODED:
                 excluded.append(
                     {
@@ -165,38 +208,81 @@ class IcdCoder:
                     cand.dict_count += 1
                     cand.dict_first = cand.dict_first or rank == 0
         if self.mode in ("rules+retrieval", "full") and mentions:
-            for span, hits in zip(mentions, self._retrieve([m.text.lower() for m in mentions]), strict=True):
+            hits_of = self._retrieve([r["text"].lower() for r in records])
+            for dict_record, hits in zip(records, hits_of, strict=True):
+                record = {**dict_record, "source": "retrieval"}
                 for code, sim in hits:
                     if sim < MIN_RETRIEVAL_SIM:
                         continue
                     cand = get(code)
-                    record = _span_record(doc, span, "retrieval")
                     cand.evidence.append(record)
                     if record["assertion"] not in NOT_CODED:
                         cand.retrieval = max(cand.retrieval, sim)
-        if self.mode == "full" and self.lexicon is not None:
-            found = self.lexicon.score(text)
-            spans, keys = [], []
-            for code, (value, gram, (start, end)) in found.items():
-                span = doc.char_span(start, end, alignment_mode="expand")
-                if span is not None:
-                    spans.append(span)
-                    keys.append((code, value, gram))
-            assert_targets(doc, spans, self.nlp.get_pipe("dsuite_context").rules)
-            for span, (code, value, gram) in zip(spans, keys, strict=True):
-                cand = get(code)
-                record = _span_record(doc, span, "lexicon")
-                cand.evidence.append(record)
-                if record["assertion"] not in NOT_CODED:
-                    cand.lexicon = value
-                    cand.lexicon_bigram = " " in gram
+        if self.mode == "full":
+            self._full_candidates(doc, text, get, cands)
         return doc, cands, excluded
 
+    def _full_candidates(self, doc: Doc, text: str, get, cands: dict[str, Candidate]) -> None:
+        """The full coder's extra sources: lexicon n-grams, sentence retrieval, neighbour votes."""
+        rules = self.nlp.get_pipe("dsuite_context").rules
+        matches = self.lexicon.matches(text) if self.lexicon is not None else {}
+        self._lexicon_evidence(doc, text, matches, rules, get)
+        sentences = _sentences(doc)
+        best_sentence: dict[str, float] = {}
+        for (start, end, _), hits in zip(
+            sentences, self._retrieve_sentences([t for *_, t in sentences]), strict=True
+        ):
+            status = sentence_assertion(doc, start, end, rules)
+            record = None
+            for code, sim in hits:
+                if status not in NOT_CODED:
+                    best_sentence[code] = max(best_sentence.get(code, 0.0), sim)
+                if sim >= MIN_SENTENCE_SIM:
+                    record = record or _sentence_record(doc, start, end, status)
+                    get(code).sentences.append(record)
+        if self.neighbours is not None:
+            votes, _ = self.neighbours.votes(text)
+            for code, vote in votes.items():
+                get(code).knn = vote
+        for code, cand in cands.items():
+            cand.sentence = best_sentence.get(code, 0.0)
+            match = matches.get(code)
+            if match is not None:
+                cand.lexicon_count = match.count
+                cand.lexicon_top2 = match.top2
+                cand.lexicon_noisy_or = match.noisy_or
+
+    def _lexicon_evidence(self, doc: Doc, text: str, matches: dict, rules, get) -> None:
+        """Lexicon evidence of each code: the first occurrence of its best n-gram that the note does not
+        negate (or attribute to family, or make hypothetical); when every occurrence is so, the first one,
+        and the code is excluded. Weaker n-grams never stand in for a denied best one."""
+        if not matches:
+            return
+        occurrences = ngram_spans(text)
+        spans: dict[tuple[int, int], Span] = {}
+        for match in matches.values():
+            for offsets in occurrences.get(match.gram, ()):
+                if offsets not in spans:
+                    span = doc.char_span(*offsets, alignment_mode="expand")
+                    if span is not None:
+                        spans[offsets] = span
+        assert_targets(doc, list(spans.values()), rules)
+        for code, match in matches.items():
+            found = [spans[o] for o in occurrences.get(match.gram, ()) if o in spans]
+            if not found:
+                continue
+            codable = [span for span in found if (span._.assertion or "present") not in NOT_CODED]
+            cand = get(code)
+            cand.evidence.append(_span_record(doc, (codable or found)[0], "lexicon"))
+            if codable:
+                cand.lexicon = match.value
+                cand.lexicon_bigram = " " in match.gram
+
     # -- ranking ----------------------------------------------------------------------------------------
-    def rank(self, text: str) -> tuple[list[tuple[Candidate, float]], list[dict]]:
+    def rank(self, text: str, doc: Doc | None = None) -> tuple[list[tuple[Candidate, float]], list[dict]]:
         """Codable candidates with scores, best first, and the excluded mentions."""
-        doc, cands, excluded = self.candidates(text)
-        usable = [c for c in cands.values() if c.coded_evidence()]
+        doc, cands, excluded = self.candidates(text, doc)
+        usable = [c for c in cands.values() if c.rankable()]
         if self.mode == "full":
             scores = self.ranker.score(usable, text)
         elif self.mode == "dictionary":
@@ -211,23 +297,22 @@ class IcdCoder:
         ranked = sorted(zip(usable, scores, strict=True), key=lambda pair: (-pair[1], pair[0].code))
         return ranked, excluded
 
-    def code(self, text: str, note_id: str | None = None) -> dict:
+    def code(self, text: str, note_id: str | None = None, doc: Doc | None = None) -> dict:
         """Code one note.
 
         Args:
             text: the note.
             note_id: its id (copied into the result).
+            doc: ``self.nlp(text)`` when the caller already ran the pipeline.
 
         Returns:
             A dict valid against ``data/medical/coding_output.schema.json``.
         """
         if not isinstance(text, str) or not text.strip():
             raise DSuiteError("The note text is empty; pass the clinical note as non-empty text.")
-        ranked, excluded = self.rank(text)
+        ranked, excluded = self.rank(text, doc)
         codes = []
-        for cand, score in ranked:
-            if score < self.threshold or not is_valid(cand.code):
-                continue
+        for cand, score in self.assigned(ranked):
             seen, evidence = set(), []
             for record in cand.coded_evidence():
                 key = (record["start"], record["end"], record["source"])
@@ -252,9 +337,63 @@ class IcdCoder:
             "adapter": None,
         }
 
+    def assigned(self, ranked: list[tuple[Candidate, float]]) -> list[tuple[Candidate, float]]:
+        """The ranked codes that go into the output: score at least the threshold, a valid ICD-10-CM code,
+        and codable evidence in the note."""
+        return [
+            (cand, score)
+            for cand, score in ranked
+            if score >= self.threshold and is_valid(cand.code) and cand.coded_evidence()
+        ]
+
     def describe(self) -> str:
         """``mode`` plus the ranker version for the full coder."""
         return f"full:{self.ranker.version}" if self.ranker else self.mode
+
+
+def _cached_search(cache: dict, texts: list[str], k: int) -> list[list[tuple[str, float]]]:
+    """Nearest code descriptions of each text (``k`` per text), embedding only texts not in ``cache``."""
+    from domains.medical.embeddings import shared_embedder
+    from domains.medical.icd_index import load_index
+
+    todo = [t for t in dict.fromkeys(texts) if t not in cache]
+    if todo:
+        hits = load_index().search(shared_embedder().encode(todo), k)
+        for text, found in zip(todo, hits, strict=True):
+            cache[text] = found
+        if len(cache) > 200_000:
+            keep = set(texts)
+            for text in [t for t in cache if t not in keep]:
+                del cache[text]
+    return [cache[t] for t in texts]
+
+
+def _sentences(doc: Doc) -> list[tuple[int, int, str]]:
+    """``(start token, end token, stripped text)`` of each sentence with more than 3 characters."""
+    out = []
+    for start, end in sentence_bounds(doc):
+        text = doc[start:end].text.strip()
+        if len(text) > 3:
+            out.append((start, end, text))
+    return out
+
+
+def _sentence_record(doc: Doc, start: int, end: int, status: str) -> dict:
+    """An evidence record for a whole sentence (its text without the surrounding white space)."""
+    span = doc[start:end]
+    text = span.text
+    lead = len(text) - len(text.lstrip())
+    stripped = text.strip()
+    begin = span.start_char + lead
+    return {
+        "text": stripped,
+        "start": begin,
+        "end": begin + len(stripped),
+        "sentence": stripped,
+        "section": section_at(doc, begin)[0],
+        "assertion": status,
+        "source": "retrieval",
+    }
 
 
 @lru_cache(maxsize=1)

@@ -17,7 +17,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from domains.medical.resources import CONTEXT_RULES, MEDICAL_DATA, load_validated
-from domains.medical.text import section_assertion, tokenizer
+from domains.medical.text import section_assertion, sentence_bounds, token_texts, tokenizer
 
 CATEGORY_TO_STATUS = {
     "NEGATED_EXISTENCE": "negated",
@@ -112,8 +112,8 @@ def assert_targets(doc: Doc, targets: list[Span], rules: ContextRules) -> None:
     """
     if not targets:
         return
-    words = [t.lower_ for t in doc]
-    bounds = [(s.start, s.end) for s in doc.sents]
+    words = [w.lower() for w in token_texts(doc)]
+    bounds = sentence_bounds(doc)
     starts = [b[0] for b in bounds]
     cache: dict[int, list[Trigger]] = {}
     for span in targets:
@@ -131,6 +131,24 @@ def assert_targets(doc: Doc, targets: list[Span], rules: ContextRules) -> None:
             for t in modifiers
         ]
         span._.assertion = next((s for s in STATUS_PRECEDENCE if s in statuses), "present")
+
+
+def sentence_assertion(doc: Doc, start: int, end: int, rules: ContextRules) -> str:
+    """Assertion status of a whole sentence (tokens ``[start, end)``), for evidence that is a sentence.
+
+    Conservative: every trigger in the sentence applies, whatever its direction and scope (a sentence
+    that denies anything counts as negated), plus the section default.
+    """
+    words = [w.lower() for w in token_texts(doc)[start:end]]
+    statuses = {
+        CATEGORY_TO_STATUS[t.rule.category]
+        for t in rules.find(words, 0, len(words))
+        if t.rule.category in CATEGORY_TO_STATUS
+    }
+    section_status = section_assertion(doc, doc[start].idx) if end > start else None
+    if section_status:
+        statuses.add(section_status)
+    return next((s for s in STATUS_PRECEDENCE if s in statuses), "present")
 
 
 def _modifiers_for(span: Span, triggers: list[Trigger]) -> list[Trigger]:

@@ -13,6 +13,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from spacy.lang.en.stop_words import STOP_WORDS
@@ -44,17 +45,34 @@ _SKIP = STOP_WORDS | {
 }
 
 
-def ngrams(text: str) -> dict[str, tuple[int, int]]:
-    """Normalised unigrams and bigrams of ``text`` -> character offsets of their first occurrence."""
+def ngram_spans(text: str) -> dict[str, list[tuple[int, int]]]:
+    """Normalised unigrams and bigrams of ``text`` -> character offsets of every occurrence, in text order."""
     words = [(normalize_token(m.group()), m.start(), m.end()) for m in _WORD.finditer(text)]
-    found: dict[str, tuple[int, int]] = {}
+    found: dict[str, list[tuple[int, int]]] = {}
     for i, (word, start, end) in enumerate(words):
         if word in _SKIP or len(word) < 3:
             continue
-        found.setdefault(word, (start, end))
+        found.setdefault(word, []).append((start, end))
         if i + 1 < len(words) and words[i + 1][0] not in _SKIP and len(words[i + 1][0]) >= 3:
-            found.setdefault(f"{word} {words[i + 1][0]}", (start, words[i + 1][2]))
+            found.setdefault(f"{word} {words[i + 1][0]}", []).append((start, words[i + 1][2]))
     return found
+
+
+def ngrams(text: str) -> dict[str, tuple[int, int]]:
+    """Normalised unigrams and bigrams of ``text`` -> character offsets of their first occurrence."""
+    return {gram: spans[0] for gram, spans in ngram_spans(text).items()}
+
+
+@dataclass(frozen=True)
+class LexiconMatch:
+    """The lexicon's view of one code in one note."""
+
+    value: float  # score of the best n-gram
+    gram: str  # that n-gram
+    offsets: tuple[int, int]  # its first occurrence in the note
+    count: int  # n-grams of the note that signal the code
+    top2: float  # sum of the two best scores
+    noisy_or: float  # 1 - prod(1 - score) over all of them
 
 
 class Lexicon:
@@ -98,12 +116,26 @@ class Lexicon:
 
     def score(self, text: str) -> dict[str, tuple[float, str, tuple[int, int]]]:
         """Per code: ``(best score, its n-gram, the n-gram's character offsets in text)``."""
-        best: dict[str, tuple[float, str, tuple[int, int]]] = {}
+        return {code: (m.value, m.gram, m.offsets) for code, m in self.matches(text).items()}
+
+    def matches(self, text: str) -> dict[str, LexiconMatch]:
+        """Per code: its best n-gram in ``text`` and the statistics of all its n-grams there."""
+        found: dict[str, list[tuple[float, str, tuple[int, int]]]] = {}
         for gram, offsets in ngrams(text).items():
             for code, value in self.table.get(gram, {}).items():
-                if code not in best or value > best[code][0]:
-                    best[code] = (value, gram, offsets)
-        return best
+                found.setdefault(code, []).append((value, gram, offsets))
+        out = {}
+        for code, hits in found.items():
+            best = hits[0]
+            for hit in hits[1:]:
+                if hit[0] > best[0]:
+                    best = hit
+            values = sorted(v for v, _, _ in hits)
+            missing = 1.0
+            for v in values:
+                missing *= 1.0 - v
+            out[code] = LexiconMatch(best[0], best[1], best[2], len(values), sum(values[-2:]), 1.0 - missing)
+        return out
 
     def save(self, path: Path) -> None:
         """Write the lexicon as JSON (atomically)."""

@@ -1,7 +1,7 @@
 """``--engine ray``: the same per-note function on Ray Data, for notes that outgrow one machine.
 
 Ray is an optional extra (``pip install "ray[data]"``). Pending chunks are handed to Ray Data as one
-dataset of notes; ``map_batches`` runs ``batch.code_note`` in Ray workers, results come back in order
+dataset of notes; ``map_batches`` runs ``batch.code_notes`` in Ray workers, results come back in order
 (``preserve_order``) and are committed chunk by chunk exactly like the local engine.
 """
 
@@ -18,9 +18,9 @@ log = logging.getLogger(__name__)
 def _code_batch(batch: dict, mode: str) -> dict:
     import json
 
-    from domains.medical.batch import code_note
+    from domains.medical.batch import code_notes
 
-    outcomes = [code_note(str(i), str(t), mode) for i, t in zip(batch["id"], batch["text"], strict=True)]
+    outcomes = code_notes([(str(i), str(t)) for i, t in zip(batch["id"], batch["text"], strict=True)], mode)
     return {"chunk": list(batch["chunk"]), "outcome": [json.dumps(o, sort_keys=True) for o in outcomes]}
 
 

@@ -138,7 +138,7 @@ def _icd_predict(examples: list[dict], system: SystemSpec) -> list[dict]:
         outputs.append(
             {
                 "ranked": [c.code for c, _ in ranked],
-                "assigned": [c.code for c, s in ranked if s >= coder.threshold],
+                "assigned": [c.code for c, _ in coder.assigned(ranked)],
             }
         )
     return outputs

@@ -22,7 +22,7 @@ from spacy.tokens import Doc, Span
 from core_model.paths import dsuite_home
 from domains.medical.icd_codes import all_codes, describe, inclusion_terms, package_version
 from domains.medical.resources import MEDICAL_DATA, SYNONYMS, load_validated
-from domains.medical.text import tokenizer
+from domains.medical.text import token_texts, tokenizer
 
 log = logging.getLogger(__name__)
 MAX_TERM_TOKENS = 10
@@ -54,6 +54,7 @@ if not Span.has_extension("icd_codes"):
     Span.set_extension("icd_codes", default=None)
 
 
+@lru_cache(maxsize=1 << 18)
 def normalize_token(word: str) -> str:
     """Lower case; a plural ``s`` dropped from words longer than 3 letters (not ``-ss``, ``-us``, ``-is``)."""
     word = word.lower()
@@ -149,7 +150,7 @@ class TermMatcher:
 
     def __call__(self, doc: Doc) -> list[Span]:
         """Non-overlapping condition spans, each with ``span._.icd_codes`` set."""
-        words = [normalize_token(t.text) for t in doc]
+        words = [normalize_token(w) for w in token_texts(doc)]
         spans, i, n = [], 0, len(words)
         while i < n:
             matched = 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy
 import spacy
-from spacy.attrs import SENT_START
+from spacy.attrs import IDX, ORTH, SENT_START
 from spacy.language import Language
 from spacy.tokens import Doc
 
@@ -26,6 +26,10 @@ if not Doc.has_extension("sections"):
 
 _HEADER = re.compile(r"(?:^|(?<=[\n,.;])|(?<=\s{2}))[ \t]*([A-Za-z][A-Za-z/&\- ]{0,48}[A-Za-z])[ \t]*:")
 _END = {".", "!", "?"}
+_TEXTS_KEY = "dsuite_token_texts"
+_TEXT_KEY = "dsuite_text"
+_BOUNDS_KEY = "dsuite_sent_bounds"
+_SECTION_STARTS_KEY = "dsuite_section_starts"
 
 
 _TOKEN = re.compile(r"[A-Za-z]+|\d+(?:[.,]\d+)*|[^\sA-Za-z\d]")
@@ -68,7 +72,10 @@ class ClinicalTokenizer:
             if tail:
                 words.append(tail)
                 spaces.append(False)
-        return Doc(self.vocab, words=words, spaces=spaces)
+        doc = Doc(self.vocab, words=words, spaces=spaces)
+        doc.user_data[_TEXTS_KEY] = words
+        doc.user_data[_TEXT_KEY] = text
+        return doc
 
     def pipe(self, texts, batch_size: int = 1000):
         for text in texts:
@@ -138,12 +145,64 @@ def find_sections(text: str, sections_path: str | None = None) -> list[tuple[int
     return spans
 
 
+def token_texts(doc: Doc) -> list[str]:
+    """The token texts of ``doc``, computed once per doc from its offset arrays (cached in ``user_data``).
+
+    Much faster than ``[t.text for t in doc]``, which builds a ``Token`` object per token; the components
+    read the words through this.
+    """
+    cached = doc.user_data.get(_TEXTS_KEY)
+    if cached is None or len(cached) != len(doc):
+        strings = doc.vocab.strings
+        cached = [strings[h] for h in doc.to_array(ORTH).tolist()] if len(doc) else []
+        doc.user_data[_TEXTS_KEY] = cached
+    return cached
+
+
+def doc_text(doc: Doc) -> str:
+    """``doc.text``, kept by the clinical tokenizer (``doc.text`` itself rebuilds it from the tokens)."""
+    text = doc.user_data.get(_TEXT_KEY)
+    if text is None or not len(doc) or doc[-1].idx + len(doc[-1].text_with_ws) != len(text):
+        return doc.text
+    return text
+
+
+def sentence_bounds(doc: Doc) -> list[tuple[int, int]]:
+    """``(start, end)`` token bounds of the sentences of ``doc``, the same as ``doc.sents`` gives.
+
+    Read from the sentence-start flags (set by ``dsuite_clinical_sentences`` or any sentencizer) and
+    cached in ``user_data``; a doc with a dependency parse falls back to ``doc.sents``.
+    """
+    cached = doc.user_data.get(_BOUNDS_KEY)
+    if cached is not None:
+        return cached
+    if len(doc) == 0:
+        return []
+    if doc.has_annotation("DEP") or not doc.has_annotation("SENT_START"):
+        bounds = [(s.start, s.end) for s in doc.sents]  # raises spaCy's own error without boundaries
+    else:
+        flags = doc.to_array([SENT_START]).astype("int64")
+        bounds = _bounds_from_flags(flags)
+    doc.user_data[_BOUNDS_KEY] = bounds
+    return bounds
+
+
+def _bounds_from_flags(flags: numpy.ndarray) -> list[tuple[int, int]]:
+    starts = [0, *(int(i) for i in numpy.flatnonzero(flags[1:] == 1) + 1)]
+    ends = [*starts[1:], len(flags)]
+    return list(zip(starts, ends, strict=True))
+
+
 def section_at(doc: Doc, char: int) -> tuple[str, str | None]:
     """The ``(section name, default assertion)`` holding character ``char`` of ``doc``."""
     sections = doc._.sections
     if not sections:
         return "none", None
-    index = bisect.bisect_right([s[0] for s in sections], char) - 1
+    cached = doc.user_data.get(_SECTION_STARTS_KEY)
+    if cached is None or cached[0] is not sections:
+        cached = (sections, [s[0] for s in sections])
+        doc.user_data[_SECTION_STARTS_KEY] = cached
+    index = bisect.bisect_right(cached[1], char) - 1
     if index < 0:
         return "none", None
     return sections[index][2], sections[index][3]
@@ -161,7 +220,7 @@ class SectionsComponent:
         self.sections_path = sections_path
 
     def __call__(self, doc: Doc) -> Doc:
-        doc._.sections = find_sections(doc.text, self.sections_path)
+        doc._.sections = find_sections(doc_text(doc), self.sections_path)
         return doc
 
 
@@ -191,17 +250,22 @@ class ClinicalSentences:
         header_starts = {s[0] for s in (doc._.sections or [])}
         flags = numpy.full(len(doc), -1, dtype="int32")
         flags[0] = 1
-        texts = [t.text for t in doc]
+        texts = token_texts(doc)
+        header_tokens = set()
+        if header_starts:
+            idx = doc.to_array(IDX).astype("int64")
+            header_tokens = set(numpy.flatnonzero(numpy.isin(idx, list(header_starts))).tolist())
         for i in range(1, len(doc)):
             prev, cur = texts[i - 1], texts[i]
             if (
                 (prev in _END and cur not in _END and not _abbreviation(texts, i))
                 or ("\n" in prev and prev.isspace())
-                or doc[i].idx in header_starts
+                or i in header_tokens
                 or (prev == ":" and not cur.isspace() and cur not in _END)
             ):
                 flags[i] = 1
         doc.from_array([SENT_START], flags.astype("int64").view("uint64").reshape(-1, 1))
+        doc.user_data[_BOUNDS_KEY] = _bounds_from_flags(flags)
         return doc
 
 

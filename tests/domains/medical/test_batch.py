@@ -181,3 +181,14 @@ def test_bad_settings_are_refused(tmp_path):
     with pytest.raises(DSuiteError, match="engine"):
         run_batch(JobConfig(input=good, output=tmp_path / "o.jsonl", engine="spark", progress=False))
     assert sys.executable
+
+
+def test_code_notes_equals_coding_note_by_note():
+    from domains.medical.batch import code_notes
+    from domains.medical.coder import get_coder
+
+    notes = [(f"n{i}", text) for i, text in enumerate(GOOD_TEXTS)] + [("empty", "  ")]
+    batched = code_notes(notes, "rules+retrieval")
+    coder = get_coder("rules+retrieval")
+    assert [o["ok"] for o in batched[:-1]] == [coder.code(text, note_id) for note_id, text in notes[:-1]]
+    assert "empty" in batched[-1]["error"]["reason"]

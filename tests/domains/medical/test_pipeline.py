@@ -45,3 +45,16 @@ def test_tokenizer_keeps_text_and_offsets():
     assert doc.text == text
     assert [t.text for t in doc][:3] == ["s", "/", "p"]
     assert "38.5" in [t.text for t in doc]
+
+
+def test_fast_token_and_sentence_helpers_match_spacy():
+    from domains.medical.text import doc_text, sentence_bounds, token_texts
+
+    users = spacy.blank("en")  # spaCy's own tokenizer: the helpers read the doc's arrays
+    for name in ("dsuite_sections", "dsuite_clinical_sentences"):
+        users.add_pipe(name)
+    for nlp in (domains.medical.pipeline.build_nlp(), users):
+        doc = nlp(NOTE + "\n\n  Trailing  spaces ")
+        assert token_texts(doc) == [t.text for t in doc]
+        assert sentence_bounds(doc) == [(s.start, s.end) for s in doc.sents]
+        assert doc_text(doc) == doc.text
