@@ -74,13 +74,18 @@ def ask(
 @app.command("train-intents")
 def train_intents_command(
     dataset: Annotated[str, typer.Option("--dataset", help="banking77, clinc150 or bitext.")],
-    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the train split.")] = 3,
-    split_layer: Annotated[int, typer.Option("--split-layer", help="First MiniLM layer that is tuned.")] = 4,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="Passes over the train split (default: the recipe's).")
+    ] = None,
+    split_layer: Annotated[
+        int | None, typer.Option("--split-layer", help="First MiniLM layer that is tuned (default: recipe).")
+    ] = None,
 ) -> None:
-    """Train an intent classifier and save it under data/customer_service/intents/."""
-    from domains.customer_service.intent_training import IntentTrainConfig, train_intents
+    """Train an intent classifier (the data set's recipe) and save it under data/customer_service/intents/."""
+    from domains.customer_service.intent_training import recipe, train_intents
 
-    meta = train_intents(dataset, IntentTrainConfig(epochs=epochs, split_layer=split_layer))
+    overrides = {k: v for k, v in {"epochs": epochs, "split_layer": split_layer}.items() if v is not None}
+    meta = train_intents(dataset, recipe(dataset, **overrides))
     typer.echo(json.dumps({"metrics": meta["metrics"], "baseline_metrics": meta["baseline_metrics"]}))
 
 

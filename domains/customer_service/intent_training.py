@@ -1,9 +1,17 @@
-"""Train an intent classifier: a LoRA on MiniLM's top layers plus a cosine head, in a few CPU minutes.
+"""Train an intent classifier: a LoRA on MiniLM's upper layers plus a cosine head, ensembled on validation.
 
 The frozen lower layers run once per sentence (their outputs are cached in memory, fp16); each epoch then
-runs only the top ``6 - split_layer`` layers forward and backward. The simple baseline (frozen MiniLM
-embeddings + logistic regression) is trained from the same cache and saved beside the model, so the eval
-report can show both rows. The out-of-scope threshold is chosen on the validation split.
+runs only the top ``6 - split_layer`` layers forward and backward. Three members are fitted on train:
+
+- ``head``: the fine-tuned encoder (LoRA) with a cosine head initialised at the class centroids;
+- ``tfidf``: character 2-4-gram TF-IDF + logistic regression (``tfidf.py``);
+- ``lr``: logistic regression on frozen MiniLM embeddings, which alone is the simple baseline row.
+
+On the validation split the ensemble weights (probabilities averaged) are chosen by accuracy, or, for a
+data set with out-of-scope (OOS) queries, by in-scope accuracy at the rejection threshold that keeps the
+OOS recall target as a lower confidence bound (``metrics.choose_threshold``); the baseline gets its own
+threshold by the same rule. With ``refit`` (data sets without OOS, whose validation is carved from the
+official train file) the members are then trained again on train + validation with the chosen settings.
 """
 
 from __future__ import annotations
@@ -12,23 +20,32 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core_model.errors import DSuiteError
 from domains.customer_service.encoder import MAX_LENGTH, mean_pool, minilm_dir
 from domains.customer_service.intent_sets import get_intent_set
 from domains.customer_service.intents import INTENTS_DIR, OOS
-from domains.customer_service.metrics import choose_mix, choose_threshold, intent_metrics
+from domains.customer_service.metrics import (
+    OOS_RECALL_TARGET,
+    RECALL_Z,
+    choose_threshold,
+    choose_weights,
+    intent_metrics,
+)
 
 logger = logging.getLogger(__name__)
+
+MEMBERS = ("head", "tfidf", "lr")
+BASELINE_C = 10.0  # inverse regularisation of the baseline logistic regression
 
 
 @dataclass(frozen=True)
 class IntentTrainConfig:
-    """Settings of one intent training run (defaults measured on BANKING77 and CLINC150)."""
+    """Settings of one intent training run (``RECIPES`` holds the ones measured per data set)."""
 
-    split_layer: int = 4  # layers >= split_layer get LoRA and are trained
+    split_layer: int = 2  # layers >= split_layer get LoRA and are trained
     rank: int = 16
     alpha: int = 32
     epochs: int = 4
@@ -40,6 +57,21 @@ class IntentTrainConfig:
     seed: int = 13
     lora: bool = True  # False: train only the cosine head on frozen embeddings (minutes less)
     head_epochs: int = 30  # epochs of the head-only mode (full-batch steps are cheap)
+    oos_recall: float = OOS_RECALL_TARGET  # OOS recall the threshold must keep on validation ...
+    oos_z: float = RECALL_Z  # ... as a one-sided lower confidence bound (0: the observed recall)
+    refit: bool = False  # after the validation choices, train again on train + validation (no-OOS sets)
+
+
+RECIPES = {
+    "banking77": IntentTrainConfig(split_layer=2, epochs=5, refit=True),
+    "clinc150": IntentTrainConfig(split_layer=2, epochs=4),
+    "bitext": IntentTrainConfig(split_layer=6, epochs=1, lora=False),
+}
+
+
+def recipe(name: str, **overrides) -> IntentTrainConfig:
+    """The training settings of data set ``name`` (``IntentTrainConfig`` defaults for others), overridden."""
+    return replace(RECIPES.get(name, IntentTrainConfig()), **overrides)
 
 
 def _additive_mask(mask):
@@ -128,6 +160,142 @@ def _cached(model, tokenizer, rows: list[dict], split_layer: int, key: str, cach
     return batches
 
 
+@dataclass
+class _Members:
+    """The three fitted members: cosine head (+ encoder LoRA), TF-IDF regression, frozen-embedding LR."""
+
+    head_w: object  # torch (C, H), unit rows
+    bias: object  # torch (C,)
+    peft_model: object | None  # the LoRA-wrapped encoder, or None in head-only mode
+    tuned: dict  # split -> torch (N, H) embeddings from the (tuned) encoder
+    tfidf: tuple  # (vectorizer, weight, bias)
+    baseline: object  # sklearn LogisticRegression on frozen embeddings
+
+
+def _train_lora_head(model, batches, y_fit, centroids, config: IntentTrainConfig, desc: str):
+    """LoRA on layers >= split_layer + a cosine head over cached lower-layer states.
+
+    Returns:
+        ``(peft_model, head_w (C, H) unit rows, bias (C,))``.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from tqdm.auto import tqdm
+
+    lora = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=0.1,
+        target_modules=["query", "key", "value", "dense"],
+        layers_to_transform=list(range(config.split_layer, model.config.num_hidden_layers)),
+        layers_pattern="layer",
+    )
+    peft_model = get_peft_model(model, lora)
+    base = peft_model.base_model.model
+    weight = torch.nn.Parameter(torch.nn.functional.normalize(centroids, dim=-1))
+    bias = torch.nn.Parameter(torch.zeros(len(centroids)))
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for p in peft_model.parameters() if p.requires_grad], "lr": config.lr},
+            {"params": [weight, bias], "lr": config.head_lr, "weight_decay": 0.0},
+        ]
+    )
+    # split the cached (64) batches into training batches
+    steps = [
+        (idx[i : i + config.batch_size], h[i : i + config.batch_size], m[i : i + config.batch_size])
+        for idx, h, m in batches
+        for i in range(0, len(idx), config.batch_size)
+    ]
+    total = config.epochs * len(steps)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=[config.lr, config.head_lr], total_steps=total, pct_start=0.1
+    )
+    y_fit = torch.as_tensor(y_fit)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    bar = tqdm(total=total, desc=desc)
+    for _epoch in range(config.epochs):
+        random.shuffle(steps)
+        peft_model.train()
+        for idx, hidden, mask in steps:
+            emb = top_forward(base, hidden, mask, config.split_layer)  # (B, H)
+            logits = config.scale * emb @ torch.nn.functional.normalize(weight, dim=-1).T + bias  # (B, C)
+            loss = loss_fn(logits, y_fit[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    peft_model.eval()
+    return peft_model, torch.nn.functional.normalize(weight.detach(), dim=-1), bias.detach()
+
+
+def _train_head_only(x_fit, y_fit, centroids, config: IntentTrainConfig):
+    """Cosine head on frozen embeddings (no encoder change): full-batch AdamW. Returns ``(head_w, bias)``."""
+    import torch
+
+    y_fit = torch.as_tensor(y_fit)
+    weight = torch.nn.Parameter(torch.nn.functional.normalize(centroids, dim=-1))
+    bias = torch.nn.Parameter(torch.zeros(len(centroids)))
+    optimizer = torch.optim.AdamW([weight, bias], lr=config.head_lr)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    for _ in range(config.head_epochs * 10):
+        logits = config.scale * x_fit @ torch.nn.functional.normalize(weight, dim=-1).T + bias
+        loss = loss_fn(logits, y_fit)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return torch.nn.functional.normalize(weight.detach(), dim=-1), bias.detach()
+
+
+def _fit_members(model, caches, frozen, texts, y, n_classes, fit_splits, config, desc) -> _Members:
+    """Fit the three members on the concatenation of ``fit_splits``; embed every cached split."""
+    import numpy as np
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from domains.customer_service import tfidf
+
+    x_fit = np.concatenate([frozen[s] for s in fit_splits])
+    y_fit = np.concatenate([y[s] for s in fit_splits])
+    texts_fit = [t for s in fit_splits for t in texts[s]]
+    baseline = LogisticRegression(C=BASELINE_C, max_iter=2000).fit(x_fit, y_fit)
+    lexical = tfidf.fit(texts_fit, y_fit, n_classes)
+    x_fit = torch.as_tensor(x_fit)
+    centroids = torch.stack([x_fit[torch.as_tensor(y_fit == c)].mean(0) for c in range(n_classes)])
+    if not config.lora:
+        head_w, bias = _train_head_only(x_fit, y_fit, centroids, config)
+        tuned = {s: torch.as_tensor(v) for s, v in frozen.items()}
+        return _Members(head_w, bias, None, tuned, lexical, baseline)
+    batches, offset = [], 0
+    for s in fit_splits:  # indices of later splits follow those of earlier ones
+        batches += [(idx + offset, h, m) for idx, h, m in caches[s]]
+        offset += len(texts[s])
+    peft_model, head_w, bias = _train_lora_head(model, batches, y_fit, centroids, config, desc)
+    base = peft_model.base_model.model
+    tuned = {s: _embed_cached(base, caches[s], len(texts[s]), config.split_layer) for s in caches}
+    return _Members(head_w, bias, peft_model, tuned, lexical, baseline)
+
+
+def _member_probs(members: _Members, frozen, texts, split: str, scale: float) -> dict:
+    """Each member's class probabilities (N, C) on ``split``."""
+    import torch
+
+    from domains.customer_service import tfidf
+
+    head = torch.softmax(scale * members.tuned[split] @ members.head_w.T + members.bias, -1).numpy()
+    return {
+        "head": head,
+        "tfidf": tfidf.probabilities(*members.tfidf, texts[split]),
+        "lr": members.baseline.predict_proba(frozen[split]),
+    }
+
+
+def _mix(weights: dict, probs: dict):
+    return sum(w * probs[m] for m, w in weights.items() if w > 0)
+
+
 def train_intents(
     name: str,
     config: IntentTrainConfig | None = None,
@@ -135,25 +303,27 @@ def train_intents(
     evaluate_test: bool = True,
     cache_dir: Path | None = None,
 ) -> dict:
-    """Train and save the intent model for the data set ``name``; returns its metrics.
+    """Train and save the intent model for the data set ``name``; returns its meta (with metrics).
 
     Args:
         name: an intent data set (``banking77``, ``clinc150``, ``bitext``).
-        config: training settings.
+        config: training settings (default: ``recipe(name)``).
         out_dir: where to save (default ``data/customer_service/intents/<name>``).
-        evaluate_test: also score the test split once, after the threshold is fixed on validation.
+        evaluate_test: also score the test split once, after every choice is fixed on validation.
         cache_dir: scratch folder that keeps the frozen layers' outputs between runs (None: memory only).
     """
     import numpy as np
     import torch
-    from peft import LoraConfig, get_peft_model
-    from sklearn.linear_model import LogisticRegression
-    from tqdm.auto import tqdm
     from transformers import AutoModel, AutoTokenizer
 
-    config = config or IntentTrainConfig()
+    config = config or recipe(name)
     spec = get_intent_set(name)
     out_dir = Path(out_dir or INTENTS_DIR / name)
+    if config.refit and spec.has_oos:
+        raise DSuiteError(
+            f"refit=True would train {name} on the validation split its OOS threshold is chosen on; "
+            "use refit=False for data sets with out-of-scope queries."
+        )
     random.seed(config.seed)
     torch.manual_seed(config.seed)
     started = time.time()
@@ -167,191 +337,111 @@ def train_intents(
         unknown = {r["label"] for r in rows} - set(labels)
         if unknown:
             raise DSuiteError(f"{name} {split} has labels absent from train: {sorted(unknown)[:5]}.")
+    texts = {s: [r["text"] for r in rows] for s, rows in splits.items()}
+    y = {s: np.array([index[r["label"]] for r in rows]) for s, rows in splits.items()}
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
-    model = AutoModel.from_pretrained(minilm_dir(), attn_implementation="eager")
-    model.eval()
+
+    def fresh_encoder():
+        model = AutoModel.from_pretrained(minilm_dir(), attn_implementation="eager")
+        return model.eval()
+
+    model = fresh_encoder()
     caches = {
         s: _cached(model, tokenizer, rows, config.split_layer, f"{name}-{s}", cache_dir)
         for s, rows in splits.items()
     }
-    y = {s: np.array([index[r["label"]] for r in rows]) for s, rows in splits.items()}
     frozen = {s: _embed_cached(model, caches[s], len(splits[s]), config.split_layer).numpy() for s in splits}
     logger.info("cached %s in %.0f s", name, time.time() - started)
 
-    # Baseline: frozen MiniLM embeddings + logistic regression.
-    baseline = LogisticRegression(C=10.0, max_iter=2000).fit(frozen["train"], y["train"])
-
-    if not config.lora:
-        return _train_head_only(name, spec, config, out_dir, splits, frozen, y, labels, baseline, started)
-
-    # Ours: LoRA on the top layers + cosine head initialised at the class centroids.
-    lora = LoraConfig(
-        r=config.rank,
-        lora_alpha=config.alpha,
-        lora_dropout=0.1,
-        target_modules=["query", "key", "value", "dense"],
-        layers_to_transform=list(range(config.split_layer, model.config.num_hidden_layers)),
-        layers_pattern="layer",
+    members = _fit_members(
+        model, caches, frozen, texts, y, len(labels), ("train",), config, f"training {name}"
     )
-    peft_model = get_peft_model(model, lora)
-    base = peft_model.base_model.model
-    centroids = torch.stack(
-        [torch.as_tensor(frozen["train"][y["train"] == c].mean(0)) for c in range(len(labels))]
-    )
-    weight = torch.nn.Parameter(torch.nn.functional.normalize(centroids, dim=-1))
-    bias = torch.nn.Parameter(torch.zeros(len(labels)))
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for p in peft_model.parameters() if p.requires_grad], "lr": config.lr},
-            {"params": [weight, bias], "lr": config.head_lr, "weight_decay": 0.0},
-        ]
-    )
-    train_batches = caches["train"]
-    # split the cached (64) batches into training batches
-    steps = [
-        (idx[i : i + config.batch_size], h[i : i + config.batch_size], m[i : i + config.batch_size])
-        for idx, h, m in train_batches
-        for i in range(0, len(idx), config.batch_size)
-    ]
-    total = config.epochs * len(steps)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=[config.lr, config.head_lr], total_steps=total, pct_start=0.1
-    )
-    y_train = torch.as_tensor(y["train"])
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    bar = tqdm(total=total, desc=f"training {name}")
-    for _epoch in range(config.epochs):
-        random.shuffle(steps)
-        peft_model.train()
-        for idx, hidden, mask in steps:
-            emb = top_forward(base, hidden, mask, config.split_layer)  # (B, H)
-            logits = config.scale * emb @ torch.nn.functional.normalize(weight, dim=-1).T + bias  # (B, C)
-            loss = loss_fn(logits, y_train[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
-
-    _save_encoder_lora(peft_model, out_dir)  # before merging: merge_and_unload empties the LoRA layers
-    merged = peft_model.merge_and_unload()
-    head_w = torch.nn.functional.normalize(weight.detach(), dim=-1)
-    tuned = {s: _embed_cached(merged, caches[s], len(splits[s]), config.split_layer) for s in splits}
-    return _save(
-        name,
-        spec,
-        config,
-        out_dir,
-        splits,
-        y,
-        labels,
-        baseline,
-        frozen,
-        tuned,
-        head_w,
-        bias.detach(),
-        peft_model,
-        started,
-    )
-
-
-def _save(
-    name, spec, config, out_dir, splits, y, labels, baseline, frozen, tuned, head_w, bias, peft_model, started
-) -> dict:
-    """Choose the OOS thresholds on validation, score, and write the model folder; returns its meta."""
-    import torch
-    from safetensors.torch import save_file
-
-    from domains.customer_service import tfidf
-
-    texts = {s: [r["text"] for r in rows] for s, rows in splits.items()}
-    vectorizer, t_weight, t_bias = tfidf.fit(texts["train"], y["train"], len(labels))
-    lexical = {s: tfidf.probabilities(vectorizer, t_weight, t_bias, texts[s]) for s in splits}
-
-    def head_probs(split):
-        return torch.softmax(config.scale * torch.as_tensor(tuned[split]) @ head_w.T + bias, -1).numpy()
-
-    mix = choose_mix(head_probs("validation"), lexical["validation"], y["validation"], labels)
-
-    def probs(split):
-        return (1 - mix) * head_probs(split) + mix * lexical[split]
-
-    def base_probs(split):
-        return baseline.predict_proba(frozen[split])
-
+    probs = {s: _member_probs(members, frozen, texts, s, config.scale) for s in splits if s != "train"}
+    oos_rule = {"min_recall": config.oos_recall, "z": config.oos_z}
+    weights = choose_weights(probs["validation"], y["validation"], labels, **oos_rule)
     threshold = base_threshold = None
     if spec.has_oos:
-        threshold = choose_threshold(probs("validation"), y["validation"], labels)
-        base_threshold = choose_threshold(base_probs("validation"), y["validation"], labels)
-    metrics, base_metrics = {}, {}
-    for split in [s for s in ("validation", "test") if s in splits]:
-        metrics[split] = intent_metrics(probs(split), y[split], labels, threshold)
-        base_metrics[split] = intent_metrics(base_probs(split), y[split], labels, base_threshold)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tfidf.save(out_dir, vectorizer, t_weight, t_bias)
-    save_file({"weight": head_w.contiguous(), "bias": bias.contiguous()}, str(out_dir / "head.safetensors"))
-    save_file(
-        {
-            "weight": torch.as_tensor(baseline.coef_, dtype=torch.float32).contiguous(),
-            "bias": torch.as_tensor(baseline.intercept_, dtype=torch.float32).contiguous(),
-        },
-        str(out_dir / "baseline_lr.safetensors"),
-    )
+        threshold = choose_threshold(_mix(weights, probs["validation"]), y["validation"], labels, **oos_rule)
+        base_threshold = choose_threshold(probs["validation"]["lr"], y["validation"], labels, **oos_rule)
+    metrics = {
+        "validation": intent_metrics(_mix(weights, probs["validation"]), y["validation"], labels, threshold)
+    }
+    base_metrics = {
+        "validation": intent_metrics(probs["validation"]["lr"], y["validation"], labels, base_threshold)
+    }
+    chosen_with = members.tuned  # the train-only fit's embeddings, which the validation choices saw
+    if config.refit:
+        logger.info("refitting %s on train + validation with weights %s", name, weights)
+        members = _fit_members(
+            fresh_encoder(),
+            caches,
+            frozen,
+            texts,
+            y,
+            len(labels),
+            ("train", "validation"),
+            config,
+            f"refitting {name}",
+        )
+        if "test" in splits:
+            probs["test"] = _member_probs(members, frozen, texts, "test", config.scale)
+    if "test" in splits:
+        metrics["test"] = intent_metrics(_mix(weights, probs["test"]), y["test"], labels, threshold)
+        base_metrics["test"] = intent_metrics(probs["test"]["lr"], y["test"], labels, base_threshold)
+    if cache_dir is not None:  # keep the members' probabilities for later analysis
+        arrays = {f"{s}-{m}": p for s, by in probs.items() for m, p in by.items()}
+        arrays.update({f"{s}-y": y[s] for s in probs})
+        arrays.update({f"{s}-tuned": chosen_with[s].numpy().astype("float16") for s in chosen_with})
+        arrays.update({f"{s}-frozen": frozen[s].astype("float16") for s in frozen})
+        arrays["train-y"] = y["train"]
+        np.savez_compressed(Path(cache_dir) / f"{name}-members.npz", **arrays)
     meta = {
         "name": name,
         "dataset_card": spec.card,
         "labels": labels,
         "scale": config.scale,
-        "tfidf_weight": mix,
+        "weights": weights,
         "threshold": threshold,
         "baseline_threshold": base_threshold,
+        "oos_rule": {"recall_target": config.oos_recall, "z": config.oos_z} if spec.has_oos else None,
         "oos_label": OOS if spec.has_oos else None,
-        "encoder": "minilm+lora" if peft_model is not None else "minilm (frozen)",
+        "encoder": "minilm+lora" if members.peft_model is not None else "minilm (frozen)",
         "config": config.__dict__,
-        "train_examples": len(splits["train"]),
+        "train_examples": len(splits["train"]) + (len(splits["validation"]) if config.refit else 0),
+        "refit_on_validation": config.refit,
         "train_seconds": round(time.time() - started, 1),
         "metrics": metrics,
         "baseline_metrics": base_metrics,
     }
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    _write_model(out_dir, members, meta)
     logger.info("saved %s intent model to %s: %s", name, out_dir, metrics)
     return meta
 
 
-def _train_head_only(name, spec, config, out_dir, splits, frozen, y, labels, baseline, started) -> dict:
-    """Cosine head on frozen embeddings (no encoder change): full-batch AdamW, then the same saving."""
+def _write_model(out_dir: Path, members: _Members, meta: dict) -> None:
+    """The model folder: encoder LoRA, head, TF-IDF part, baseline regression and ``meta.json``."""
     import torch
+    from safetensors.torch import save_file
 
-    x = {s: torch.as_tensor(v) for s, v in frozen.items()}
-    y_train = torch.as_tensor(y["train"])
-    centroids = torch.stack([x["train"][y_train == c].mean(0) for c in range(len(labels))])
-    weight = torch.nn.Parameter(torch.nn.functional.normalize(centroids, dim=-1))
-    bias = torch.nn.Parameter(torch.zeros(len(labels)))
-    optimizer = torch.optim.AdamW([weight, bias], lr=config.head_lr)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    for _ in range(config.head_epochs * 10):
-        logits = config.scale * x["train"] @ torch.nn.functional.normalize(weight, dim=-1).T + bias
-        loss = loss_fn(logits, y_train)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    head_w = torch.nn.functional.normalize(weight.detach(), dim=-1)
-    return _save(
-        name,
-        spec,
-        config,
-        out_dir,
-        splits,
-        y,
-        labels,
-        baseline,
-        frozen,
-        x,
-        head_w,
-        bias.detach(),
-        None,
-        started,
+    from domains.customer_service import tfidf
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("adapter_config.json", "adapter_model.safetensors", "tfidf.json", "tfidf_lr.safetensors"):
+        (out_dir / stale).unlink(missing_ok=True)
+    if members.peft_model is not None:
+        _save_encoder_lora(members.peft_model, out_dir)
+    if meta["weights"].get("tfidf", 0) > 0:
+        tfidf.save(out_dir, *members.tfidf)
+    save_file(
+        {"weight": members.head_w.contiguous(), "bias": members.bias.contiguous()},
+        str(out_dir / "head.safetensors"),
     )
+    save_file(
+        {
+            "weight": torch.as_tensor(members.baseline.coef_, dtype=torch.float32).contiguous(),
+            "bias": torch.as_tensor(members.baseline.intercept_, dtype=torch.float32).contiguous(),
+        },
+        str(out_dir / "baseline_lr.safetensors"),
+    )
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

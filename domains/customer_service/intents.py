@@ -1,8 +1,10 @@
 """Intent classification with out-of-scope rejection: MiniLM (+ a small LoRA) and a cosine head.
 
-An ``IntentModel`` lives in ``data/customer_service/intents/<name>/``: the peft LoRA of the encoder's top
-layers, ``head.safetensors`` (class directions and biases) and ``meta.json`` (labels, scale, the
-out-of-scope threshold chosen on the validation split, and the training metrics).
+An ``IntentModel`` lives in ``data/customer_service/intents/<name>/``: the peft LoRA of the encoder's
+upper layers, ``head.safetensors`` (class directions and biases), optionally ``tfidf.json`` +
+``tfidf_lr.safetensors`` (character n-gram regression) and ``baseline_lr.safetensors`` (regression on frozen
+embeddings), and ``meta.json`` (labels, scale, the members' ensemble ``weights`` and the out-of-scope
+threshold, both chosen on the validation split, and the training metrics).
 """
 
 from __future__ import annotations
@@ -98,19 +100,53 @@ class IntentModel:
 
         return embed(texts, lora_dir=self.lora_dir, progress=progress)
 
+    @property
+    def weights(self) -> dict[str, float]:
+        """Ensemble weights of the members ``head``, ``tfidf`` and ``lr`` (older models: head + TF-IDF)."""
+        if "weights" in self.meta:
+            return {k: float(v) for k, v in self.meta["weights"].items() if v}
+        mix = float(self.meta.get("tfidf_weight") or 0.0)
+        return {"head": 1.0 - mix, "tfidf": mix} if mix > 0 else {"head": 1.0}
+
     def probabilities(self, embeddings, texts: list[str] | None = None):
-        """Class probabilities (N, C): the cosine head over unit embeddings (N, H), mixed with the
-        character TF-IDF regression over ``texts`` when the model has one."""
+        """Class probabilities (N, C): the cosine head over unit embeddings (N, H) from ``embed``, averaged
+        with the TF-IDF regression and the frozen-embedding regression over ``texts`` by ``weights``."""
+        import numpy as np
         import torch
 
-        logits = self.scale * torch.as_tensor(embeddings) @ self.weight.T + self.bias  # (N, C)
-        probs = torch.softmax(logits, dim=-1).numpy()
-        mix = float(self.meta.get("tfidf_weight") or 0.0)
-        if mix > 0:
-            if texts is None:
-                raise DSuiteError(f"Intent model '{self.name}' mixes in TF-IDF; pass the texts too.")
-            probs = (1 - mix) * probs + mix * tfidf.probabilities(*self.lexical, texts)
+        weights = self.weights
+        if set(weights) - {"head"} and texts is None:
+            raise DSuiteError(f"Intent model '{self.name}' mixes in {sorted(weights)}; pass the texts too.")
+        probs = np.zeros((len(embeddings), len(self.labels)), dtype=np.float64)
+        if weights.get("head"):
+            logits = self.scale * torch.as_tensor(embeddings) @ self.weight.T + self.bias  # (N, C)
+            probs += weights["head"] * torch.softmax(logits, dim=-1).numpy()
+        if weights.get("tfidf"):
+            probs += weights["tfidf"] * tfidf.probabilities(*self.lexical, texts)
+        if weights.get("lr"):
+            frozen = embeddings if self.lora_dir is None else self._frozen_embed(texts)
+            probs += weights["lr"] * self.frozen_lr_probabilities(frozen)
         return probs
+
+    def _frozen_embed(self, texts: list[str]):
+        from domains.customer_service.encoder import embed
+
+        return embed(texts)
+
+    def frozen_lr_probabilities(self, frozen_embeddings):
+        """Probabilities (N, C) of the logistic regression on frozen MiniLM embeddings (the baseline)."""
+        import torch
+        from safetensors.torch import load_file
+
+        if not hasattr(self, "_frozen_lr"):
+            path = self.folder / "baseline_lr.safetensors"
+            if not path.is_file():
+                raise DSuiteError(
+                    f"'{path}' is missing; retrain with `dsuite cs train-intents --dataset {self.name}`."
+                )
+            self._frozen_lr = load_file(str(path))
+        logits = torch.as_tensor(frozen_embeddings) @ self._frozen_lr["weight"].T + self._frozen_lr["bias"]
+        return torch.softmax(logits, -1).numpy()
 
     @property
     def lexical(self):
