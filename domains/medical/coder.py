@@ -280,7 +280,11 @@ class IcdCoder:
 
     # -- ranking ----------------------------------------------------------------------------------------
     def rank(self, text: str, doc: Doc | None = None) -> tuple[list[tuple[Candidate, float]], list[dict]]:
-        """Codable candidates with scores, best first, and the excluded mentions."""
+        """Rankable candidates (``Candidate.rankable``) with scores, best first, and the excluded mentions.
+
+        Only ``assigned(ranked)`` goes into the output; the full ranking also holds codes that only
+        similar training notes suggest (no evidence in this note), for a reviewer's list and for MAP.
+        """
         doc, cands, excluded = self.candidates(text, doc)
         usable = [c for c in cands.values() if c.rankable()]
         if self.mode == "full":
