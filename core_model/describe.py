@@ -25,12 +25,14 @@ def describe_base(folder: Path) -> dict:
     from tokenizers import Tokenizer
 
     start = time.perf_counter()
+    weight_files = sorted(folder.glob("*.safetensors"))
+    if not weight_files:
+        raise BaseModelError(
+            f"No *.safetensors weights in '{folder}'; rebuild with `dsuite base prepare --force`."
+        )
+    parameters, dtypes = 0, set()
     try:
         config = json.loads((folder / "config.json").read_text())
-        parameters, dtypes = 0, set()
-        weight_files = sorted(folder.glob("*.safetensors"))
-        if not weight_files:
-            raise BaseModelError(f"No *.safetensors weights in '{folder}'.")
         for weight_file in weight_files:
             with safe_open(weight_file, framework="numpy") as handle:
                 for name in handle.keys():
@@ -38,9 +40,7 @@ def describe_base(folder: Path) -> dict:
                     parameters += tensor.size
                     dtypes.add(str(tensor.dtype))
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    except (OSError, ValueError, Exception) as exc:  # safetensors and tokenizers raise their own types
-        if isinstance(exc, BaseModelError):
-            raise
+    except Exception as exc:  # noqa: BLE001  (safetensors and tokenizers raise their own exception types)
         raise BaseModelError(
             f"Could not read the base in '{folder}': {exc}. Rebuild it with "
             f"`dsuite base prepare --force`, or pass --base with a folder holding config.json, "
