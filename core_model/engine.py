@@ -333,6 +333,9 @@ class Engine:
                  top_p: float = 1.0, stop_at_eos: bool = True, progress: bool = False) -> list[list[int]]:
         """Generate for a batch of prompts (token ids) together; returns the new token ids per prompt.
 
+        Prompts are not padded (each slot has its own length), and a row that ends (its end-of-sequence
+        token) leaves the batch: later decode steps run only the rows still generating.
+
         Args:
             prompts: up to ``max_batch`` prompts.
             max_new_tokens: tokens to generate per prompt.
@@ -349,15 +352,22 @@ class Engine:
             raise DSuiteError(f"max_new_tokens must be at least 1, got {max_new_tokens}.")
         last = torch.stack([self.prefill(slot, ids) for slot, ids in enumerate(prompts)])  # (B, V)
         outs: list[list[int]] = [[] for _ in prompts]
-        done = [False] * len(prompts)
+        rows = list(range(len(prompts)))  # rows[s]: the prompt whose sequence lives in slot s
         for step in tqdm(range(max_new_tokens), desc="decoding", disable=not progress, unit="tok"):
             nxt = self.sample(last, temperature, top_p).tolist()
-            for r, tok in enumerate(nxt):
-                if not done[r]:
-                    outs[r].append(tok)
-                    done[r] = stop_at_eos and tok in self.eos_ids
-            if all(done) or step == max_new_tokens - 1:
+            keep = []
+            for s, tok in enumerate(nxt):
+                outs[rows[s]].append(tok)
+                if not (stop_at_eos and tok in self.eos_ids):
+                    keep.append(s)
+            if not keep or step == max_new_tokens - 1:
                 break
+            if len(keep) < len(rows):  # drop finished rows: later steps only run the live ones
+                for dst, src in enumerate(keep):  # src >= dst and ascending: no live slot is overwritten
+                    if src != dst:
+                        self.move_slot(src, dst)
+                rows = [rows[s] for s in keep]
+                nxt = [nxt[s] for s in keep]
             last = self.decode(nxt)
         return outs
 

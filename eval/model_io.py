@@ -8,12 +8,18 @@ take a ``SystemSpec`` and work for the base and for base+adapter (see ``eval.sys
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core_model.errors import DSuiteError
 from eval.registry import SystemSpec
 from eval.systems import load_system
+
+logger = logging.getLogger(__name__)
+
+_ENGINE_LOCK = threading.Lock()  # an engine's KV cache serves one generate() at a time
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,12 @@ def complete(
     chat: bool = True,
     batch_size: int = 8,
 ) -> list[str]:
-    """Greedy completions of ``prompts`` (batched, left-padded; deterministic).
+    """Greedy completions of ``prompts`` (batched; deterministic).
+
+    A model the generation engine runs (full attention, every expert active: the shipped base, merged
+    adapters) generates through ``core_model.engine`` at fp32: no padding, and a finished row leaves the
+    batch. Other settings (sliding/hybrid attention, top-k experts) use ``generate()`` on left-padded
+    batches. Both give the model's greedy tokens.
 
     Args:
         system: the base or base+adapter to ask.
@@ -59,39 +70,84 @@ def complete(
         max_new_tokens: most tokens generated per prompt.
         system_prompt: an optional system turn for the chat template.
         chat: wrap each prompt in the chat template.
-        batch_size: prompts per forward pass.
+        batch_size: prompts per batch.
 
     Returns:
         One completion per prompt, special tokens removed and whitespace stripped.
     """
-    import torch
-
     if max_new_tokens < 1:
         raise DSuiteError(f"complete: max_new_tokens must be at least 1, got {max_new_tokens}.")
+    if batch_size < 1:
+        raise DSuiteError(f"complete: batch_size must be at least 1, got {batch_size}.")
     loaded = load_system(system)
     tok = loaded.tokenizer
     texts = [chat_prompt(tok, p, system_prompt) if chat else p for p in prompts]
+    if not texts:
+        return []
+    ids = [tok(t)["input_ids"] for t in texts]
     outputs: list[str] = []
-    previous_side = tok.padding_side
-    tok.padding_side = "left"
-    try:
-        for start in range(0, len(texts), batch_size):
-            batch = tok(texts[start : start + batch_size], return_tensors="pt", padding=True)
-            with torch.inference_mode():
-                generated = loaded.model.generate(
-                    **batch,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    temperature=None,
-                    top_p=None,
-                    top_k=None,
-                    pad_token_id=tok.pad_token_id,
-                )
-            new_tokens = generated[:, batch["input_ids"].shape[1] :]  # (B, new)
+    with _ENGINE_LOCK:
+        engine = _engine_for(loaded, min(batch_size, len(ids)), max(len(i) for i in ids) + max_new_tokens)
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start : start + batch_size]
+            if engine is not None:
+                new_tokens = engine.generate(chunk, max_new_tokens=max_new_tokens)
+            else:
+                new_tokens = _generate_padded(loaded, chunk, max_new_tokens)
             outputs.extend(t.strip() for t in tok.batch_decode(new_tokens, skip_special_tokens=True))
-    finally:
-        tok.padding_side = previous_side
     return outputs
+
+
+ENGINE_LEN_STEP = 512  # engine KV caches are sized in steps of this many tokens (fewer rebuilds)
+
+
+def _engine_for(loaded, max_batch: int, max_len: int):
+    """The fp32 generation engine of a loaded system, big enough for the batch (None: it cannot run it)."""
+    from core_model.engine import Engine
+
+    engine = loaded.engine
+    if engine is not None and engine.max_batch >= max_batch and engine.max_len >= max_len:
+        return engine
+    if loaded.engine_unsupported:
+        return None
+    limit = getattr(loaded.model.config, "max_position_embeddings", None) or max_len
+    if max_len > limit:
+        return None  # the model's own generate() says what is wrong with a too-long prompt
+    size = min(limit, -(-max_len // ENGINE_LEN_STEP) * ENGINE_LEN_STEP)
+    if engine is not None:
+        max_batch, size = max(max_batch, engine.max_batch), max(size, engine.max_len)
+    try:
+        loaded.engine = Engine(
+            loaded.model, loaded.tokenizer, policy="fp32", max_batch=max_batch, max_len=size
+        )
+    except DSuiteError as exc:  # sliding/hybrid attention, top-k experts: the model's own forward
+        logger.info("complete: generating with the model's own generate() (%s)", exc)
+        loaded.engine_unsupported = True
+        return None
+    return loaded.engine
+
+
+def _generate_padded(loaded, chunk: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+    """New token ids of ``generate()`` on a left-padded batch (the finished rows keep padding along)."""
+    import torch
+
+    tok = loaded.tokenizer
+    width = max(len(i) for i in chunk)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    input_ids = torch.tensor([[pad] * (width - len(i)) + i for i in chunk])  # (B, T)
+    mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in chunk])  # (B, T)
+    with torch.inference_mode():
+        generated = loaded.model.generate(
+            input_ids=input_ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=pad,
+        )
+    return generated[:, width:].tolist()  # (B, new)
 
 
 def loglik(

@@ -28,6 +28,8 @@ class LoadedSystem:
     tokenizer: Any
     label: str
     fingerprint: str
+    engine: Any = None  # fp32 generation engine over ``model``, built on first use (``eval.model_io``)
+    engine_unsupported: bool = False  # the engine cannot run this model (e.g. sliding attention)
 
 
 _CACHE: dict[tuple[str | None, str | None], LoadedSystem] = {}

@@ -69,6 +69,25 @@ def test_batched_generation_equals_one_by_one(engine):
     assert all(len(row) == 10 for row in batched)
 
 
+def test_finished_rows_leave_the_batch(llama):
+    """A row that emits its end token stops; the others go on unchanged, in a smaller batch."""
+    engine = Engine(llama, policy="fp32", max_batch=4, max_len=64)
+    full = engine.generate(PROMPTS, max_new_tokens=10, stop_at_eos=False)
+    end = full[0][2]  # make row 0's third token the end-of-sequence token
+    engine.eos_ids = {end}
+
+    def cut(row: list[int]) -> list[int]:
+        return row[: row.index(end) + 1] if end in row else row
+
+    head_rows = record_head_rows(engine)
+    got = engine.generate(PROMPTS, max_new_tokens=10)
+    assert got == [cut(row) for row in full]
+    assert len(got[0]) <= 3
+    decode_rows = head_rows[len(PROMPTS):]  # after one head call per prefill, one per decode step
+    assert decode_rows[0] == len(PROMPTS) and min(decode_rows) < len(PROMPTS)
+    assert decode_rows == sorted(decode_rows, reverse=True)
+
+
 def test_prefix_cache_gives_the_same_logits(engine):
     prefix = [1, 50, 51, 52, 53, 54, 55, 56]
     full = prefix + [90, 91, 92]

@@ -34,6 +34,30 @@ def test_loglik_choose_and_complete(embedded_base):
     assert len(answers) == 2 and all(answers) and "Paris" in answers[0]
 
 
+def test_complete_through_the_engine_equals_padded_generate(embedded_base):
+    """The engine path (no padding, finished rows leave) gives generate()'s greedy tokens on the real base."""
+    from eval.systems import load_system
+
+    prompts = ["What is a bond?", "Name three colours of the rainbow, one per line.", "Say hi."]
+    answers = model_io.complete(BASE, prompts, max_new_tokens=16, batch_size=3)
+    loaded = load_system(BASE)
+    assert loaded.engine is not None and not loaded.engine_unsupported
+    tok = loaded.tokenizer
+    ids = [tok(model_io.chat_prompt(tok, p))["input_ids"] for p in prompts]
+    padded = model_io._generate_padded(loaded, ids, 16)
+    assert answers == [t.strip() for t in tok.batch_decode(padded, skip_special_tokens=True)]
+
+
+def test_complete_falls_back_to_generate_for_models_the_engine_cannot_run(embedded_base):
+    from core_model.config import config_from_preset
+    from core_model.model import DSuiteForCausalLM
+    from eval.systems import LoadedSystem
+
+    model = DSuiteForCausalLM(config_from_preset("tiny", attention_mode="hybrid")).eval()
+    loaded = LoadedSystem(model, embedded_base.tokenizer, "tiny-hybrid", "none")
+    assert model_io._engine_for(loaded, 2, 64) is None and loaded.engine_unsupported
+
+
 def test_token_nll_matches_a_manual_cross_entropy(embedded_base):
     import torch
 
