@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from core_model.engine_weights import BlockWeights, Projection, build_blocks, float_weight
 from core_model.errors import DSuiteError
 from core_model.prefix_cache import PrefixCache, PrefixEntry
+from core_model.quant import kernels
 from core_model.quant.policy import Policy, parse_policy
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class Engine:
     """Generation engine over a loaded base model (see the module docstring)."""
 
     def __init__(self, model, tokenizer=None, policy: str | Policy = "fp32", max_batch: int = 8,
-                 max_len: int = 2048, prefix_capacity: int = 8) -> None:
+                 max_len: int = 2048, prefix_capacity: int = 8, fused: bool = True) -> None:
         """Build the engine's weights and KV cache.
 
         Args:
@@ -49,6 +50,9 @@ class Engine:
             max_batch: slots in the KV cache (the largest batch).
             max_len: tokens per slot (prompt + generated).
             prefix_capacity: prefixes the prefix cache keeps.
+            fused: run one-token decode steps through the C++ step over all blocks
+                (``csrc/decode_step.cpp``) when the kernels are built; ``False`` keeps the PyTorch path
+                (the reference the fused step is tested against).
         """
         if max_batch < 1 or max_len < 2:
             raise DSuiteError(f"max_batch must be >= 1 and max_len >= 2, got {max_batch} and {max_len}.")
@@ -82,6 +86,23 @@ class Engine:
         self.prefix_copies = 0  # times a cached prefix's K/V was copied into a slot (diagnostics)
         self._q_dim = self.n_heads * self.head_dim
         self._kv_dim = self.n_kv * self.head_dim
+        self._step = self._fused_step() if fused else None
+
+    def _fused_step(self):
+        """The C++ decode step over this engine's blocks and KV cache, or ``None`` where it cannot run."""
+        module = kernels.native()
+        if module is None or self.head_dim % 8:
+            return None
+        step = module.DecodeStep(self.cos, self.sin_signed, self.n_heads, self.n_kv, self.head_dim, self.eps)
+        for w, kc, vc in zip(self.blocks, self.k_cache, self.v_cache, strict=True):
+            step.add_block(w.ln1, w.ln2, *w.qkv.native_args(), *w.o.native_args(), *w.gate_up.native_args(),
+                           *w.down.native_args(), w.intermediate, kc, vc)
+        return step
+
+    @property
+    def fused(self) -> bool:
+        """Whether one-token decode steps run through the fused C++ step."""
+        return self._step is not None
 
     @classmethod
     def from_base(cls, base, policy: str | Policy = "fp32", **kwargs) -> Engine:
@@ -124,6 +145,11 @@ class Engine:
             raise DSuiteError("Rows at different positions must decode one token each.")
         first = slots if slots is not None else 0
         self._overwrite(first, starts)
+        if t == 1 and self._step is not None:  # the decode hot path: every block in one C++ call
+            h = self._step.forward(self.embed[tokens[:, 0]], list(starts), first)  # (B, D)
+            for r in range(b):
+                self.lengths[first + r] = starts[r] + 1
+            return F.rms_norm(h, (h.shape[-1],), self.final_norm, self.eps)[:, None]
         h = F.embedding(tokens, self.embed)  # (B, T, D)
         if same:
             s0 = starts[0]

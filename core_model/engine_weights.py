@@ -58,6 +58,10 @@ class Projection:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.tensors)
 
+    def native_args(self) -> tuple[str, list[torch.Tensor], int]:
+        """``(precision, tensors, group_size)``: how the C++ decode step takes this projection."""
+        return self.precision, list(self.tensors), self.group_size
+
 
 @dataclass
 class BlockWeights:

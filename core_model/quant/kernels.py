@@ -1,6 +1,7 @@
 """Fast CPU kernels for weight-only quantized matmuls, with a plain-PyTorch reference.
 
-The C++ kernels (``csrc/qgemm.cpp``, AVX2 + FMA + F16C) are compiled once with
+The C++ kernels (``csrc/qgemm.cpp``, AVX2 + FMA + F16C; ``csrc/decode_step.cpp``, the engine's fused
+one-token step over all decoder blocks) are compiled once with
 ``torch.utils.cpp_extension`` into PyTorch's extension cache and loaded lazily. Where they cannot be
 used (a CPU without AVX2, no C++ compiler, ``DSUITE_QUANT_KERNELS=reference``), the reference path
 dequantizes the weight and calls ``torch.matmul``: same numbers, slower.
@@ -18,7 +19,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 KERNELS_ENV = "DSUITE_QUANT_KERNELS"  # "auto" (default) or "reference"
-_SOURCE = Path(__file__).with_name("csrc") / "qgemm.cpp"
+_SOURCES = [Path(__file__).with_name("csrc") / name for name in ("qgemm.cpp", "decode_step.cpp")]
 _LOCK = threading.Lock()
 _STATE: dict[str, object] = {}
 
@@ -46,7 +47,7 @@ def native():
 
                 module = load(
                     name="dsuite_qgemm",
-                    sources=[str(_SOURCE)],
+                    sources=[str(p) for p in _SOURCES],
                     extra_cflags=["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"],
                     extra_ldflags=["-fopenmp"],
                     verbose=False,

@@ -217,6 +217,46 @@ def test_quantized_engines_match_their_dequantized_reference():
         assert float((got - ref).norm() / ref.norm()) < 0.03, policy
 
 
+def _decode_at_mixed_positions(engine: Engine) -> torch.Tensor:
+    """Prefill three prompts of different lengths, then two batched decode steps (rows at different positions)."""
+    for slot, ids in enumerate(PROMPTS):
+        engine.prefill(slot, ids)
+    return torch.stack([engine.decode([5, 60, 7]), engine.decode([90, 11, 12])])  # (2, B, V)
+
+
+@pytest.mark.parametrize("make", [tiny_llama, tiny_dsuite], ids=["llama", "dsuite-moe"])
+def test_fused_decode_step_matches_the_pytorch_path(make):
+    """The C++ step over all blocks (csrc/decode_step.cpp) = the PyTorch per-op path, rows at mixed positions."""
+    model = make()
+    fused = Engine(model, policy="fp32", max_batch=4, max_len=32)
+    assert fused.fused, "the fused decode step should build wherever the AVX2 kernels build"
+    plain = Engine(model, policy="fp32", max_batch=4, max_len=32, fused=False)
+    got, ref = _decode_at_mixed_positions(fused), _decode_at_mixed_positions(plain)
+    assert torch.allclose(got, ref, atol=1e-4), (got - ref).abs().max()
+    for e in (fused, plain):  # both wrote the same keys and values into the cache
+        e.lengths = [0] * e.max_batch
+    assert fused.generate(PROMPTS, max_new_tokens=8, stop_at_eos=False) == plain.generate(
+        PROMPTS, max_new_tokens=8, stop_at_eos=False
+    )
+
+
+@pytest.mark.parametrize("policy", ["int8", "int4", "int4-g64@0,int8@1,int8@lm_head"])
+def test_fused_quantized_decode_stays_as_close_to_fp32_as_the_pytorch_path(policy):
+    """Quantized steps cannot match bit for bit (int8 activation rounding flips on 1e-7 input changes), so
+    the fused step must sit as close to the fp32 reference as the PyTorch path does."""
+    from core_model.quant import quantize_model
+
+    model = tiny_llama()
+    quantize_model(model, policy)  # weights on the grid: fp32 engine = exact dequantized reference
+    ref = _decode_at_mixed_positions(Engine(model, policy="fp32", max_batch=4, max_len=32, fused=False))
+    fused = _decode_at_mixed_positions(Engine(model, policy=policy, max_batch=4, max_len=32))
+    plain = _decode_at_mixed_positions(Engine(model, policy=policy, max_batch=4, max_len=32, fused=False))
+    err_fused = float((fused - ref).norm() / ref.norm())
+    err_plain = float((plain - ref).norm() / ref.norm())
+    assert err_fused < 0.03 and err_plain < 0.03, (err_fused, err_plain)
+    assert err_fused < 2 * err_plain + 1e-3, (err_fused, err_plain)
+
+
 def test_continuous_batching_requests_join_and_leave(llama):
     engine = Engine(llama, policy="fp32", max_batch=2, max_len=64)
     lengths = (3, 9, 6)

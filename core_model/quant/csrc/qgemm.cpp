@@ -12,7 +12,8 @@
 //   its low nibble and value j + 16 in its high nibble, so one 16-byte load covers a whole block.
 //   Group size is a multiple of 32.
 // int8 per output channel (symmetric): W[n, k] = s[n] * q,  q in [-127, 127].
-#include <torch/extension.h>
+#include "qgemm.h"
+
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
@@ -239,4 +240,5 @@ torch::Tensor int8_linear(torch::Tensor x, torch::Tensor q, torch::Tensor s) {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, mod) {
   mod.def("int4_linear", &int4_linear, "y = x @ dequant_int4(W)^T (grouped, asymmetric; int8 activations)");
   mod.def("int8_linear", &int8_linear, "y = x @ dequant_int8(W)^T (per output channel; int8 activations)");
+  register_decode_step(mod);
 }
