@@ -113,25 +113,45 @@ def prepare_embedded(force: bool = False, progress: bool = True) -> Path:
     set_offline()
     llama_dir = prepare_embedded_llama(force=force, progress=progress)
     target = embedded_base_dir()
+    from core_model.convert import CHANNEL_ORDER_FILE
+
     if _is_checkpoint(target) and not force:
+        if not (target / CHANNEL_ORDER_FILE).is_file():  # prepared before the channel order was kept
+            _add_channel_order(target, llama_dir)
         return target
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core_model.convert import convert_llama
+    from core_model.convert import convert_llama, fused_channel_order, save_channel_order
 
     llama = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.float32).eval()
     model = convert_llama(llama, progress=progress)
     tokenizer = AutoTokenizer.from_pretrained(llama_dir)
+    orders = fused_channel_order(llama, model)
 
     def write(folder: Path) -> None:
         model.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
+        save_channel_order(orders, folder)
         fingerprint(folder)
 
     _atomic_save(target, write)
     logger.info("embedded base converted at %s", target)
     return target
+
+
+def _add_channel_order(target: Path, llama_dir: Path) -> None:
+    """Write the MLP channel order of an already converted embedded base (weights untouched)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    import core_model.model  # noqa: F401  (registers the suite's architecture)
+    from core_model.convert import fused_channel_order, save_channel_order
+
+    llama = AutoModelForCausalLM.from_pretrained(llama_dir, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32).eval()
+    save_channel_order(fused_channel_order(llama, model), target)
+    logger.info("MLP channel order written for %s", target)
 
 
 def prepare_embedded_llama(force: bool = False, progress: bool = True) -> Path:
@@ -239,6 +259,9 @@ def load_base(
                 f"Could not load the base model from '{folder}' with overrides {overrides}: {exc}. "
                 f"A base folder must contain {REQUIRED_BASE_FILES}."
             ) from exc
+        from core_model.convert import load_channel_order
+
+        load_channel_order(model, folder)  # lets the engine restore the source MLP channel order
         if calibrated:
             from core_model.calibrate import load_calibration
 

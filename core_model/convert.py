@@ -10,11 +10,16 @@ when every expert is active:
   (channels that fire on similar inputs share an expert, as in MoEfication);
 - router: each routed expert's centroid of normalized gate rows (a zero-shot router; ``dsuite base
   calibrate`` fits it on text).
+
+The permutation is kept beside the weights (``conversion/channel_order.safetensors``, outside the
+fingerprint): the engine fuses the experts back into one dense MLP in the source channel order, so
+``down_proj``'s int4 groups line up again with the 32-value blocks the GGUF weights were quantized in.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -137,3 +142,63 @@ def convert_llama(llama, preset: str = "smollm2-135m", progress: bool = True) ->
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
         setattr(model.config, key, getattr(src, key, None))
     return model
+
+
+CHANNEL_ORDER_FILE = Path("conversion") / "channel_order.safetensors"
+
+
+def fused_channel_order(llama, model: DSuiteForCausalLM) -> dict[int, torch.Tensor]:
+    """For each MoE layer, the source MLP channel of every fused column (shared expert, then routed experts).
+
+    Found by matching ``down_proj`` columns exactly between the source Llama and the converted model, so it
+    holds for any conversion that only permutes channels.
+
+    Raises:
+        DSuiteError: a fused column has no exact match in the source (the models are not a conversion pair).
+    """
+    orders = {}
+    sd = llama.state_dict()
+    for i, layer in enumerate(model.model.layers):
+        mlp = layer.mlp
+        if not hasattr(mlp, "experts"):
+            continue
+        source = sd[f"model.layers.{i}.mlp.down_proj.weight"].float()  # (D, I)
+        where: dict[bytes, list[int]] = {}
+        for c in range(source.shape[1]):
+            where.setdefault(source[:, c].numpy().tobytes(), []).append(c)
+        parts = ([mlp.shared_experts] if mlp.shared_experts is not None else []) + list(mlp.experts)
+        fused = torch.cat([p.down_proj.weight.detach().float() for p in parts], 1)  # (D, I)
+        order = []
+        for c in range(fused.shape[1]):
+            matches = where.get(fused[:, c].numpy().tobytes())
+            if not matches:
+                raise DSuiteError(
+                    f"Layer {i}: fused MLP column {c} matches no source column; pass the Llama checkpoint this "
+                    "model was converted from."
+                )
+            order.append(matches.pop(0))
+        orders[i] = torch.tensor(order, dtype=torch.long)
+    return orders
+
+
+def save_channel_order(orders: dict[int, torch.Tensor], folder: Path) -> Path:
+    """Write ``fused_channel_order``'s result under ``folder`` (outside the weights' fingerprint)."""
+    from safetensors.torch import save_file
+
+    path = Path(folder) / CHANNEL_ORDER_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({f"layer.{i}": o for i, o in orders.items()}, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def load_channel_order(model, folder: Path) -> bool:
+    """Attach the saved channel order to ``model`` as ``model.mlp_channel_order``; False when there is none."""
+    path = Path(folder) / CHANNEL_ORDER_FILE
+    if not path.is_file():
+        return False
+    from safetensors.torch import load_file
+
+    model.mlp_channel_order = {int(k.split(".")[1]): v for k, v in load_file(str(path)).items()}
+    return True

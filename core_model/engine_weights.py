@@ -92,8 +92,14 @@ def float_weight(module: nn.Module) -> torch.Tensor:
     return module.weight.detach().float()
 
 
-def _mlp_weights(mlp: nn.Module, config) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
-    """Dense (gate, up, down) weights of an MLP; a DSuite MoE with all experts active is fused exactly."""
+def _mlp_weights(mlp: nn.Module, config, order: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
+    """Dense (gate, up, down) weights of an MLP; a DSuite MoE with all experts active is fused exactly.
+
+    ``order`` (the source channel of each fused column, ``core_model.convert.fused_channel_order``) puts
+    the fused channels back in the source order: the same function, and int4 groups that line up with the
+    blocks the source weights were quantized in.
+    """
     if hasattr(mlp, "experts"):
         if not getattr(config, "all_experts_active", False):
             raise DSuiteError(
@@ -106,6 +112,9 @@ def _mlp_weights(mlp: nn.Module, config) -> tuple[torch.Tensor, torch.Tensor, to
         up = torch.cat([float_weight(p.up_proj) for p in parts], 0)
         down = torch.cat([float_weight(p.down_proj) for p in parts], 1)
         first = "shared_experts" if mlp.shared_experts is not None else "experts.0"
+        if order is not None and order.numel() == gate.shape[0]:
+            back = torch.argsort(order)
+            gate, up, down = gate[back], up[back], down[:, back]
         return gate, up, down, first
     return float_weight(mlp.gate_proj), float_weight(mlp.up_proj), float_weight(mlp.down_proj), ""
 
@@ -120,12 +129,13 @@ def build_blocks(model: nn.Module, policy: Policy) -> list[BlockWeights]:
             "own forward (core_model.generation) for sliding/strided/hybrid attention."
         )
     blocks = []
+    orders = getattr(model, "mlp_channel_order", None) or {}
     for i, layer in enumerate(model.model.layers):
         attn, mlp = layer.self_attn, layer.mlp
         prefix = f"model.layers.{i}"
         qkv_prec = policy.precision_for(f"{prefix}.self_attn.q_proj")
         qkv = torch.cat([float_weight(attn.q_proj), float_weight(attn.k_proj), float_weight(attn.v_proj)], 0)
-        gate, up, down, first = _mlp_weights(mlp, config)
+        gate, up, down, first = _mlp_weights(mlp, config, orders.get(i))
         mlp_name = f"{prefix}.mlp.{first + '.' if first else ''}"
         o_prec = policy.precision_for(f"{prefix}.self_attn.o_proj")
         gu_prec = policy.precision_for(mlp_name + "gate_proj")

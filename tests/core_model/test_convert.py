@@ -8,7 +8,14 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from core_model.check import LOGIT_TOLERANCE, check_prompts, parity
 from core_model.config import config_from_preset
-from core_model.convert import balanced_kmeans, convert_llama, expert_partition
+from core_model.convert import (
+    balanced_kmeans,
+    convert_llama,
+    expert_partition,
+    fused_channel_order,
+    load_channel_order,
+    save_channel_order,
+)
 from core_model.model import DSuiteForCausalLM
 
 
@@ -48,6 +55,40 @@ def test_tiny_llama_converts_exactly():
         diff = (ours(ids).logits - llama(ids).logits).abs().max().item()
     assert diff < 1e-5
     assert isinstance(ours, DSuiteForCausalLM) and ours.config.is_moe_layer(1)
+
+
+def test_channel_order_puts_the_engine_mlp_back_in_source_order(tmp_path):
+    """The saved permutation lets the engine fuse the experts into the source MLP, column for column."""
+    from core_model.engine import Engine
+
+    llama = tiny_llama()
+    ours = convert_llama(llama, preset="tiny", progress=False)
+    save_channel_order(fused_channel_order(llama, ours), tmp_path)
+    assert not load_channel_order(ours, tmp_path / "missing")
+    shuffled = Engine(ours, policy="fp32", max_batch=1, max_len=32)
+    assert load_channel_order(ours, tmp_path)
+    restored = Engine(ours, policy="fp32", max_batch=1, max_len=32)
+    for i, block in enumerate(restored.blocks):
+        p = f"model.layers.{i}.mlp."
+        down = llama.state_dict()[p + "down_proj.weight"]
+        assert torch.equal(block.down.tensors[0], down), i
+        gate_up = torch.cat([llama.state_dict()[p + "gate_proj.weight"], llama.state_dict()[p + "up_proj.weight"]])
+        assert torch.equal(block.gate_up.tensors[0], gate_up), i
+    assert not torch.equal(shuffled.blocks[1].down.tensors[0], restored.blocks[1].down.tensors[0])
+    ids = [1, 9, 8, 7, 30, 31, 32, 60]
+    a, b = shuffled.prefill(0, ids, all_logits=True), restored.prefill(0, ids, all_logits=True)
+    assert torch.allclose(a, b, atol=1e-4)  # a permutation of channels: the same function
+
+
+def test_channel_order_refuses_a_model_that_is_not_the_conversion():
+    from core_model.errors import DSuiteError
+
+    ours = convert_llama(tiny_llama(), preset="tiny", progress=False)
+    other = tiny_llama()
+    with torch.no_grad():
+        other.model.layers[1].mlp.down_proj.weight.mul_(2)
+    with pytest.raises(DSuiteError, match="matches no source column"):
+        fused_channel_order(other, ours)
 
 
 @pytest.mark.slow

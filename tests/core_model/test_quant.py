@@ -58,6 +58,19 @@ def test_int4_kernel_matches_dequantized_reference(weight, rows, group):
     assert _rel(got, ref) < KERNEL_REL_TOL
 
 
+@pytest.mark.parametrize("in_features", [32, 288, 576, 1536])
+@pytest.mark.parametrize("rows", [1, 2, 5])
+def test_int4_kernel_handles_block_counts_that_are_odd_or_not_a_multiple_of_8(in_features, rows):
+    """The kernel reads two 32-value blocks per step and pads its scale arrays to 8 blocks: 1, 9, 18 and
+    48 blocks (the base's 576 and 1536 inputs among them) must all give the reference product."""
+    g = torch.Generator().manual_seed(in_features)
+    weight = torch.randn(40, in_features, generator=g) * 0.05 + 0.01
+    x = torch.randn(rows, in_features, generator=g)
+    packed, scales, mins = kernels.quantize_int4(weight, 32)
+    ref = x @ kernels.dequantize_int4(packed, scales, mins, 32).T
+    assert _rel(kernels.int4_matmul(x, packed, scales, mins, 32), ref) < KERNEL_REL_TOL
+
+
 @pytest.mark.parametrize("rows", [1, 5, 32])
 def test_int8_kernel_matches_dequantized_reference(weight, rows):
     x = torch.randn(rows, 256, generator=torch.Generator().manual_seed(rows))

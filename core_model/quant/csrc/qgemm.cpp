@@ -97,53 +97,88 @@ inline void expand_row_scales(const at::Half* wd, const at::Half* wm, int64_t gs
   }
 }
 
-// One int4 weight row against MB quantized activation rows. comb[b][i] = weight scale * activation
-// scale of block i, so the inner loop is: expand nibbles once, then per row 8-bit dot + one FMA.
-// The weights are centred (q - 8) so activation rounding errors do not add up over a biased sum:
-//   y = sum_i d_i dx_i (sum q qx - 8 sum qx) + (m_i + 8 d_i) sx_i.
+// The activations of QuantizedRows rearranged for the int4 kernel, two blocks at a time: for blocks
+// A = 2j and B = 2j + 1, lo[j] = A[0:16] B[0:16] and hi[j] = A[16:32] B[16:32] (an odd last block is paired
+// with zeros). That is the nibble order of 32 packed weight bytes (blocks A and B: low nibbles hold values
+// 0..15, high nibbles 16..31), so one 32-byte weight load feeds two blocks with no shuffles. Also the
+// activation part of the centring correction per block, c = 8 (sx - dx sum(qx)).
+struct PairedRows {
+  std::vector<int8_t> q;        // (M, np, 64): lo then hi
+  std::vector<float> d, s, c;   // (M, nb8): scale, float sum, correction; zero past nb
+  int64_t np, nb8;
+  PairedRows(const QuantizedRows& qx, int64_t M)
+      : q(M * ((qx.nb + 1) / 2) * 64, 0), d(M * ((qx.nb + 7) / 8 * 8), 0.0f), s(d.size(), 0.0f),
+        c(d.size(), 0.0f), np((qx.nb + 1) / 2), nb8((qx.nb + 7) / 8 * 8) {
+    const int64_t nb = qx.nb;
+    for (int64_t r = 0; r < M; ++r) {
+      for (int64_t i = 0; i < nb; ++i) {
+        const int8_t* src = qx.q.data() + r * qx.K + i * 32;
+        int8_t* dst = q.data() + (r * np + i / 2) * 64 + (i % 2) * 16;
+        std::copy(src, src + 16, dst);
+        std::copy(src + 16, src + 32, dst + 32);
+        const int64_t k = r * nb + i, kp = r * nb8 + i;
+        d[kp] = qx.d[k];
+        s[kp] = qx.s[k];
+        c[kp] = 8.0f * (qx.s[k] - qx.d[k] * qx.is[k]);
+      }
+    }
+  }
+};
+
+// One int4 weight row against MB quantized activation rows, two blocks per step. comb holds, per row
+// and block pair, the 8 lane scales (weight scale * activation scale: block A's in lanes 0-3, B's in
+// 4-7), matching where vpmaddwd leaves each block's partial sums. The weights are centred (q - 8) so
+// activation rounding errors do not add up over a biased sum:
+//   y = sum_i d_i dx_i sum(q qx) + d_i c_i + m_i sx_i,   c_i = 8 (sx_i - dx_i sum(qx)_i).
 template <int MB>
-inline void int4_row(const QuantizedRows& qx, int64_t b0, const uint8_t* w, const float* wdf,
-                     const float* wmf, float* comb, float* y, int64_t ldy) {
+inline void int4_row(const QuantizedRows& qx, const PairedRows& px, int64_t b0, const uint8_t* w,
+                     const float* wdf, const float* wmf, float* comb, float* y, int64_t ldy) {
   const __m256i low = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
-  const int64_t nb = qx.nb;
-  float mins[MB];
-  for (int b = 0; b < MB; ++b) {
-    const float* dx = qx.d.data() + (b0 + b) * nb;
-    const float* sx = qx.s.data() + (b0 + b) * nb;
-    const float* isx = qx.is.data() + (b0 + b) * nb;
-    float* cb = comb + b * nb;
-    const __m256 eight = _mm256_set1_ps(8.0f);
-    __m256 mv = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 8 <= nb; i += 8) {
-      const __m256 wd8 = _mm256_loadu_ps(wdf + i);
-      const __m256 c = _mm256_mul_ps(wd8, _mm256_loadu_ps(dx + i));
-      _mm256_storeu_ps(cb + i, c);
-      const __m256 mc = _mm256_fmadd_ps(eight, wd8, _mm256_loadu_ps(wmf + i));  // m + 8 d
-      mv = _mm256_fmadd_ps(mc, _mm256_loadu_ps(sx + i), mv);
-      mv = _mm256_fnmadd_ps(_mm256_mul_ps(eight, c), _mm256_loadu_ps(isx + i), mv);  // - 8 d dx sum(qx)
+  const __m256i lanes01 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  const __m256i lanes23 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
+  const __m256i lanes45 = _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5);
+  const __m256i lanes67 = _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7);
+  const int64_t nb = qx.nb, np = px.np, nb8 = px.nb8;
+  float corr[MB];
+  for (int b = 0; b < MB; ++b) {  // wdf, wmf and the activation arrays are zero-padded to nb8
+    const float* dx = px.d.data() + (b0 + b) * nb8;
+    const float* sx = px.s.data() + (b0 + b) * nb8;
+    const float* cx = px.c.data() + (b0 + b) * nb8;
+    float* cb = comb + b * (nb8 / 2) * 8;
+    __m256 cv = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb8; i += 8) {
+      const __m256 d8 = _mm256_loadu_ps(wdf + i);
+      const __m256 c8 = _mm256_mul_ps(d8, _mm256_loadu_ps(dx + i));
+      cv = _mm256_fmadd_ps(d8, _mm256_loadu_ps(cx + i), cv);
+      cv = _mm256_fmadd_ps(_mm256_loadu_ps(wmf + i), _mm256_loadu_ps(sx + i), cv);
+      float* out = cb + (i / 2) * 8;
+      _mm256_storeu_ps(out, _mm256_permutevar8x32_ps(c8, lanes01));
+      _mm256_storeu_ps(out + 8, _mm256_permutevar8x32_ps(c8, lanes23));
+      _mm256_storeu_ps(out + 16, _mm256_permutevar8x32_ps(c8, lanes45));
+      _mm256_storeu_ps(out + 24, _mm256_permutevar8x32_ps(c8, lanes67));
     }
-    float m = hsum(mv);
-    for (; i < nb; ++i) {
-      cb[i] = wdf[i] * dx[i];
-      m += (wmf[i] + 8.0f * wdf[i]) * sx[i] - 8.0f * cb[i] * isx[i];
-    }
-    mins[b] = m;
+    corr[b] = hsum(cv);
   }
   __m256 acc[MB];
   for (int b = 0; b < MB; ++b) acc[b] = _mm256_setzero_ps();
-  const int8_t* xq = qx.q.data() + b0 * qx.K;
-  for (int64_t i = 0; i < nb; ++i) {
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i * 16));
-    const __m256i wb = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+  const int8_t* xq = px.q.data() + b0 * np * 64;
+  for (int64_t j = 0; j < np; ++j) {
+    const __m256i raw = 2 * j + 1 < nb
+        ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + j * 32))
+        : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + j * 32)));
+    const __m256i wl = _mm256_and_si256(raw, low);
+    const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
     for (int b = 0; b < MB; ++b) {
-      const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + b * qx.K + i * 32));
-      const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wb, xb), ones);
-      acc[b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(comb + b * nb + i), acc[b]);
+      const int8_t* xp = xq + (b * np + j) * 64;
+      const __m256i xl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp));
+      const __m256i xh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + 32));
+      const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(wl, xl), _mm256_maddubs_epi16(wh, xh));
+      const __m256i p = _mm256_madd_epi16(s16, ones);
+      acc[b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_loadu_ps(comb + (b * (nb8 / 2) + j) * 8), acc[b]);
     }
   }
-  for (int b = 0; b < MB; ++b) y[b * ldy] = hsum(acc[b]) + mins[b];
+  for (int b = 0; b < MB; ++b) y[b * ldy] = hsum(acc[b]) + corr[b];
 }
 
 template <int MB>
@@ -195,6 +230,7 @@ torch::Tensor int4_linear(torch::Tensor x, torch::Tensor q, torch::Tensor d, tor
                   m.is_contiguous(), "scales and minimums must be contiguous float16");
   auto y = torch::empty({M, N}, x.options());
   const QuantizedRows qx(x.data_ptr<float>(), M, K);
+  const PairedRows px(qx, M);
   float* yp = y.data_ptr<float>();
   const uint8_t* qp = q.data_ptr<uint8_t>();
   const at::Half* dp = d.data_ptr<at::Half>();
@@ -202,11 +238,11 @@ torch::Tensor int4_linear(torch::Tensor x, torch::Tensor q, torch::Tensor d, tor
   const int64_t ng = K / gs;
   const int64_t nb = K / 32;
   at::parallel_for(0, N, grain(M), [&](int64_t n0, int64_t n1) {
-    std::vector<float> wdf(nb), wmf(nb), comb(kChunk * nb);
+    std::vector<float> wdf(px.nb8, 0.0f), wmf(px.nb8, 0.0f), comb(kChunk * (px.nb8 / 2) * 8);
     for (int64_t n = n0; n < n1; ++n) {
       expand_row_scales(dp + n * ng, mp + n * ng, gs, nb, wdf.data(), wmf.data());
       for (int64_t b0 = 0; b0 < M; b0 += kChunk) {
-#define CALL4(MB) int4_row<MB>(qx, b0, qp + n * (K / 2), wdf.data(), wmf.data(), comb.data(), yp + b0 * N + n, N)
+#define CALL4(MB) int4_row<MB>(qx, px, b0, qp + n * (K / 2), wdf.data(), wmf.data(), comb.data(), yp + b0 * N + n, N)
         DISPATCH_MB(std::min(kChunk, M - b0), CALL4)
 #undef CALL4
       }
