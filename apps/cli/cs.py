@@ -110,6 +110,19 @@ def dst_data(
     typer.echo(json.dumps({"path": str(build_training_set(out, limit=limit))}))
 
 
+@app.command("offers-data")
+def offers_data(
+    out: Annotated[Path, typer.Argument(help="JSONL file to write.")],
+    limit: Annotated[int, typer.Option("--limit", help="Records to keep, half yes and half no.")] = 2000,
+) -> None:
+    """Write offer-decision records (did the customer take up a value the assistant offered?) from MultiWOZ dev."""
+    from domains.customer_service.offers import write_offer_records
+    from eval.data import multiwoz
+
+    path = write_offer_records(out, multiwoz.load_dialogues("dev"), multiwoz.user_turns, limit=limit)
+    typer.echo(json.dumps({"path": str(path)}))
+
+
 @app.command()
 def track(
     dialogue: Annotated[Path, typer.Argument(help="JSON list of {system, user} turns.")],

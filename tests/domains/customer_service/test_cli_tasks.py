@@ -12,7 +12,7 @@ from tests.conftest import dsuite_command
 def test_cs_help_lists_commands():
     out = subprocess.run(dsuite_command("cs", "--help"), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
-    for command in ("chat", "ask", "train-intents", "build-faq", "dst-data", "track"):
+    for command in ("chat", "ask", "train-intents", "build-faq", "dst-data", "offers-data", "track"):
         assert command in out.stdout
 
 
