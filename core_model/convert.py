@@ -173,8 +173,8 @@ def fused_channel_order(llama, model: DSuiteForCausalLM) -> dict[int, torch.Tens
             matches = where.get(fused[:, c].numpy().tobytes())
             if not matches:
                 raise DSuiteError(
-                    f"Layer {i}: fused MLP column {c} matches no source column; pass the Llama checkpoint this "
-                    "model was converted from."
+                    f"Layer {i}: fused MLP column {c} matches no source column; pass the Llama checkpoint "
+                    "this model was converted from."
                 )
             order.append(matches.pop(0))
         orders[i] = torch.tensor(order, dtype=torch.long)
@@ -194,7 +194,7 @@ def save_channel_order(orders: dict[int, torch.Tensor], folder: Path) -> Path:
 
 
 def load_channel_order(model, folder: Path) -> bool:
-    """Attach the saved channel order to ``model`` as ``model.mlp_channel_order``; False when there is none."""
+    """Attach the saved channel order to ``model`` (``model.mlp_channel_order``); False when there is none."""
     path = Path(folder) / CHANNEL_ORDER_FILE
     if not path.is_file():
         return False

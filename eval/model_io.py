@@ -9,7 +9,6 @@ take a ``SystemSpec`` and work for the base and for base+adapter (see ``eval.sys
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,9 +17,6 @@ from eval.registry import SystemSpec
 from eval.systems import load_system
 
 logger = logging.getLogger(__name__)
-
-_ENGINE_LOCK = threading.Lock()  # an engine's KV cache serves one generate() at a time
-
 
 @dataclass(frozen=True)
 class Choice:
@@ -86,7 +82,7 @@ def complete(
         return []
     ids = [tok(t)["input_ids"] for t in texts]
     outputs: list[str] = []
-    with _ENGINE_LOCK:
+    with loaded.lock:  # the system's engine (its KV cache) serves one generate() at a time
         engine = _engine_for(loaded, min(batch_size, len(ids)), max(len(i) for i in ids) + max_new_tokens)
         for start in range(0, len(ids), batch_size):
             chunk = ids[start : start + batch_size]

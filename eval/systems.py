@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ class LoadedSystem:
     fingerprint: str
     engine: Any = None  # fp32 generation engine over ``model``, built on first use (``eval.model_io``)
     engine_unsupported: bool = False  # the engine cannot run this model (e.g. sliding attention)
+    # one completion at a time per system (its engine's KV cache); other systems run alongside
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
 _CACHE: dict[tuple[str | None, str | None], LoadedSystem] = {}

@@ -115,7 +115,7 @@ def offers_data(
     out: Annotated[Path, typer.Argument(help="JSONL file to write.")],
     limit: Annotated[int, typer.Option("--limit", help="Records to keep, half yes and half no.")] = 2000,
 ) -> None:
-    """Write offer-decision records (did the customer take up a value the assistant offered?) from MultiWOZ dev."""
+    """Write offer-decision records from MultiWOZ dev: did the customer take up an offered value?"""
     from domains.customer_service.offers import write_offer_records
     from eval.data import multiwoz
 

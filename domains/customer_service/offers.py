@@ -8,10 +8,11 @@ from the rules' value dictionary run over the assistant's turn, and the adapter 
 (``data/customer_service/offer_prompt.json``). Training records come from MultiWOZ dev: a candidate is "yes"
 when the gold state after the turn holds that value (``dsuite cs offers-data``).
 
-Status: a first LoRA (r 16 on q/v, 640 balanced records from dev dialogues 0-899, one epoch, 6 minutes) decided
-only 60% of the 523 candidates of the held-out dev dialogues 900-998 right (52% are "yes"), so rules plus its
-decisions did not beat the rules at any threshold (JGA 0.364 for the rules alone on those 731 turns). The
-tracker does not use it yet; the records are the starting point for a larger run.
+Status: a first LoRA (r 16 on q/v, 640 balanced records from dev dialogues 0-899, one epoch, 6 minutes)
+decided only 60% of the 523 candidates of the held-out dev dialogues 900-998 right (52% are "yes"), so
+rules plus its decisions did not beat the rules at any threshold (JGA 0.364 for the rules alone on those
+731 turns). MiniLM embeddings with a logistic regression on the same records: 69%. The tracker does not
+use either yet; the records are the starting point for a larger run.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def offer_records(dialogues: list[dict], turns_of, limit: int | None = None, see
                 accepted = gold.get(slot) == value
                 messages = offer_messages(turn["system"], turn["user"], slot, value)
                 messages.append({"role": "assistant", "content": "yes" if accepted else "no"})
-                (yes if accepted else no).append({"messages": messages, "dialogue_id": dialogue["dialogue_id"]})
+                record = {"messages": messages, "dialogue_id": dialogue["dialogue_id"]}
+                (yes if accepted else no).append(record)
     if limit is None:
         return yes + no
     rng = random.Random(seed)
@@ -91,7 +93,9 @@ def offer_records(dialogues: list[dict], turns_of, limit: int | None = None, see
     return picked
 
 
-def write_offer_records(out_path: str | Path, dialogues: list[dict], turns_of, limit: int | None = None) -> Path:
+def write_offer_records(
+    out_path: str | Path, dialogues: list[dict], turns_of, limit: int | None = None
+) -> Path:
     """``offer_records`` as a JSONL training file."""
     from adapters.data import write_jsonl
 

@@ -72,7 +72,8 @@ def test_channel_order_puts_the_engine_mlp_back_in_source_order(tmp_path):
         p = f"model.layers.{i}.mlp."
         down = llama.state_dict()[p + "down_proj.weight"]
         assert torch.equal(block.down.tensors[0], down), i
-        gate_up = torch.cat([llama.state_dict()[p + "gate_proj.weight"], llama.state_dict()[p + "up_proj.weight"]])
+        sd = llama.state_dict()
+        gate_up = torch.cat([sd[p + "gate_proj.weight"], sd[p + "up_proj.weight"]])
         assert torch.equal(block.gate_up.tensors[0], gate_up), i
     assert not torch.equal(shuffled.blocks[1].down.tensors[0], restored.blocks[1].down.tensors[0])
     ids = [1, 9, 8, 7, 30, 31, 32, 60]

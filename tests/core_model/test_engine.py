@@ -218,7 +218,7 @@ def test_quantized_engines_match_their_dequantized_reference():
 
 
 def _decode_at_mixed_positions(engine: Engine) -> torch.Tensor:
-    """Prefill three prompts of different lengths, then two batched decode steps (rows at different positions)."""
+    """Prefill three prompts of different lengths, then two batched decode steps (rows at mixed positions)."""
     for slot, ids in enumerate(PROMPTS):
         engine.prefill(slot, ids)
     return torch.stack([engine.decode([5, 60, 7]), engine.decode([90, 11, 12])])  # (2, B, V)
@@ -226,7 +226,8 @@ def _decode_at_mixed_positions(engine: Engine) -> torch.Tensor:
 
 @pytest.mark.parametrize("make", [tiny_llama, tiny_dsuite], ids=["llama", "dsuite-moe"])
 def test_fused_decode_step_matches_the_pytorch_path(make):
-    """The C++ step over all blocks (csrc/decode_step.cpp) = the PyTorch per-op path, rows at mixed positions."""
+    """The C++ step over all blocks (csrc/decode_step.cpp) equals the PyTorch per-op path, rows at mixed
+    positions."""
     model = make()
     fused = Engine(model, policy="fp32", max_batch=4, max_len=32)
     assert fused.fused, "the fused decode step should build wherever the AVX2 kernels build"
