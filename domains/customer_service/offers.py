@@ -11,8 +11,9 @@ when the gold state after the turn holds that value (``dsuite cs offers-data``).
 Status: a first LoRA (r 16 on q/v, 640 balanced records from dev dialogues 0-899, one epoch, 6 minutes)
 decided only 60% of the 523 candidates of the held-out dev dialogues 900-998 right (52% are "yes"), so
 rules plus its decisions did not beat the rules at any threshold (JGA 0.364 for the rules alone on those
-731 turns). MiniLM embeddings with a logistic regression on the same records: 69%. The tracker does not
-use either yet; the records are the starting point for a larger run.
+731 turns). With 2,000 records (17 minutes): 66%, still no gain. MiniLM embeddings with a logistic
+regression on the same records: 69%. The tracker does not use either yet; the records are the starting
+point for a larger run.
 """
 
 from __future__ import annotations
