@@ -9,9 +9,11 @@ dequantizes the weight and calls ``torch.matmul``: same numbers, slower.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -22,6 +24,38 @@ KERNELS_ENV = "DSUITE_QUANT_KERNELS"  # "auto" (default) or "reference"
 _SOURCES = [Path(__file__).with_name("csrc") / name for name in ("qgemm.cpp", "decode_step.cpp")]
 _LOCK = threading.Lock()
 _STATE: dict[str, object] = {}
+
+
+STALE_LOCK_SECONDS = 900  # a build takes one or two minutes; a lock this old was left by a killed build
+
+
+def build_directory() -> Path:
+    """Where the kernels are compiled: one folder per version of their sources and of torch.
+
+    Under ``$TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``), so checkouts with the same
+    sources share one build and checkouts with different sources do not rebuild over each other.
+    """
+    digest = hashlib.sha256(torch.__version__.encode())
+    for path in [*_SOURCES, _SOURCES[0].with_name("qgemm.h")]:
+        digest.update(path.read_bytes())
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path.home() / ".cache" / "torch_extensions")
+    folder = Path(root).expanduser() / f"dsuite_qgemm-{digest.hexdigest()[:12]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def clear_stale_lock(folder: Path, max_age: float = STALE_LOCK_SECONDS) -> bool:
+    """Remove the build lock a killed build left behind (torch would wait on it forever); True if removed."""
+    lock = Path(folder) / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if age <= max_age:
+        return False
+    lock.unlink(missing_ok=True)
+    logger.warning("removed a stale kernel build lock (%.0f s old) in %s", age, folder)
+    return True
 
 
 def _cpu_has_avx2() -> bool:
@@ -45,9 +79,12 @@ def native():
             try:
                 from torch.utils.cpp_extension import load
 
+                build = build_directory()
+                clear_stale_lock(build)
                 module = load(
                     name="dsuite_qgemm",
                     sources=[str(p) for p in _SOURCES],
+                    build_directory=str(build),
                     extra_cflags=["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"],
                     extra_ldflags=["-fopenmp"],
                     verbose=False,

@@ -31,6 +31,23 @@ def test_native_kernels_are_built():
     assert kernels.native() is not None, "the AVX2 kernels should build on this CPU (g++ and AVX2 present)"
 
 
+def test_kernel_build_folder_follows_the_sources_and_a_stale_lock_is_cleared(tmp_path, monkeypatch):
+    import os
+    import time
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    folder = kernels.build_directory()
+    assert folder.parent == tmp_path and folder.name.startswith("dsuite_qgemm-")
+    assert kernels.build_directory() == folder  # same sources, same folder
+    assert not kernels.clear_stale_lock(folder)  # no lock
+    lock = folder / "lock"
+    lock.write_text("")
+    assert not kernels.clear_stale_lock(folder) and lock.exists()  # a build may be running
+    old = time.time() - kernels.STALE_LOCK_SECONDS - 60
+    os.utime(lock, (old, old))
+    assert kernels.clear_stale_lock(folder) and not lock.exists()
+
+
 @pytest.mark.parametrize("group", [32, 64, 128])
 def test_int4_round_trip_is_within_half_a_step(weight, group):
     packed, scales, mins = kernels.quantize_int4(weight, group)
