@@ -21,7 +21,9 @@ import torch
 logger = logging.getLogger(__name__)
 
 KERNELS_ENV = "DSUITE_QUANT_KERNELS"  # "auto" (default) or "reference"
-_SOURCES = [Path(__file__).with_name("csrc") / name for name in ("qgemm.cpp", "decode_step.cpp")]
+_CSRC = Path(__file__).with_name("csrc")
+_SOURCES = [_CSRC / "qgemm.cpp", _CSRC / "decode_step.cpp"]
+_HEADER = _CSRC / "qgemm.h"
 _LOCK = threading.Lock()
 _STATE: dict[str, object] = {}
 
@@ -36,7 +38,7 @@ def build_directory() -> Path:
     sources share one build and checkouts with different sources do not rebuild over each other.
     """
     digest = hashlib.sha256(torch.__version__.encode())
-    for path in [*_SOURCES, _SOURCES[0].with_name("qgemm.h")]:
+    for path in [*_SOURCES, _HEADER]:
         digest.update(path.read_bytes())
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path.home() / ".cache" / "torch_extensions")
     folder = Path(root).expanduser() / f"dsuite_qgemm-{digest.hexdigest()[:12]}"

@@ -36,7 +36,8 @@ def prompt_template() -> dict:
     return read_json(PROMPT_FILE)
 
 
-def _compact(text: str) -> str:
+def compact_turn(text: str) -> str:
+    """A MultiWOZ utterance with its tokenizer spaces before punctuation removed."""
     return re.sub(r"\s+([?.!,'])", r"\1", text).strip()
 
 
@@ -57,8 +58,8 @@ def turn_messages(
         domain=domain or "none",
         slots=domain_slots(schema, domain),
         rules=json.dumps(rules, ensure_ascii=False),
-        system=_compact(system) or "-",
-        user=_compact(user),
+        system=compact_turn(system) or "-",
+        user=compact_turn(user),
     )
     return [{"role": "system", "content": template["system"]}, {"role": "user", "content": content}]
 

@@ -19,10 +19,10 @@ point for a larger run.
 from __future__ import annotations
 
 import random
-import re
 from functools import lru_cache
 from pathlib import Path
 
+from domains.customer_service.dst_adapter import compact_turn
 from domains.customer_service.normalize import normalize_state
 from domains.customer_service.rule_tracker import RuleTracker
 from domains.customer_service.schema import MULTIWOZ_SLOTS
@@ -50,15 +50,11 @@ def offered_values(system: str, tracker: RuleTracker) -> dict[str, str]:
     return {s: v for s, v in found.items() if s in MULTIWOZ_SLOTS and s not in tracker.last_found}
 
 
-def _compact(text: str) -> str:
-    return re.sub(r"\s+([?.!,'])", r"\1", text).strip()
-
-
 def offer_messages(system: str, user: str, slot: str, value: str) -> list[dict]:
     """The chat messages of one offer decision (the answer is ``yes`` or ``no``)."""
     prompt = offer_prompt()
     content = prompt["user"].format(
-        system=_compact(system), user=_compact(user), slot=slot.replace("-", " "), value=value
+        system=compact_turn(system), user=compact_turn(user), slot=slot.replace("-", " "), value=value
     )
     return [{"role": "system", "content": prompt["system"]}, {"role": "user", "content": content}]
 

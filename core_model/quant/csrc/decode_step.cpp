@@ -19,13 +19,6 @@
 
 namespace {
 
-inline float hsum8(__m256 v) {
-  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-  return _mm_cvtss_f32(lo);
-}
-
 // exp(x) for 8 floats: x = n ln2 + r, |r| <= ln2 / 2, e^r by its degree-6 Taylor polynomial (relative
 // error below 2e-7), 2^n built in the exponent bits. Inputs are clamped to [-87, 88].
 inline __m256 exp8(__m256 x) {
@@ -159,9 +152,12 @@ class DecodeStep {
                 "h must be a contiguous (B, D) float32 tensor");
     const int64_t B = h.size(0);
     TORCH_CHECK(static_cast<int64_t>(positions.size()) == B, "one position per row");
+    if (!blocks_.empty()) {  // every layer's cache has the same shape
+      const torch::Tensor& cache = blocks_.front().k_cache;
+      TORCH_CHECK(first >= 0 && first + B <= cache.size(0), "slots out of range");
+      for (int64_t p : positions) TORCH_CHECK(p >= 0 && p < cache.size(2), "position out of range");
+    }
     for (const Block& blk : blocks_) {
-      TORCH_CHECK(first >= 0 && first + B <= blk.k_cache.size(0), "slots out of range");
-      for (int64_t p : positions) TORCH_CHECK(p >= 0 && p < blk.k_cache.size(2), "position out of range");
       auto x = rms_norm(h, blk.ln1, eps_);
       auto qkv = blk.qkv(x);  // (B, (H + 2 KV) hd)
       rotary_and_cache(qkv, blk, positions, first);
@@ -172,8 +168,6 @@ class DecodeStep {
     }
     return h;
   }
-
-  int64_t num_blocks() const { return static_cast<int64_t>(blocks_.size()); }
 
  private:
   // Rotary embedding on the q and k heads of each row (in place), then k and v into the cache.
@@ -228,7 +222,7 @@ class DecodeStep {
           const float* k = keys + j * hd;
           __m256 s = _mm256_mul_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(k));
           for (int64_t d = 8; d < hd; d += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(k + d), s);
-          scores[j] = hsum8(s) * scale;
+          scores[j] = hsum(s) * scale;
           mx = std::max(mx, scores[j]);
         }
         const __m256 mv = _mm256_set1_ps(mx);
@@ -239,7 +233,7 @@ class DecodeStep {
           _mm256_storeu_ps(scores.data() + j, e);
           sv = _mm256_add_ps(sv, e);
         }
-        float sum = hsum8(sv);
+        float sum = hsum(sv);
         for (; j < n; ++j) {
           scores[j] = std::exp(scores[j] - mx);
           sum += scores[j];
@@ -268,6 +262,5 @@ void register_decode_step(pybind11::module_& mod) {
   pybind11::class_<DecodeStep>(mod, "DecodeStep")
       .def(pybind11::init<torch::Tensor, torch::Tensor, int64_t, int64_t, int64_t, double>())
       .def("add_block", &DecodeStep::add_block)
-      .def("forward", &DecodeStep::forward)
-      .def("num_blocks", &DecodeStep::num_blocks);
+      .def("forward", &DecodeStep::forward);
 }

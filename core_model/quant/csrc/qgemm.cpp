@@ -22,14 +22,6 @@
 
 namespace {
 
-inline float hsum(__m256 v) {
-  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  __m128 sh = _mm_movehdup_ps(lo);
-  __m128 s = _mm_add_ps(lo, sh);
-  sh = _mm_movehl_ps(sh, s);
-  return _mm_cvtss_f32(_mm_add_ss(s, sh));
-}
-
 // x (M, K) -> int8 blocks of 32 (q), per-block scale (d), float sum (s) and sum of the int8 values (is).
 void quantize_rows(const float* x, int64_t M, int64_t K, int8_t* q, float* d, float* s, float* is) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -105,11 +97,10 @@ inline void expand_row_scales(const at::Half* wd, const at::Half* wm, int64_t gs
 struct PairedRows {
   std::vector<int8_t> q;        // (M, np, 64): lo then hi
   std::vector<float> d, s, c;   // (M, nb8): scale, float sum, correction; zero past nb
-  int64_t np, nb8;
+  int64_t nb, np, nb8;
   PairedRows(const QuantizedRows& qx, int64_t M)
       : q(M * ((qx.nb + 1) / 2) * 64, 0), d(M * ((qx.nb + 7) / 8 * 8), 0.0f), s(d.size(), 0.0f),
-        c(d.size(), 0.0f), np((qx.nb + 1) / 2), nb8((qx.nb + 7) / 8 * 8) {
-    const int64_t nb = qx.nb;
+        c(d.size(), 0.0f), nb(qx.nb), np((qx.nb + 1) / 2), nb8((qx.nb + 7) / 8 * 8) {
     for (int64_t r = 0; r < M; ++r) {
       for (int64_t i = 0; i < nb; ++i) {
         const int8_t* src = qx.q.data() + r * qx.K + i * 32;
@@ -131,7 +122,7 @@ struct PairedRows {
 // activation rounding errors do not add up over a biased sum:
 //   y = sum_i d_i dx_i sum(q qx) + d_i c_i + m_i sx_i,   c_i = 8 (sx_i - dx_i sum(qx)_i).
 template <int MB>
-inline void int4_row(const QuantizedRows& qx, const PairedRows& px, int64_t b0, const uint8_t* w,
+inline void int4_row(const PairedRows& px, int64_t b0, const uint8_t* w,
                      const float* wdf, const float* wmf, float* comb, float* y, int64_t ldy) {
   const __m256i low = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
@@ -139,7 +130,7 @@ inline void int4_row(const QuantizedRows& qx, const PairedRows& px, int64_t b0, 
   const __m256i lanes23 = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
   const __m256i lanes45 = _mm256_setr_epi32(4, 4, 4, 4, 5, 5, 5, 5);
   const __m256i lanes67 = _mm256_setr_epi32(6, 6, 6, 6, 7, 7, 7, 7);
-  const int64_t nb = qx.nb, np = px.np, nb8 = px.nb8;
+  const int64_t nb = px.nb, np = px.np, nb8 = px.nb8;
   float corr[MB];
   for (int b = 0; b < MB; ++b) {  // wdf, wmf and the activation arrays are zero-padded to nb8
     const float* dx = px.d.data() + (b0 + b) * nb8;
@@ -242,7 +233,7 @@ torch::Tensor int4_linear(torch::Tensor x, torch::Tensor q, torch::Tensor d, tor
     for (int64_t n = n0; n < n1; ++n) {
       expand_row_scales(dp + n * ng, mp + n * ng, gs, nb, wdf.data(), wmf.data());
       for (int64_t b0 = 0; b0 < M; b0 += kChunk) {
-#define CALL4(MB) int4_row<MB>(qx, px, b0, qp + n * (K / 2), wdf.data(), wmf.data(), comb.data(), yp + b0 * N + n, N)
+#define CALL4(MB) int4_row<MB>(px, b0, qp + n * (K / 2), wdf.data(), wmf.data(), comb.data(), yp + b0 * N + n, N)
         DISPATCH_MB(std::min(kChunk, M - b0), CALL4)
 #undef CALL4
       }
