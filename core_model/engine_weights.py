@@ -112,7 +112,13 @@ def _mlp_weights(mlp: nn.Module, config, order: torch.Tensor | None = None
         up = torch.cat([float_weight(p.up_proj) for p in parts], 0)
         down = torch.cat([float_weight(p.down_proj) for p in parts], 1)
         first = "shared_experts" if mlp.shared_experts is not None else "experts.0"
-        if order is not None and order.numel() == gate.shape[0]:
+        if order is not None:
+            if order.numel() != gate.shape[0]:
+                raise DSuiteError(
+                    f"The saved MLP channel order has {order.numel()} entries but this layer has "
+                    f"{gate.shape[0]} fused channels: conversion/channel_order.safetensors belongs to "
+                    "another conversion. Delete it and run `dsuite base prepare` to write it again."
+                )
             back = torch.argsort(order)
             gate, up, down = gate[back], up[back], down[:, back]
         return gate, up, down, first

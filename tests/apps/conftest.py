@@ -2,7 +2,8 @@
 
 The server runs with an empty adapter registry of its own (``DSUITE_REGISTRY``), so the tests see exactly
 the adapters they train. Browser tests use the Debian ``chromium`` binary through Playwright and save a
-screenshot of every page they drive into ``apps/screenshots`` (the README shows them).
+screenshot of every page they drive: into a scratch folder by default, into ``apps/screenshots`` (the pictures
+the README shows) when ``DSUITE_UPDATE_SCREENSHOTS=1``, so a plain test run leaves the tracked files alone.
 """
 
 from __future__ import annotations
@@ -10,13 +11,19 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, dsuite_command, free_port, wait_for_http
 
-SCREENSHOTS = REPO / "apps" / "screenshots"
+TRACKED_SCREENSHOTS = REPO / "apps" / "screenshots"
+SCREENSHOTS = (
+    TRACKED_SCREENSHOTS
+    if os.environ.get("DSUITE_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / f"dsuite-screenshots-{os.getpid()}"
+)
 DATA = Path(__file__).parent / "data"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -88,7 +95,7 @@ def page(browser):
 
 
 def screenshot(page, name: str) -> Path:
-    """Save a full-page screenshot as ``apps/screenshots/<name>.png`` and return its path."""
+    """Save a full-page screenshot as ``<SCREENSHOTS>/<name>.png`` and return its path."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)

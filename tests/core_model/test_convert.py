@@ -81,6 +81,20 @@ def test_channel_order_puts_the_engine_mlp_back_in_source_order(tmp_path):
     assert torch.allclose(a, b, atol=1e-4)  # a permutation of channels: the same function
 
 
+def test_engine_refuses_a_channel_order_of_another_conversion(tmp_path):
+    """A saved order whose length does not fit the layer is an error that says how to rewrite it."""
+    from core_model.engine import Engine
+    from core_model.errors import DSuiteError
+
+    llama = tiny_llama()
+    ours = convert_llama(llama, preset="tiny", progress=False)
+    save_channel_order(fused_channel_order(llama, ours), tmp_path)
+    assert load_channel_order(ours, tmp_path)
+    ours.mlp_channel_order = {i: order[:-1] for i, order in ours.mlp_channel_order.items()}
+    with pytest.raises(DSuiteError, match="dsuite base prepare"):
+        Engine(ours, policy="fp32", max_batch=1, max_len=32)
+
+
 def test_channel_order_refuses_a_model_that_is_not_the_conversion():
     from core_model.errors import DSuiteError
 
