@@ -10,8 +10,11 @@ runs only the top ``6 - split_layer`` layers forward and backward. Three members
 On the validation split the ensemble weights (probabilities averaged) are chosen by accuracy, or, for a
 data set with out-of-scope (OOS) queries, by in-scope accuracy at the rejection threshold that keeps the
 OOS recall target as a lower confidence bound (``metrics.choose_threshold``); the baseline gets its own
-threshold by the same rule. With ``refit`` (data sets without OOS, whose validation is carved from the
-official train file) the members are then trained again on train + validation with the chosen settings.
+threshold by the same rule. For such a data set the in-scope probabilities are also weighted by the query's
+familiarity (similarity to its nearest in-scope training example, ``familiarity.py``), with the exponent
+chosen on validation before the threshold. With ``refit`` (data sets without OOS, whose validation is carved
+from the official train file) the members are then trained again on train + validation with the chosen
+settings.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core_model.errors import DSuiteError
+from domains.customer_service import familiarity
 from domains.customer_service.encoder import MAX_LENGTH, mean_pool, minilm_dir
 from domains.customer_service.intent_sets import get_intent_set
 from domains.customer_service.intents import INTENTS_DIR, OOS
 from domains.customer_service.metrics import (
     OOS_RECALL_TARGET,
     RECALL_Z,
+    choose_alpha,
     choose_threshold,
     choose_weights,
     intent_metrics,
@@ -60,6 +65,7 @@ class IntentTrainConfig:
     oos_recall: float = OOS_RECALL_TARGET  # OOS recall the threshold must keep on validation ...
     oos_z: float = RECALL_Z  # ... as a one-sided lower confidence bound (0: the observed recall)
     refit: bool = False  # after the validation choices, train again on train + validation (no-OOS sets)
+    alphas: tuple[float, ...] = familiarity.ALPHAS  # familiarity exponents tried on validation (OOS sets)
 
 
 RECIPES = {
@@ -296,6 +302,20 @@ def _mix(weights: dict, probs: dict):
     return sum(w * probs[m] for m, w in weights.items() if w > 0)
 
 
+def _familiarity(members: _Members, y: dict, oos: int) -> tuple:
+    """The index of the in-scope training embeddings and each other split's nearest similarities."""
+    train = members.tuned["train"].numpy()
+    index = familiarity.build_index(train[y["train"] != oos])
+    near = {s: familiarity.nearest_similarity(index, e.numpy()) for s, e in members.tuned.items()}
+    return index, near
+
+
+def _scored(weights: dict, probs: dict, near: dict, alpha: float, labels: list[str], split: str):
+    """The ensemble's probabilities on ``split``, weighted by familiarity when ``alpha`` > 0."""
+    mixed = _mix(weights, probs[split])
+    return familiarity.rescale(mixed, near[split], alpha, labels.index(OOS)) if alpha else mixed
+
+
 def train_intents(
     name: str,
     config: IntentTrainConfig | None = None,
@@ -360,12 +380,21 @@ def train_intents(
     probs = {s: _member_probs(members, frozen, texts, s, config.scale) for s in splits if s != "train"}
     oos_rule = {"min_recall": config.oos_recall, "z": config.oos_z}
     weights = choose_weights(probs["validation"], y["validation"], labels, **oos_rule)
-    threshold = base_threshold = None
+    threshold = base_threshold = index = None
+    alpha, near = 0.0, {}
     if spec.has_oos:
-        threshold = choose_threshold(_mix(weights, probs["validation"]), y["validation"], labels, **oos_rule)
+        index, near = _familiarity(members, y, labels.index(OOS))
+        alpha = choose_alpha(
+            _mix(weights, probs["validation"]), near["validation"], y["validation"], labels, config.alphas,
+            **oos_rule,
+        )
+        threshold = choose_threshold(_scored(weights, probs, near, alpha, labels, "validation"),
+                                     y["validation"], labels, **oos_rule)
         base_threshold = choose_threshold(probs["validation"]["lr"], y["validation"], labels, **oos_rule)
     metrics = {
-        "validation": intent_metrics(_mix(weights, probs["validation"]), y["validation"], labels, threshold)
+        "validation": intent_metrics(
+            _scored(weights, probs, near, alpha, labels, "validation"), y["validation"], labels, threshold
+        )
     }
     base_metrics = {
         "validation": intent_metrics(probs["validation"]["lr"], y["validation"], labels, base_threshold)
@@ -387,7 +416,9 @@ def train_intents(
         if "test" in splits:
             probs["test"] = _member_probs(members, frozen, texts, "test", config.scale)
     if "test" in splits:
-        metrics["test"] = intent_metrics(_mix(weights, probs["test"]), y["test"], labels, threshold)
+        metrics["test"] = intent_metrics(
+            _scored(weights, probs, near, alpha, labels, "test"), y["test"], labels, threshold
+        )
         base_metrics["test"] = intent_metrics(probs["test"]["lr"], y["test"], labels, base_threshold)
     if cache_dir is not None:  # keep the members' probabilities for later analysis
         arrays = {f"{s}-{m}": p for s, by in probs.items() for m, p in by.items()}
@@ -403,6 +434,7 @@ def train_intents(
         "scale": config.scale,
         "weights": weights,
         "threshold": threshold,
+        "familiarity_alpha": alpha,
         "baseline_threshold": base_threshold,
         "oos_rule": {"recall_target": config.oos_recall, "z": config.oos_z} if spec.has_oos else None,
         "oos_label": OOS if spec.has_oos else None,
@@ -414,21 +446,26 @@ def train_intents(
         "metrics": metrics,
         "baseline_metrics": base_metrics,
     }
-    _write_model(out_dir, members, meta)
+    _write_model(out_dir, members, meta, index if alpha else None)
     logger.info("saved %s intent model to %s: %s", name, out_dir, metrics)
     return meta
 
 
-def _write_model(out_dir: Path, members: _Members, meta: dict) -> None:
-    """The model folder: encoder LoRA, head, TF-IDF part, baseline regression and ``meta.json``."""
+def _write_model(out_dir: Path, members: _Members, meta: dict, index=None) -> None:
+    """The model folder: encoder LoRA, head, TF-IDF part, baseline regression, the familiarity index (when
+    used) and ``meta.json``."""
     import torch
     from safetensors.torch import save_file
 
     from domains.customer_service import tfidf
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in ("adapter_config.json", "adapter_model.safetensors", "tfidf.json", "tfidf_lr.safetensors"):
+    stale_files = ("adapter_config.json", "adapter_model.safetensors", "tfidf.json", "tfidf_lr.safetensors",
+                   familiarity.INDEX_FILE)
+    for stale in stale_files:
         (out_dir / stale).unlink(missing_ok=True)
+    if index is not None:
+        familiarity.save_index(index, out_dir)
     if members.peft_model is not None:
         _save_encoder_lora(members.peft_model, out_dir)
     if meta["weights"].get("tfidf", 0) > 0:

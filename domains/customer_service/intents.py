@@ -3,8 +3,10 @@
 An ``IntentModel`` lives in ``data/customer_service/intents/<name>/``: the peft LoRA of the encoder's
 upper layers, ``head.safetensors`` (class directions and biases), optionally ``tfidf.json`` +
 ``tfidf_lr.safetensors`` (character n-gram regression) and ``baseline_lr.safetensors`` (regression on frozen
-embeddings), and ``meta.json`` (labels, scale, the members' ensemble ``weights`` and the out-of-scope
-threshold, both chosen on the validation split, and the training metrics).
+embeddings), for a data set with out-of-scope queries ``familiarity.faiss`` (the in-scope training
+embeddings, ``familiarity.py``), and ``meta.json`` (labels, scale, the members' ensemble ``weights``, the
+familiarity exponent and the out-of-scope threshold, all chosen on the validation split, and the training
+metrics).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core_model.errors import DSuiteError
-from domains.customer_service import tfidf
+from domains.customer_service import familiarity, tfidf
 from eval.data.paths import PROJECT_DATA
 
 logger = logging.getLogger(__name__)
@@ -30,7 +32,8 @@ class IntentPrediction:
 
     Attributes:
         label: the intent, or ``"oos"`` when rejected as out of scope.
-        confidence: probability of the best in-scope intent (softmax over the head).
+        confidence: probability of the best in-scope intent (the members' average), times the query's
+            familiarity ** alpha when the model weighs familiarity; rejection compares it to the threshold.
         best: the best in-scope intent even when rejected.
         top: the three best ``(intent, probability)`` pairs.
     """
@@ -110,7 +113,8 @@ class IntentModel:
 
     def probabilities(self, embeddings, texts: list[str] | None = None):
         """Class probabilities (N, C): the cosine head over unit embeddings (N, H) from ``embed``, averaged
-        with the TF-IDF regression and the frozen-embedding regression over ``texts`` by ``weights``."""
+        with the TF-IDF regression and the frozen-embedding regression over ``texts`` by ``weights``; the
+        in-scope columns weighted by familiarity when the model uses it (``familiarity.rescale``)."""
         import numpy as np
         import torch
 
@@ -126,7 +130,16 @@ class IntentModel:
         if weights.get("lr"):
             frozen = embeddings if self.lora_dir is None else self._frozen_embed(texts)
             probs += weights["lr"] * self.frozen_lr_probabilities(frozen)
+        alpha = float(self.meta.get("familiarity_alpha") or 0.0)
+        if alpha:
+            probs = familiarity.rescale(probs, self.familiarity(embeddings), alpha, self.labels.index(OOS))
         return probs
+
+    def familiarity(self, embeddings):
+        """Similarity (N,) of each embedding from ``embed`` to its nearest in-scope training example."""
+        if not hasattr(self, "_index"):
+            self._index = familiarity.load_index(self.folder)
+        return familiarity.nearest_similarity(self._index, embeddings)
 
     def _frozen_embed(self, texts: list[str]):
         from domains.customer_service.encoder import embed

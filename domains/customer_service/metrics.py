@@ -125,6 +125,21 @@ def choose_threshold(
     return float(thresholds[order[-1]])
 
 
+def choose_alpha(probs, familiarity, y, labels: list[str], alphas, **kwargs) -> float:
+    """The familiarity exponent (``familiarity.rescale``) with the best validation in-scope accuracy at the
+    threshold ``choose_threshold`` picks for it, then the best OOS recall; ties keep the smaller exponent."""
+    from domains.customer_service.familiarity import rescale
+
+    oos = labels.index(OOS)
+    best, best_key = 0.0, None
+    for alpha in sorted(alphas):
+        _, accuracy, recall = operating_point(rescale(probs, familiarity, alpha, oos), y, labels, **kwargs)
+        key = (round(accuracy, 9), round(recall, 9))
+        if best_key is None or key > best_key:
+            best, best_key = float(alpha), key
+    return best
+
+
 def operating_point(probs, y, labels: list[str], **kwargs) -> tuple[float, float, float]:
     """``(threshold, in-scope accuracy, OOS recall)`` of ``choose_threshold`` on these rows."""
     threshold = choose_threshold(probs, y, labels, **kwargs)

@@ -101,12 +101,15 @@ def test_train_a_small_clinc_slice_and_reload_it(tmp_path, monkeypatch):
     with pytest.raises(Exception, match="refit"):
         train_intents("clinc-slice", recipe("clinc-slice", refit=True), out_dir=tmp_path / "refused")
     folder = tmp_path / "model"
-    meta = train_intents("clinc-slice", recipe("clinc-slice", split_layer=5, epochs=1), out_dir=folder)
+    # one familiarity exponent on offer, so the saved model exercises the familiarity index
+    config = recipe("clinc-slice", split_layer=5, epochs=1, alphas=(2.0,))
+    meta = train_intents("clinc-slice", config, out_dir=folder)
     assert (folder / "adapter_model.safetensors").is_file() and (folder / "baseline_lr.safetensors").is_file()
+    assert meta["familiarity_alpha"] == 2.0 and (folder / "familiarity.faiss").is_file()
     assert sum(meta["weights"].values()) == pytest.approx(1.0) and meta["threshold"] is not None
     assert meta["metrics"]["validation"]["in_scope_accuracy"] >= 0.8
 
-    # the saved model reproduces the validation figures it was chosen with
+    # the saved model (familiarity included) reproduces the validation figures it was chosen with
     rows = _clinc_slice("validation")
     model = IntentModel.load(folder)
     preds = model.predict([r["text"] for r in rows])
@@ -116,8 +119,17 @@ def test_train_a_small_clinc_slice_and_reload_it(tmp_path, monkeypatch):
 
     # the frozen-embedding regression as a member needs a second, un-tuned encoder pass
     meta["weights"] = {"head": 0.5, "lr": 0.5}
+    meta["familiarity_alpha"] = 0.0
     (folder / "meta.json").write_text(json.dumps(meta))
     mixed = IntentModel.load(folder)
     texts = [r["text"] for r in rows[:8]]
     probs = mixed.probabilities(mixed.embed(texts), texts)
     assert probs.shape == (8, len(meta["labels"])) and np.allclose(probs.sum(1), 1.0)
+
+    # familiarity only lowers the in-scope probabilities (similarities are at most 1), never the OOS one
+    meta["familiarity_alpha"] = 2.0
+    (folder / "meta.json").write_text(json.dumps(meta))
+    weighted = IntentModel.load(folder)
+    scaled = weighted.probabilities(weighted.embed(texts), texts)
+    oos = meta["labels"].index("oos")
+    assert np.all(scaled <= probs + 1e-9) and np.allclose(scaled[:, oos], probs[:, oos])
