@@ -80,11 +80,16 @@ def train_intents_command(
     split_layer: Annotated[
         int | None, typer.Option("--split-layer", help="First MiniLM layer that is tuned (default: recipe).")
     ] = None,
+    heads: Annotated[
+        int | None,
+        typer.Option("--heads", min=1, help="LoRA + head pairs (other seeds), averaged (default: recipe)."),
+    ] = None,
 ) -> None:
     """Train an intent classifier (the data set's recipe) and save it under data/customer_service/intents/."""
     from domains.customer_service.intent_training import recipe, train_intents
 
-    overrides = {k: v for k, v in {"epochs": epochs, "split_layer": split_layer}.items() if v is not None}
+    chosen = {"epochs": epochs, "split_layer": split_layer, "heads": heads}
+    overrides = {k: v for k, v in chosen.items() if v is not None}
     meta = train_intents(dataset, recipe(dataset, **overrides))
     typer.echo(json.dumps({"metrics": meta["metrics"], "baseline_metrics": meta["baseline_metrics"]}))
 

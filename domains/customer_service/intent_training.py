@@ -3,7 +3,8 @@
 The frozen lower layers run once per sentence (their outputs are cached in memory, fp16); each epoch then
 runs only the top ``6 - split_layer`` layers forward and backward. Three members are fitted on train:
 
-- ``head``: the fine-tuned encoder (LoRA) with a cosine head initialised at the class centroids;
+- ``head``: the fine-tuned encoder (LoRA) with a cosine head initialised at the class centroids (with
+  ``heads`` > 1, that many such pairs trained from different seeds, their probabilities averaged);
 - ``tfidf``: character 2-4-gram TF-IDF + logistic regression (``tfidf.py``);
 - ``lr``: logistic regression on frozen MiniLM embeddings, which alone is the simple baseline row.
 
@@ -30,7 +31,7 @@ from core_model.errors import DSuiteError
 from domains.customer_service import familiarity
 from domains.customer_service.encoder import MAX_LENGTH, mean_pool, minilm_dir
 from domains.customer_service.intent_sets import get_intent_set
-from domains.customer_service.intents import INTENTS_DIR, OOS
+from domains.customer_service.intents import EXTRA_HEAD_PREFIX, INTENTS_DIR, OOS
 from domains.customer_service.metrics import (
     OOS_RECALL_TARGET,
     RECALL_Z,
@@ -66,10 +67,12 @@ class IntentTrainConfig:
     oos_z: float = RECALL_Z  # ... as a one-sided lower confidence bound (0: the observed recall)
     refit: bool = False  # after the validation choices, train again on train + validation (no-OOS sets)
     alphas: tuple[float, ...] = familiarity.ALPHAS  # familiarity exponents tried on validation (OOS sets)
+    heads: int = 1  # LoRA heads trained with seeds seed, seed + 1, ...; their probabilities are averaged
 
 
 RECIPES = {
     "banking77": IntentTrainConfig(split_layer=2, epochs=5, refit=True),
+    # one head: two (measured in the README) double the encoder time for a gain within validation noise
     "clinc150": IntentTrainConfig(split_layer=2, epochs=4),
     "bitext": IntentTrainConfig(split_layer=6, epochs=1, lora=False),
 }
@@ -167,15 +170,29 @@ def _cached(model, tokenizer, rows: list[dict], split_layer: int, key: str, cach
 
 
 @dataclass
-class _Members:
-    """The three fitted members: cosine head (+ encoder LoRA), TF-IDF regression, frozen-embedding LR."""
+class _Head:
+    """One cosine head with the encoder LoRA it was trained with (None in head-only mode)."""
 
-    head_w: object  # torch (C, H), unit rows
+    weight: object  # torch (C, H), unit rows
     bias: object  # torch (C,)
-    peft_model: object | None  # the LoRA-wrapped encoder, or None in head-only mode
-    tuned: dict  # split -> torch (N, H) embeddings from the (tuned) encoder
+    peft_model: object | None
+    tuned: dict  # split -> torch (N, H) embeddings from this head's encoder
+
+
+@dataclass
+class _Members:
+    """The fitted members: cosine head(s) (+ encoder LoRA), TF-IDF regression, frozen-embedding LR."""
+
+    heads: list[_Head]  # ``config.heads`` of them, averaged as the member ``head``
     tfidf: tuple  # (vectorizer, weight, bias)
     baseline: object  # sklearn LogisticRegression on frozen embeddings
+
+    def joint(self, split: str):
+        """The heads' embeddings of ``split`` side by side, scaled to unit rows (N, heads * H): an inner
+        product of two such rows is the average of the heads' cosine similarities."""
+        import torch
+
+        return torch.cat([h.tuned[split] for h in self.heads], 1) / len(self.heads) ** 0.5
 
 
 def _train_lora_head(model, batches, y_fit, centroids, config: IntentTrainConfig, desc: str):
@@ -255,8 +272,9 @@ def _train_head_only(x_fit, y_fit, centroids, config: IntentTrainConfig):
     return torch.nn.functional.normalize(weight.detach(), dim=-1), bias.detach()
 
 
-def _fit_members(model, caches, frozen, texts, y, n_classes, fit_splits, config, desc) -> _Members:
-    """Fit the three members on the concatenation of ``fit_splits``; embed every cached split."""
+def _fit_members(new_encoder, caches, frozen, texts, y, n_classes, fit_splits, config, desc) -> _Members:
+    """Fit the members on the concatenation of ``fit_splits`` (``new_encoder()``: a fresh MiniLM for each
+    LoRA head); embed every cached split."""
     import numpy as np
     import torch
     from sklearn.linear_model import LogisticRegression
@@ -273,15 +291,23 @@ def _fit_members(model, caches, frozen, texts, y, n_classes, fit_splits, config,
     if not config.lora:
         head_w, bias = _train_head_only(x_fit, y_fit, centroids, config)
         tuned = {s: torch.as_tensor(v) for s, v in frozen.items()}
-        return _Members(head_w, bias, None, tuned, lexical, baseline)
+        return _Members([_Head(head_w, bias, None, tuned)], lexical, baseline)
     batches, offset = [], 0
     for s in fit_splits:  # indices of later splits follow those of earlier ones
         batches += [(idx + offset, h, m) for idx, h, m in caches[s]]
         offset += len(texts[s])
-    peft_model, head_w, bias = _train_lora_head(model, batches, y_fit, centroids, config, desc)
-    base = peft_model.base_model.model
-    tuned = {s: _embed_cached(base, caches[s], len(texts[s]), config.split_layer) for s in caches}
-    return _Members(head_w, bias, peft_model, tuned, lexical, baseline)
+    heads = []
+    for k in range(config.heads):
+        if k:  # head 0 keeps the run's seed state, so a one-head recipe trains what it always did
+            random.seed(config.seed + k)
+            torch.manual_seed(config.seed + k)
+        suffix = f" (head {k + 1}/{config.heads})" if config.heads > 1 else ""
+        peft_model, head_w, bias = _train_lora_head(new_encoder(), batches, y_fit, centroids, config,
+                                                    desc + suffix)
+        base = peft_model.base_model.model
+        tuned = {s: _embed_cached(base, caches[s], len(texts[s]), config.split_layer) for s in caches}
+        heads.append(_Head(head_w, bias, peft_model, tuned))
+    return _Members(heads, lexical, baseline)
 
 
 def _member_probs(members: _Members, frozen, texts, split: str, scale: float) -> dict:
@@ -290,7 +316,9 @@ def _member_probs(members: _Members, frozen, texts, split: str, scale: float) ->
 
     from domains.customer_service import tfidf
 
-    head = torch.softmax(scale * members.tuned[split] @ members.head_w.T + members.bias, -1).numpy()
+    head = sum(
+        torch.softmax(scale * h.tuned[split] @ h.weight.T + h.bias, -1).numpy() for h in members.heads
+    ) / len(members.heads)
     return {
         "head": head,
         "tfidf": tfidf.probabilities(*members.tfidf, texts[split]),
@@ -304,9 +332,9 @@ def _mix(weights: dict, probs: dict):
 
 def _familiarity(members: _Members, y: dict, oos: int) -> tuple:
     """The index of the in-scope training embeddings and each other split's nearest similarities."""
-    train = members.tuned["train"].numpy()
-    index = familiarity.build_index(train[y["train"] != oos])
-    near = {s: familiarity.nearest_similarity(index, e.numpy()) for s, e in members.tuned.items()}
+    index = familiarity.build_index(members.joint("train").numpy()[y["train"] != oos])
+    splits = members.heads[0].tuned
+    near = {s: familiarity.nearest_similarity(index, members.joint(s).numpy()) for s in splits}
     return index, near
 
 
@@ -366,7 +394,7 @@ def train_intents(
         model = AutoModel.from_pretrained(minilm_dir(), attn_implementation="eager")
         return model.eval()
 
-    model = fresh_encoder()
+    model = fresh_encoder()  # the frozen encoder that caches the lower layers
     caches = {
         s: _cached(model, tokenizer, rows, config.split_layer, f"{name}-{s}", cache_dir)
         for s, rows in splits.items()
@@ -375,7 +403,7 @@ def train_intents(
     logger.info("cached %s in %.0f s", name, time.time() - started)
 
     members = _fit_members(
-        model, caches, frozen, texts, y, len(labels), ("train",), config, f"training {name}"
+        fresh_encoder, caches, frozen, texts, y, len(labels), ("train",), config, f"training {name}"
     )
     probs = {s: _member_probs(members, frozen, texts, s, config.scale) for s in splits if s != "train"}
     oos_rule = {"min_recall": config.oos_recall, "z": config.oos_z}
@@ -399,11 +427,11 @@ def train_intents(
     base_metrics = {
         "validation": intent_metrics(probs["validation"]["lr"], y["validation"], labels, base_threshold)
     }
-    chosen_with = members.tuned  # the train-only fit's embeddings, which the validation choices saw
+    chosen_with = {s: members.joint(s) for s in caches}  # the train-only fit's, which validation saw
     if config.refit:
         logger.info("refitting %s on train + validation with weights %s", name, weights)
         members = _fit_members(
-            fresh_encoder(),
+            fresh_encoder,
             caches,
             frozen,
             texts,
@@ -438,7 +466,8 @@ def train_intents(
         "baseline_threshold": base_threshold,
         "oos_rule": {"recall_target": config.oos_recall, "z": config.oos_z} if spec.has_oos else None,
         "oos_label": OOS if spec.has_oos else None,
-        "encoder": "minilm+lora" if members.peft_model is not None else "minilm (frozen)",
+        "encoder": "minilm+lora" if members.heads[0].peft_model is not None else "minilm (frozen)",
+        "heads": len(members.heads),
         "config": config.__dict__,
         "train_examples": len(splits["train"]) + (len(splits["validation"]) if config.refit else 0),
         "refit_on_validation": config.refit,
@@ -452,8 +481,10 @@ def train_intents(
 
 
 def _write_model(out_dir: Path, members: _Members, meta: dict, index=None) -> None:
-    """The model folder: encoder LoRA, head, TF-IDF part, baseline regression, the familiarity index (when
-    used) and ``meta.json``."""
+    """The model folder: encoder LoRA and head (more pairs in ``lora_head2/``, ``lora_head3/`` ...), TF-IDF
+    part, baseline regression, the familiarity index (when used) and ``meta.json``."""
+    import shutil
+
     import torch
     from safetensors.torch import save_file
 
@@ -464,16 +495,22 @@ def _write_model(out_dir: Path, members: _Members, meta: dict, index=None) -> No
                    familiarity.INDEX_FILE)
     for stale in stale_files:
         (out_dir / stale).unlink(missing_ok=True)
+    for stale in out_dir.glob(f"{EXTRA_HEAD_PREFIX}*"):
+        if stale.is_dir():
+            shutil.rmtree(stale)
     if index is not None:
         familiarity.save_index(index, out_dir)
-    if members.peft_model is not None:
-        _save_encoder_lora(members.peft_model, out_dir)
     if meta["weights"].get("tfidf", 0) > 0:
         tfidf.save(out_dir, *members.tfidf)
-    save_file(
-        {"weight": members.head_w.contiguous(), "bias": members.bias.contiguous()},
-        str(out_dir / "head.safetensors"),
-    )
+    for k, head in enumerate(members.heads):
+        folder = out_dir if k == 0 else out_dir / f"{EXTRA_HEAD_PREFIX}{k + 1}"
+        folder.mkdir(exist_ok=True)
+        if head.peft_model is not None:
+            _save_encoder_lora(head.peft_model, folder)
+        save_file(
+            {"weight": head.weight.contiguous(), "bias": head.bias.contiguous()},
+            str(folder / "head.safetensors"),
+        )
     save_file(
         {
             "weight": torch.as_tensor(members.baseline.coef_, dtype=torch.float32).contiguous(),

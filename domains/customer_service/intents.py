@@ -3,7 +3,8 @@
 An ``IntentModel`` lives in ``data/customer_service/intents/<name>/``: the peft LoRA of the encoder's
 upper layers, ``head.safetensors`` (class directions and biases), optionally ``tfidf.json`` +
 ``tfidf_lr.safetensors`` (character n-gram regression) and ``baseline_lr.safetensors`` (regression on frozen
-embeddings), for a data set with out-of-scope queries ``familiarity.faiss`` (the in-scope training
+embeddings), optionally more LoRA + head pairs in ``lora_head2/`` ... (averaged with the first), for a data
+set with out-of-scope queries ``familiarity.faiss`` (the in-scope training
 embeddings, ``familiarity.py``), and ``meta.json`` (labels, scale, the members' ensemble ``weights``, the
 familiarity exponent and the out-of-scope threshold, all chosen on the validation split, and the training
 metrics).
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 INTENTS_DIR = PROJECT_DATA / "customer_service" / "intents"
 OOS = "oos"
+EXTRA_HEAD_PREFIX = "lora_head"  # lora_head2/, lora_head3/ ...: more LoRA + head pairs, averaged
 
 
 @dataclass(frozen=True)
@@ -97,11 +99,35 @@ class IntentModel:
     def lora_dir(self) -> Path | None:
         return self.folder if (self.folder / "adapter_config.json").is_file() else None
 
+    @property
+    def heads(self) -> list[tuple[Path | None, object, object]]:
+        """``(lora_dir, weight (C, H), bias (C,))`` of each LoRA + head pair, the folder's own first."""
+        if not hasattr(self, "_heads"):
+            from safetensors.torch import load_file
+
+            extra = sorted(
+                (p for p in self.folder.glob(f"{EXTRA_HEAD_PREFIX}*") if p.is_dir()),
+                key=lambda p: int(p.name[len(EXTRA_HEAD_PREFIX) :] or 0),
+            )
+            self._heads = [(self.lora_dir, self.weight, self.bias)]
+            for folder in extra:
+                if not all((folder / f).is_file() for f in ("head.safetensors", "adapter_config.json")):
+                    raise DSuiteError(
+                        f"'{folder}' lacks head.safetensors or adapter_config.json; retrain with "
+                        f"`dsuite cs train-intents --dataset {self.name}`."
+                    )
+                head = load_file(str(folder / "head.safetensors"))
+                self._heads.append((folder, head["weight"], head["bias"]))
+        return self._heads
+
     def embed(self, texts: list[str], progress: bool = False):
-        """Unit embeddings (N, H) from the fine-tuned encoder."""
+        """Unit embeddings from each fine-tuned encoder, side by side (N, heads * H)."""
+        import numpy as np
+
         from domains.customer_service.encoder import embed
 
-        return embed(texts, lora_dir=self.lora_dir, progress=progress)
+        parts = [embed(texts, lora_dir=lora_dir, progress=progress) for lora_dir, _, _ in self.heads]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, 1)
 
     @property
     def weights(self) -> dict[str, float]:
@@ -121,10 +147,18 @@ class IntentModel:
         weights = self.weights
         if set(weights) - {"head"} and texts is None:
             raise DSuiteError(f"Intent model '{self.name}' mixes in {sorted(weights)}; pass the texts too.")
+        heads, width = self.heads, self.weight.shape[1]
+        if embeddings.shape[1] != len(heads) * width:
+            raise DSuiteError(
+                f"Intent model '{self.name}' has {len(heads)} head(s) of width {width}; pass the embeddings "
+                f"of its own embed() (got width {embeddings.shape[1]})."
+            )
         probs = np.zeros((len(embeddings), len(self.labels)), dtype=np.float64)
         if weights.get("head"):
-            logits = self.scale * torch.as_tensor(embeddings) @ self.weight.T + self.bias  # (N, C)
-            probs += weights["head"] * torch.softmax(logits, dim=-1).numpy()
+            for k, (_, weight, bias) in enumerate(heads):
+                part = torch.as_tensor(embeddings[:, k * width : (k + 1) * width])
+                logits = self.scale * part @ weight.T + bias  # (N, C)
+                probs += weights["head"] / len(heads) * torch.softmax(logits, dim=-1).numpy()
         if weights.get("tfidf"):
             probs += weights["tfidf"] * tfidf.probabilities(*self.lexical, texts)
         if weights.get("lr"):
@@ -136,10 +170,11 @@ class IntentModel:
         return probs
 
     def familiarity(self, embeddings):
-        """Similarity (N,) of each embedding from ``embed`` to its nearest in-scope training example."""
+        """Similarity (N,) of each embedding from ``embed`` to its nearest in-scope training example (with
+        several heads, the average of their cosine similarities)."""
         if not hasattr(self, "_index"):
             self._index = familiarity.load_index(self.folder)
-        return familiarity.nearest_similarity(self._index, embeddings)
+        return familiarity.nearest_similarity(self._index, embeddings / len(self.heads) ** 0.5)
 
     def _frozen_embed(self, texts: list[str]):
         from domains.customer_service.encoder import embed

@@ -101,10 +101,11 @@ def test_train_a_small_clinc_slice_and_reload_it(tmp_path, monkeypatch):
     with pytest.raises(Exception, match="refit"):
         train_intents("clinc-slice", recipe("clinc-slice", refit=True), out_dir=tmp_path / "refused")
     folder = tmp_path / "model"
-    # one familiarity exponent on offer, so the saved model exercises the familiarity index
-    config = recipe("clinc-slice", split_layer=5, epochs=1, alphas=(2.0,))
+    # two LoRA heads and one familiarity exponent on offer, so the saved model exercises both
+    config = recipe("clinc-slice", split_layer=5, epochs=1, alphas=(2.0,), heads=2)
     meta = train_intents("clinc-slice", config, out_dir=folder)
     assert (folder / "adapter_model.safetensors").is_file() and (folder / "baseline_lr.safetensors").is_file()
+    assert (folder / "lora_head2" / "adapter_model.safetensors").is_file() and meta["heads"] == 2
     assert meta["familiarity_alpha"] == 2.0 and (folder / "familiarity.faiss").is_file()
     assert sum(meta["weights"].values()) == pytest.approx(1.0) and meta["threshold"] is not None
     assert meta["metrics"]["validation"]["in_scope_accuracy"] >= 0.8
@@ -123,8 +124,12 @@ def test_train_a_small_clinc_slice_and_reload_it(tmp_path, monkeypatch):
     (folder / "meta.json").write_text(json.dumps(meta))
     mixed = IntentModel.load(folder)
     texts = [r["text"] for r in rows[:8]]
-    probs = mixed.probabilities(mixed.embed(texts), texts)
+    vectors = mixed.embed(texts)
+    assert vectors.shape == (8, 2 * 384)  # the two heads' encoders side by side
+    probs = mixed.probabilities(vectors, texts)
     assert probs.shape == (8, len(meta["labels"])) and np.allclose(probs.sum(1), 1.0)
+    with pytest.raises(Exception, match="embed"):
+        mixed.probabilities(vectors[:, :384], texts)
 
     # familiarity only lowers the in-scope probabilities (similarities are at most 1), never the OOS one
     meta["familiarity_alpha"] = 2.0
