@@ -9,7 +9,6 @@ occurrence is the evidence span. Stored as JSON (``data/medical/icd_lexicon.json
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from core_model.errors import DSuiteError
+from domains.medical.artifacts import read_json, write_json
 from domains.medical.terms import normalize_token
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9'-]*|\d+")
@@ -139,22 +138,15 @@ class Lexicon:
 
     def save(self, path: Path) -> None:
         """Write the lexicon as JSON (atomically)."""
-        path = Path(path)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"version": 1, "table": self.table}, sort_keys=True), encoding="utf-8")
-        tmp.replace(path)
+        write_json(path, {"version": 1, "table": self.table}, sort_keys=True)
 
     @classmethod
     def load(cls, path: Path) -> Lexicon:
         """Read a lexicon written by ``save``."""
-        path = Path(path)
-        if not path.is_file():
-            raise DSuiteError(
-                f"Lexicon file '{path}' not found. Train it with `dsuite medical train-ranker`."
-            )
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("version") != 1 or not isinstance(data.get("table"), dict):
-            raise DSuiteError(
-                f"{path} is not a version-1 lexicon file; retrain with `dsuite medical train-ranker`."
-            )
+        data = read_json(
+            path,
+            "Lexicon file",
+            "a version-1 lexicon file",
+            lambda d: d.get("version") == 1 and isinstance(d.get("table"), dict),
+        )
         return cls(data["table"])

@@ -11,7 +11,6 @@ and codes; no note text), nothing is unpickled.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -21,6 +20,7 @@ import numpy as np
 from scipy import sparse
 
 from core_model.errors import DSuiteError
+from domains.medical.artifacts import read_json, write_json
 from domains.medical.lexicon import ngrams
 
 FORMAT = 1
@@ -115,7 +115,6 @@ class NoteNeighbours:
 
     def save(self, path: Path) -> None:
         """Write the index as JSON (atomically)."""
-        path = Path(path)
         data = {
             "format": FORMAT,
             "k": self.k,
@@ -127,24 +126,14 @@ class NoteNeighbours:
                 for grams, codes in zip(self.note_grams, self.note_codes, strict=True)
             ],
         }
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, separators=(",", ":")), encoding="utf-8")
-        tmp.replace(path)
+        write_json(path, data, separators=(",", ":"))
 
     @classmethod
     def load(cls, path: Path) -> NoteNeighbours:
         """Read an index written by ``save``."""
-        path = Path(path)
-        if not path.is_file():
-            raise DSuiteError(
-                f"Neighbour index '{path}' not found. Train it with `dsuite medical train-ranker`."
-            )
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") != FORMAT:
-            raise DSuiteError(
-                f"{path} is not a format-{FORMAT} neighbour index; "
-                "retrain with `dsuite medical train-ranker`."
-            )
+        data = read_json(
+            path, "Neighbour index", f"a format-{FORMAT} neighbour index", lambda d: d.get("format") == FORMAT
+        )
         notes = data["notes"]
         return cls(
             data["vocab"],
