@@ -130,6 +130,18 @@ def _rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def _row_start(row: dict, tok, args, ttft) -> tuple | None:
+    """A row's common start: first-token latency into ``row`` (``ttft(turns)``). In --ttft-only mode also
+    the RSS, and None (the row is done); else ``(spec, ppl_ids, prompts)`` for throughput and perplexity."""
+    spec = json.loads(PROMPTS.read_text())
+    row.update(ttft(ttft_prompts(tok, spec["system"], args.ttft_runs)))
+    if args.ttft_only:
+        row["rss_mb"] = _rss_mb()
+        return None
+    spec, ppl_ids = _data(tok, args.ppl_docs, args.ppl_tokens)
+    return spec, ppl_ids, [_chat(tok, p) for p in spec["prompts"]]
+
+
 def run_engine_row(args, policy: str) -> dict:
     torch = _setup(args.threads)
     from core_model import load_base
@@ -145,13 +157,10 @@ def run_engine_row(args, policy: str) -> dict:
     gc.collect()
     row: dict = {"policy": policy, "threads": torch.get_num_threads(),
                  "weights_mb": round(engine.nbytes() / 1e6, 1)}
-    spec = json.loads(PROMPTS.read_text())
-    row.update(engine_ttft(engine, ttft_prompts(tok, spec["system"], args.ttft_runs)))
-    if args.ttft_only:
-        row["rss_mb"] = _rss_mb()
+    started = _row_start(row, tok, args, lambda turns: engine_ttft(engine, turns))
+    if started is None:
         return row
-    spec, ppl_ids = _data(tok, args.ppl_docs, args.ppl_tokens)
-    prompts = [_chat(tok, p) for p in spec["prompts"]]
+    spec, ppl_ids, prompts = started
     with tempfile.TemporaryDirectory() as tmp:
         from safetensors.torch import save_file
 
@@ -229,13 +238,10 @@ def run_hf_row(args) -> dict:
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
     row: dict = {"policy": "transformers fp32 (sdpa), generate()", "threads": torch.get_num_threads()}
-    spec = json.loads(PROMPTS.read_text())
-    row.update(hf_ttft(model, ttft_prompts(tok, spec["system"], args.ttft_runs)))
-    if args.ttft_only:
-        row["rss_mb"] = _rss_mb()
+    started = _row_start(row, tok, args, lambda turns: hf_ttft(model, turns))
+    if started is None:
         return row
-    spec, ppl_ids = _data(tok, args.ppl_docs, args.ppl_tokens)
-    prompts = [_chat(tok, p) for p in spec["prompts"]]
+    spec, ppl_ids, prompts = started
     n = args.new_tokens
     kw = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=tok.eos_token_id)
     with torch.inference_mode():
