@@ -367,6 +367,11 @@ def train_intents(
     config = config or recipe(name)
     spec = get_intent_set(name)
     out_dir = Path(out_dir or INTENTS_DIR / name)
+    if config.heads < 1 or (config.heads > 1 and not config.lora):
+        raise DSuiteError(
+            f"heads={config.heads}: use 1, or more than 1 with lora=True (head-only mode trains a single "
+            "cosine head on frozen embeddings, so more heads would be copies of it)."
+        )
     if config.refit and spec.has_oos:
         raise DSuiteError(
             f"refit=True would train {name} on the validation split its OOS threshold is chosen on; "

@@ -138,3 +138,13 @@ def test_train_a_small_clinc_slice_and_reload_it(tmp_path, monkeypatch):
     scaled = weighted.probabilities(weighted.embed(texts), texts)
     oos = meta["labels"].index("oos")
     assert np.all(scaled <= probs + 1e-9) and np.allclose(scaled[:, oos], probs[:, oos])
+
+
+def test_more_heads_need_the_encoder_lora():
+    from core_model.errors import DSuiteError
+    from domains.customer_service.intent_training import recipe, train_intents
+
+    with pytest.raises(DSuiteError, match="lora=True"):
+        train_intents("bitext", recipe("bitext", heads=2), evaluate_test=False)
+    with pytest.raises(DSuiteError, match="heads=0"):
+        train_intents("clinc150", recipe("clinc150", heads=0), evaluate_test=False)
