@@ -58,6 +58,12 @@ def load_index(folder: Path):
     return faiss.read_index(str(path))
 
 
+def joint(embeddings, heads: int):
+    """Several heads' unit embeddings side by side (N, heads * H), scaled to unit rows: the inner product of
+    two such rows is the average of the heads' cosine similarities (the familiarity of an ensemble)."""
+    return embeddings / heads**0.5
+
+
 def nearest_similarity(index, embeddings, batch_size: int = 4096):
     """Cosine similarity (N,) of each unit embedding to its nearest indexed training example."""
     import numpy as np

@@ -31,7 +31,7 @@ from core_model.errors import DSuiteError
 from domains.customer_service import familiarity
 from domains.customer_service.encoder import MAX_LENGTH, mean_pool, minilm_dir
 from domains.customer_service.intent_sets import get_intent_set
-from domains.customer_service.intents import EXTRA_HEAD_PREFIX, INTENTS_DIR, OOS
+from domains.customer_service.intents import EXTRA_HEAD_PREFIX, INTENTS_DIR, OOS, head_probabilities
 from domains.customer_service.metrics import (
     OOS_RECALL_TARGET,
     RECALL_Z,
@@ -188,11 +188,10 @@ class _Members:
     baseline: object  # sklearn LogisticRegression on frozen embeddings
 
     def joint(self, split: str):
-        """The heads' embeddings of ``split`` side by side, scaled to unit rows (N, heads * H): an inner
-        product of two such rows is the average of the heads' cosine similarities."""
+        """The heads' embeddings of ``split`` side by side (``familiarity.joint``), (N, heads * H)."""
         import torch
 
-        return torch.cat([h.tuned[split] for h in self.heads], 1) / len(self.heads) ** 0.5
+        return familiarity.joint(torch.cat([h.tuned[split] for h in self.heads], 1), len(self.heads))
 
 
 def _train_lora_head(model, batches, y_fit, centroids, config: IntentTrainConfig, desc: str):
@@ -312,13 +311,12 @@ def _fit_members(new_encoder, caches, frozen, texts, y, n_classes, fit_splits, c
 
 def _member_probs(members: _Members, frozen, texts, split: str, scale: float) -> dict:
     """Each member's class probabilities (N, C) on ``split``."""
-    import torch
 
     from domains.customer_service import tfidf
 
-    head = sum(
-        torch.softmax(scale * h.tuned[split] @ h.weight.T + h.bias, -1).numpy() for h in members.heads
-    ) / len(members.heads)
+    head = head_probabilities(
+        [h.tuned[split] for h in members.heads], [(h.weight, h.bias) for h in members.heads], scale
+    )
     return {
         "head": head,
         "tfidf": tfidf.probabilities(*members.tfidf, texts[split]),
@@ -333,8 +331,8 @@ def _mix(weights: dict, probs: dict):
 def _familiarity(members: _Members, y: dict, oos: int) -> tuple:
     """The index of the in-scope training embeddings and each other split's nearest similarities."""
     index = familiarity.build_index(members.joint("train").numpy()[y["train"] != oos])
-    splits = members.heads[0].tuned
-    near = {s: familiarity.nearest_similarity(index, members.joint(s).numpy()) for s in splits}
+    others = [s for s in members.heads[0].tuned if s != "train"]
+    near = {s: familiarity.nearest_similarity(index, members.joint(s).numpy()) for s in others}
     return index, near
 
 
@@ -413,7 +411,7 @@ def train_intents(
     probs = {s: _member_probs(members, frozen, texts, s, config.scale) for s in splits if s != "train"}
     oos_rule = {"min_recall": config.oos_recall, "z": config.oos_z}
     weights = choose_weights(probs["validation"], y["validation"], labels, **oos_rule)
-    threshold = base_threshold = index = None
+    base_threshold = index = None
     alpha, near = 0.0, {}
     if spec.has_oos:
         index, near = _familiarity(members, y, labels.index(OOS))
@@ -421,14 +419,12 @@ def train_intents(
             _mix(weights, probs["validation"]), near["validation"], y["validation"], labels, config.alphas,
             **oos_rule,
         )
-        threshold = choose_threshold(_scored(weights, probs, near, alpha, labels, "validation"),
-                                     y["validation"], labels, **oos_rule)
         base_threshold = choose_threshold(probs["validation"]["lr"], y["validation"], labels, **oos_rule)
-    metrics = {
-        "validation": intent_metrics(
-            _scored(weights, probs, near, alpha, labels, "validation"), y["validation"], labels, threshold
-        )
-    }
+    scored_validation = _scored(weights, probs, near, alpha, labels, "validation")
+    threshold = (
+        choose_threshold(scored_validation, y["validation"], labels, **oos_rule) if spec.has_oos else None
+    )
+    metrics = {"validation": intent_metrics(scored_validation, y["validation"], labels, threshold)}
     base_metrics = {
         "validation": intent_metrics(probs["validation"]["lr"], y["validation"], labels, base_threshold)
     }

@@ -50,6 +50,22 @@ class IntentPrediction:
         return self.label == OOS
 
 
+def head_probabilities(parts, heads, scale: float):
+    """The cosine heads' softmax probabilities (N, C), averaged over the heads.
+
+    Args:
+        parts: per head, the unit embeddings (N, H) of that head's encoder.
+        heads: per head, ``(weight (C, H) unit rows, bias (C,))``.
+        scale: the cosine logit scale.
+    """
+    import torch
+
+    return sum(
+        torch.softmax(scale * torch.as_tensor(part) @ weight.T + bias, -1).numpy()
+        for part, (weight, bias) in zip(parts, heads, strict=True)
+    ) / len(heads)
+
+
 @dataclass
 class IntentModel:
     """A trained intent classifier (encoder LoRA + cosine head + rejection threshold)."""
@@ -142,7 +158,6 @@ class IntentModel:
         with the TF-IDF regression and the frozen-embedding regression over ``texts`` by ``weights``; the
         in-scope columns weighted by familiarity when the model uses it (``familiarity.rescale``)."""
         import numpy as np
-        import torch
 
         weights = self.weights
         if set(weights) - {"head"} and texts is None:
@@ -155,10 +170,9 @@ class IntentModel:
             )
         probs = np.zeros((len(embeddings), len(self.labels)), dtype=np.float64)
         if weights.get("head"):
-            for k, (_, weight, bias) in enumerate(heads):
-                part = torch.as_tensor(embeddings[:, k * width : (k + 1) * width])
-                logits = self.scale * part @ weight.T + bias  # (N, C)
-                probs += weights["head"] / len(heads) * torch.softmax(logits, dim=-1).numpy()
+            parts = [embeddings[:, k * width : (k + 1) * width] for k in range(len(heads))]
+            pairs = [(weight, bias) for _, weight, bias in heads]
+            probs += weights["head"] * head_probabilities(parts, pairs, self.scale)
         if weights.get("tfidf"):
             probs += weights["tfidf"] * tfidf.probabilities(*self.lexical, texts)
         if weights.get("lr"):
@@ -174,7 +188,7 @@ class IntentModel:
         several heads, the average of their cosine similarities)."""
         if not hasattr(self, "_index"):
             self._index = familiarity.load_index(self.folder)
-        return familiarity.nearest_similarity(self._index, embeddings / len(self.heads) ** 0.5)
+        return familiarity.nearest_similarity(self._index, familiarity.joint(embeddings, len(self.heads)))
 
     def _frozen_embed(self, texts: list[str]):
         from domains.customer_service.encoder import embed

@@ -1,6 +1,7 @@
-"""The medical coder's trained JSON files (lexicon, neighbour index): written atomically, read with checks.
+"""The medical coder's JSON files (term and code tables, lexicon, neighbour index, ranker): written
+atomically, the trained ones read with checks.
 
-Both are made by `dsuite medical train-ranker`; a missing or foreign file is an error that says so.
+The trained files come from `dsuite medical train-ranker`; a missing or foreign one is an error that says so.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from functools import lru_cache
 from importlib import metadata
 
 from core_model.paths import dsuite_home
+from domains.medical.artifacts import write_json
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,7 @@ def _table() -> dict[str, list]:
         keep_parent = parent_code and not icd.is_chapter_or_block(parent_code)
         table[code] = [icd.get_description(code), parent_code if keep_parent else None]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(table), encoding="utf-8")
-    tmp.replace(path)
+    write_json(path, table)
     return table
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core_model.errors import DSuiteError
+from domains.medical.artifacts import write_json
 from domains.medical.icd_codes import describe
 from domains.medical.lexicon import Lexicon
 from domains.medical.neighbours import NoteNeighbours
@@ -283,9 +284,7 @@ def train_ranker(folds: int = 5, seed: int = 0, c: float = 1.0) -> dict:
     everything = [(n["text"], n["codes"]) for n in notes]
     Lexicon.fit(everything).save(LEXICON_FILE)
     NoteNeighbours.fit(everything).save(NEIGHBOURS_FILE)
-    tmp = RANKER.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    tmp.replace(RANKER)
+    write_json(RANKER, data, indent=1)
     load_ranker.cache_clear()
     summary = {
         "candidates": int(len(y_all)),

@@ -20,6 +20,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from core_model.paths import dsuite_home
+from domains.medical.artifacts import write_json
 from domains.medical.icd_codes import all_codes, describe, inclusion_terms, package_version
 from domains.medical.resources import MEDICAL_DATA, SYNONYMS, load_validated
 from domains.medical.text import token_texts, tokenizer
@@ -130,9 +131,7 @@ def load_terms() -> dict[str, list[str]]:
     log.info("building the ICD-10-CM term index (once)")
     table = build_terms()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(table), encoding="utf-8")
-    tmp.replace(path)
+    write_json(path, table)
     return table
 
 
