@@ -30,6 +30,8 @@ class LoraTrainConfig:
         seed: random seed of the split, the shuffling and the LoRA initialisation.
         checkpoint_every: save a resumable checkpoint every this many steps (0 = only at the end).
         warmup_steps: linear learning-rate warm-up.
+        layers: indices of the decoder layers that get LoRA (None: all). Training only the top layers is
+            cheaper: no gradient flows below the lowest adapted layer.
     """
 
     r: int = 16
@@ -47,6 +49,7 @@ class LoraTrainConfig:
     seed: int = 0
     checkpoint_every: int = 50
     warmup_steps: int = 5
+    layers: tuple[int, ...] | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -72,6 +75,8 @@ class LoraTrainConfig:
             raise DSuiteError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}.")
         if self.lr <= 0:
             raise DSuiteError(f"lr must be > 0, got {self.lr}.")
+        if self.layers is not None:
+            object.__setattr__(self, "layers", _layer_indices(self.layers))
         if self.max_length < 8:
             raise DSuiteError(f"max_length must be >= 8 tokens, got {self.max_length}.")
 
@@ -84,6 +89,8 @@ class LoraTrainConfig:
         """JSON-able settings (recorded with every registered adapter)."""
         data = asdict(self)
         data["target_modules"] = list(self.target_modules)
+        if self.layers is not None:
+            data["layers"] = list(self.layers)
         return data
 
     @classmethod
@@ -108,6 +115,26 @@ class LoraTrainConfig:
     def with_(self, **changes) -> LoraTrainConfig:
         """A copy with some settings changed."""
         return replace(self, **changes)
+
+
+def _layer_indices(value) -> tuple[int, ...]:
+    """Sorted distinct decoder layer indices from a list or a string of indices and ranges ("18-29,31")."""
+    parts = _split(value) if isinstance(value, str) else list(value)
+    try:
+        found: set[int] = set()
+        for part in map(str, parts):
+            first, dash, last = part[1:].partition("-")  # a leading "-" is a sign, not a range
+            low, high = (part[0] + first, last) if dash else (part, part)
+            found.update(range(int(low), int(high) + 1))
+        layers = tuple(sorted(found))
+    except (TypeError, ValueError):
+        layers = ()
+    if not layers or min(layers) < 0:
+        raise DSuiteError(
+            f"layers={value!r}: give decoder layer indices counted from 0 (e.g. '18-29' or '18,20'), "
+            "or leave layers out to adapt every layer."
+        )
+    return layers
 
 
 def _split(value) -> list[str]:

@@ -128,6 +128,12 @@ def train_adapter(
     steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
 
+    depth = getattr(base.model.config, "num_hidden_layers", None)
+    if config.layers is not None and depth is not None and max(config.layers) >= depth:
+        raise DSuiteError(
+            f"layers={list(config.layers)} names a layer the base does not have: it has {depth} decoder "
+            f"layers, 0 to {depth - 1}."
+        )
     torch.manual_seed(config.seed)
     model = copy.deepcopy(base.model)
     lora_config = LoraConfig(
@@ -135,6 +141,7 @@ def train_adapter(
         lora_alpha=config.alpha,
         lora_dropout=config.dropout,
         target_modules=list(config.target_modules),
+        layers_to_transform=list(config.layers) if config.layers is not None else None,
         bias="none",
         task_type="CAUSAL_LM",
     )

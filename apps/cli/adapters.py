@@ -54,6 +54,10 @@ def train(
     target_modules: Annotated[
         str | None, typer.Option(help="Comma-separated Linear modules (default q_proj,v_proj).")
     ] = None,
+    layers: Annotated[
+        str | None,
+        typer.Option(help="Decoder layers to adapt: '18-29' or '20,22,24' (default all; fewer: faster)."),
+    ] = None,
     epochs: Annotated[float | None, typer.Option(help="Passes over the training split.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps (0 = no limit).")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
@@ -80,6 +84,7 @@ def train(
             "alpha": alpha,
             "dropout": dropout,
             "target_modules": target_modules,
+            "layers": layers,
             "epochs": epochs,
             "max_steps": max_steps,
             "lr": lr,

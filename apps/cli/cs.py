@@ -115,6 +115,23 @@ def dst_data(
     typer.echo(json.dumps({"path": str(build_training_set(out, limit=limit))}))
 
 
+@app.command("train-dst")
+def train_dst(
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="MultiWOZ dev turns to train on (default: recipe).")
+    ] = None,
+    epochs: Annotated[
+        float | None, typer.Option("--epochs", min=0.01, help="Passes over them (default: the recipe's).")
+    ] = None,
+    base: BaseOption = None,
+) -> None:
+    """Train the DST adapter (the recipe), register it and ship a copy in data/customer_service/adapter/."""
+    from domains.customer_service.dst_training import RECIPE, train_dst_adapter
+
+    result = train_dst_adapter(limit=limit or RECIPE["limit"], epochs=epochs or RECIPE["epochs"], base=base)
+    typer.echo(json.dumps({k: v for k, v in result.items() if k != "training"}))
+
+
 @app.command("offers-data")
 def offers_data(
     out: Annotated[Path, typer.Argument(help="JSONL file to write.")],

@@ -3,8 +3,9 @@
 After each user turn the adapter writes the slots that turn sets (a JSON object); the tracker merges it into
 the running state, normalises the values and keeps only what the schema accepts, so the full state after
 every turn is a schema-valid JSON object. The prompt (``data/customer_service/dst_prompt.json``) gives the
-domain in focus, the slots the rule tracker found in the turn, the last system turn and the user turn.
-Training records come from MultiWOZ dev (the train split is not in the shared copy).
+domain in focus, the state so far, the slots the rule tracker found in the turn, the last system turn and
+the user turn. Training records come from MultiWOZ dev (the train split is not in the shared copy); every
+``validation_every``-th dev dialogue is kept out of training for validation.
 """
 
 from __future__ import annotations
@@ -49,14 +50,26 @@ def domain_slots(schema: str, domain: str | None) -> str:
     return ", ".join(names) or "-"
 
 
+def validation_dialogues(dialogue_ids) -> set[str]:
+    """The dev dialogues kept out of the adapter's training: every ``validation_every``-th by sorted id."""
+    every = int(prompt_template()["validation_every"])
+    return set(sorted(dialogue_ids)[::every])
+
+
 def turn_messages(
-    system: str, user: str, domain: str | None, rules: dict, schema: str = "multiwoz"
+    system: str,
+    user: str,
+    domain: str | None,
+    rules: dict,
+    schema: str = "multiwoz",
+    state: dict | None = None,
 ) -> list[dict]:
-    """The chat messages the adapter sees for one user turn."""
+    """The chat messages the adapter sees for one user turn (``state``: the full state before it)."""
     template = prompt_template()
     content = template["user"].format(
         domain=domain or "none",
         slots=domain_slots(schema, domain),
+        state=json.dumps(state or {}, ensure_ascii=False),
         rules=json.dumps(rules, ensure_ascii=False),
         system=compact_turn(system) or "-",
         user=compact_turn(user),
@@ -90,9 +103,12 @@ def gold_delta(previous: dict, current: dict) -> dict:
 def build_training_set(out_path: str | Path, limit: int | None = 800, seed: int = 0) -> Path:
     """Write MultiWOZ dev turns as chat JSONL records (prompt -> the turn's gold state update).
 
+    The prompt carries the gold state before the turn (at inference: the tracked one). The validation
+    dialogues (:func:`validation_dialogues`) are left out.
+
     Args:
         out_path: the JSONL file to write.
-        limit: keep this many user turns, sampled evenly at random over the dev dialogues (None: all).
+        limit: keep this many user turns, sampled evenly at random over the training dialogues (None: all).
         seed: sampling seed.
     """
     from adapters.data import write_jsonl
@@ -101,7 +117,11 @@ def build_training_set(out_path: str | Path, limit: int | None = 800, seed: int 
     records = []
     rng = random.Random(seed)
     dropout = float(prompt_template().get("hint_dropout", 0.0))
-    for dialogue in multiwoz.load_dialogues("dev"):
+    dialogues = multiwoz.load_dialogues("dev")
+    held_out = validation_dialogues(d["dialogue_id"] for d in dialogues)
+    for dialogue in dialogues:
+        if dialogue["dialogue_id"] in held_out:
+            continue
         rules, previous, focus = RuleTracker(), {}, None
         for turn in multiwoz.user_turns(dialogue):
             rules.update(turn["user"], turn["system"])
@@ -109,7 +129,7 @@ def build_training_set(out_path: str | Path, limit: int | None = 800, seed: int 
             gold = {k: v for k, v in normalize_state(turn["state"]).items() if k in MULTIWOZ_SLOTS}
             delta = gold_delta(previous, gold)
             hint = {} if rng.random() < dropout else rules.last_found
-            messages = turn_messages(turn["system"], turn["user"], focus, hint)
+            messages = turn_messages(turn["system"], turn["user"], focus, hint, state=previous)
             messages.append({"role": "assistant", "content": json.dumps(delta, ensure_ascii=False)})
             records.append({"messages": messages, "dialogue_id": dialogue["dialogue_id"]})
             previous, focus = gold, _domain_of(delta, focus)
@@ -161,6 +181,9 @@ class AdapterTracker:
     def __init__(
         self, manager, adapter: str | None = ADAPTER_NAME, schema: str = "multiwoz", max_new_tokens: int = 48
     ):
+        from domains.customer_service.dst_training import ensure_available
+
+        ensure_available(manager, adapter)
         self.manager, self.adapter, self.max_new_tokens = manager, adapter, max_new_tokens
         self.schema_name = schema
         self.schema = load_schema(schema)
@@ -205,7 +228,12 @@ class AdapterTracker:
                     done.rules.update(turn["user"], turn.get("system", ""))
                     done.domain = done.rules.active or done.domain
                 messages = turn_messages(
-                    turn.get("system", ""), turn["user"], done.domain, done.rules.last_found, self.schema_name
+                    turn.get("system", ""),
+                    turn["user"],
+                    done.domain,
+                    done.rules.last_found,
+                    self.schema_name,
+                    state=done.running,
                 )
                 requests.append(
                     GenerationRequest(

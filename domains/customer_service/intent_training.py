@@ -301,8 +301,9 @@ def _fit_members(new_encoder, caches, frozen, texts, y, n_classes, fit_splits, c
             random.seed(config.seed + k)
             torch.manual_seed(config.seed + k)
         suffix = f" (head {k + 1}/{config.heads})" if config.heads > 1 else ""
-        peft_model, head_w, bias = _train_lora_head(new_encoder(), batches, y_fit, centroids, config,
-                                                    desc + suffix)
+        peft_model, head_w, bias = _train_lora_head(
+            new_encoder(), batches, y_fit, centroids, config, desc + suffix
+        )
         base = peft_model.base_model.model
         tuned = {s: _embed_cached(base, caches[s], len(texts[s]), config.split_layer) for s in caches}
         heads.append(_Head(head_w, bias, peft_model, tuned))
@@ -416,7 +417,11 @@ def train_intents(
     if spec.has_oos:
         index, near = _familiarity(members, y, labels.index(OOS))
         alpha = choose_alpha(
-            _mix(weights, probs["validation"]), near["validation"], y["validation"], labels, config.alphas,
+            _mix(weights, probs["validation"]),
+            near["validation"],
+            y["validation"],
+            labels,
+            config.alphas,
             **oos_rule,
         )
         base_threshold = choose_threshold(probs["validation"]["lr"], y["validation"], labels, **oos_rule)
@@ -492,8 +497,13 @@ def _write_model(out_dir: Path, members: _Members, meta: dict, index=None) -> No
     from domains.customer_service import tfidf
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    stale_files = ("adapter_config.json", "adapter_model.safetensors", "tfidf.json", "tfidf_lr.safetensors",
-                   familiarity.INDEX_FILE)
+    stale_files = (
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "tfidf.json",
+        "tfidf_lr.safetensors",
+        familiarity.INDEX_FILE,
+    )
     for stale in stale_files:
         (out_dir / stale).unlink(missing_ok=True)
     for stale in out_dir.glob(f"{EXTRA_HEAD_PREFIX}*"):

@@ -307,7 +307,10 @@ def _memo_key(system: SystemSpec, schema: str) -> tuple:
     which weights answer (base fingerprint, adapter version and content hash)."""
     if system.baseline == BASELINE_RULES:
         return (BASELINE_RULES,)
+    from domains.customer_service.dst_training import ensure_available
+
     manager = _manager(system.base)
+    ensure_available(manager, system.adapter)
     ref = manager.resolve(system.adapter)
     adapter = (ref.key, ref.content_hash) if ref is not None else None
     return ("adapter", manager.base.fingerprint, adapter, schema)
@@ -406,16 +409,26 @@ def multiwoz_task() -> Task:
             for t in multiwoz.user_turns(dialogue)
         ]
 
+    def load(split: str) -> list[dict]:
+        """``test``, ``dev``, or ``validation``: the dev dialogues the adapter was not trained on."""
+        from domains.customer_service.dst_adapter import validation_dialogues
+
+        dialogues = multiwoz.load_dialogues("dev" if split == "validation" else split)
+        if split == "validation":
+            kept = validation_dialogues(d["dialogue_id"] for d in dialogues)
+            dialogues = [d for d in dialogues if d["dialogue_id"] in kept]
+        return _dst_examples(dialogues, turns_of)
+
     return Task(
         name="cs.multiwoz",
         dataset=multiwoz.CARD,
         description="MultiWOZ 2.1 (ConvLab-2) test user turns: joint goal accuracy and slot F1 over 30 slots",
-        load=lambda split: _dst_examples(multiwoz.load_dialogues(split), turns_of),
+        load=load,
         predict=dst_predictions,
         score=_score_dst,
         primary_metric="joint_goal_accuracy",
         baselines=(BASELINE_RULES,),
-        splits=("test", "dev"),
+        splits=("test", "dev", "validation"),
         batch_size=DST_BATCH_TURNS,
         needs_model=True,
     )

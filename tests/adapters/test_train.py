@@ -115,3 +115,37 @@ def test_bad_settings():
         "q_proj",
         "k_proj",
     )
+    assert LoraTrainConfig.from_dict({"layers": "1, 0, 1"}).layers == (0, 1)
+    assert LoraTrainConfig(layers="18-20, 25").layers == (18, 19, 20, 25)
+    for bad in ("", "top", [-1], "-1", "5-3"):
+        with pytest.raises(DSuiteError, match="decoder layer indices"):
+            LoraTrainConfig(layers=bad)
+
+
+def test_training_only_the_top_layers(colour_data, tiny_base, registry):
+    """LoRA on layer 1 of the two: only its modules get factors, and the manager serves them."""
+    from adapters.manager import AdapterManager
+    from adapters.requests import GenerationRequest
+
+    config = LoraTrainConfig.preset("tiny").with_(max_steps=3, layers=(1,))
+    ref = train_adapter("top", colour_data, base=tiny_base, config=config, registry=registry, progress=False)
+    _, tensors, _ = registry.load(ref, tiny_base.fingerprint)
+    assert tensors and all(".layers.1." in key for key in tensors)
+    assert ref.meta["training"]["settings"]["layers"] == [1]
+    manager = AdapterManager(tiny_base, registry)
+    try:
+        [out] = manager.generate(
+            [GenerationRequest(prompt="Colour of item 1?", adapter="top", max_new_tokens=2)]
+        )
+        assert out.adapter == ref.key
+    finally:
+        manager.close()
+    with pytest.raises(DSuiteError, match="has 2 decoder layers, 0 to 1"):
+        train_adapter(
+            "top",
+            colour_data,
+            base=tiny_base,
+            config=config.with_(layers=(5,)),
+            registry=registry,
+            progress=False,
+        )

@@ -3,7 +3,13 @@
 import json
 import subprocess
 
-from domains.customer_service.dst_adapter import gold_delta, parse_delta, turn_messages
+from domains.customer_service.dst_adapter import (
+    build_training_set,
+    gold_delta,
+    parse_delta,
+    turn_messages,
+    validation_dialogues,
+)
 from eval.data import multiwoz
 from eval.registry import SystemSpec, get_task, task_names
 from tests.conftest import dsuite_command
@@ -12,7 +18,16 @@ from tests.conftest import dsuite_command
 def test_cs_help_lists_commands():
     out = subprocess.run(dsuite_command("cs", "--help"), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
-    for command in ("chat", "ask", "train-intents", "build-faq", "dst-data", "offers-data", "track"):
+    for command in (
+        "chat",
+        "ask",
+        "train-intents",
+        "build-faq",
+        "dst-data",
+        "train-dst",
+        "offers-data",
+        "track",
+    ):
         assert command in out.stdout
 
 
@@ -65,3 +80,25 @@ def test_adapter_prompt_and_answer_parsing():
     }
     assert parse_delta("no json here") == {} and parse_delta("{broken") == {}
     assert gold_delta({"a": "1", "b": "2"}, {"a": "1", "b": "3", "c": "4"}) == {"b": "3", "c": "4"}
+
+
+def test_a_prompt_template_may_show_the_state_so_far(monkeypatch):
+    import domains.customer_service.dst_adapter as dst
+
+    template = {**dst.prompt_template(), "user": "State: {state}\nUser: {user}"}
+    monkeypatch.setattr(dst, "prompt_template", lambda: template)
+    later = turn_messages("Booked.", "a taxi too", "taxi", {}, state={"hotel-name": "acorn guest house"})
+    assert later[1]["content"] == 'State: {"hotel-name": "acorn guest house"}\nUser: a taxi too'
+    assert turn_messages("", "hi", None, {})[1]["content"] == "State: {}\nUser: hi"
+
+
+def test_dst_validation_dialogues_are_kept_out_of_training(tmp_path):
+    dev = multiwoz.load_dialogues("dev")
+    held = validation_dialogues(d["dialogue_id"] for d in dev)
+    assert len(held) == (len(dev) + 7) // 8  # every 8th dialogue by id
+    path = build_training_set(tmp_path / "dst.jsonl", limit=None)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    trained = {r["dialogue_id"] for r in records}
+    assert not trained & held and len(trained) == len(dev) - len(held)
+    task = get_task("cs.multiwoz")
+    assert {e["dialogue_id"] for e in task.load("validation")} == held
