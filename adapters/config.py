@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, replace
 
 from core_model.errors import DSuiteError
@@ -117,24 +118,19 @@ class LoraTrainConfig:
         return replace(self, **changes)
 
 
+_LAYER_RANGE = re.compile(r"(\d+)(?:-(\d+))?")  # "18" or "18-29"; no sign, so never negative
+
+
 def _layer_indices(value) -> tuple[int, ...]:
     """Sorted distinct decoder layer indices from a list or a string of indices and ranges ("18-29,31")."""
-    parts = _split(value) if isinstance(value, str) else list(value)
-    try:
-        found: set[int] = set()
-        for part in map(str, parts):
-            first, dash, last = part[1:].partition("-")  # a leading "-" is a sign, not a range
-            low, high = (part[0] + first, last) if dash else (part, part)
-            found.update(range(int(low), int(high) + 1))
-        layers = tuple(sorted(found))
-    except (TypeError, ValueError):
-        layers = ()
-    if not layers or min(layers) < 0:
+    matches = [_LAYER_RANGE.fullmatch(part) for part in _split(value)]
+    found = {i for m in matches if m for i in range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1)}
+    if not found or not all(matches):
         raise DSuiteError(
             f"layers={value!r}: give decoder layer indices counted from 0 (e.g. '18-29' or '18,20'), "
             "or leave layers out to adapt every layer."
         )
-    return layers
+    return tuple(sorted(found))
 
 
 def _split(value) -> list[str]:

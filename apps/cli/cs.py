@@ -126,9 +126,10 @@ def train_dst(
     base: BaseOption = None,
 ) -> None:
     """Train the DST adapter (the recipe), register it and ship a copy in data/customer_service/adapter/."""
-    from domains.customer_service.dst_training import RECIPE, train_dst_adapter
+    from domains.customer_service.dst_training import train_dst_adapter
 
-    result = train_dst_adapter(limit=limit or RECIPE["limit"], epochs=epochs or RECIPE["epochs"], base=base)
+    overrides = {k: v for k, v in {"limit": limit, "epochs": epochs}.items() if v is not None}
+    result = train_dst_adapter(base=base, **overrides)
     typer.echo(json.dumps({k: v for k, v in result.items() if k != "training"}))
 
 

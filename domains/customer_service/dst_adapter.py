@@ -3,9 +3,10 @@
 After each user turn the adapter writes the slots that turn sets (a JSON object); the tracker merges it into
 the running state, normalises the values and keeps only what the schema accepts, so the full state after
 every turn is a schema-valid JSON object. The prompt (``data/customer_service/dst_prompt.json``) gives the
-domain in focus, the state so far, the slots the rule tracker found in the turn, the last system turn and
-the user turn. Training records come from MultiWOZ dev (the train split is not in the shared copy); every
-``validation_every``-th dev dialogue is kept out of training for validation.
+domain in focus, the slots the rule tracker found in the turn, the last system turn and the user turn (a
+template may also show the state so far, ``{state}``). Training records come from MultiWOZ dev (the train
+split is not in the shared copy); every ``validation_every``-th dev dialogue is kept out of training for
+validation.
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ def gold_delta(previous: dict, current: dict) -> dict:
 def build_training_set(out_path: str | Path, limit: int | None = 800, seed: int = 0) -> Path:
     """Write MultiWOZ dev turns as chat JSONL records (prompt -> the turn's gold state update).
 
-    The prompt carries the gold state before the turn (at inference: the tracked one). The validation
-    dialogues (:func:`validation_dialogues`) are left out.
+    A template that shows ``{state}`` gets the gold state before the turn (at inference: the tracked one).
+    The validation dialogues (:func:`validation_dialogues`) are left out.
 
     Args:
         out_path: the JSONL file to write.

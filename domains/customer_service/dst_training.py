@@ -132,5 +132,7 @@ def ensure_registered(registry=None, base_fingerprint: str | None = None) -> str
 def ensure_available(manager, spec: str | None) -> None:
     """Before ``manager`` serves ``spec``: register the shipped tracker adapter when ``spec`` names it and
     this machine has none yet (a fresh clone), so ``customer_service`` resolves without training first."""
-    if spec and spec.split("@", 1)[0] == ADAPTER_NAME and ADAPTER_NAME not in manager.registry.names():
+    from adapters.registry import parse_spec
+
+    if spec and parse_spec(spec)[0] == ADAPTER_NAME:
         ensure_registered(manager.registry, manager.base.fingerprint)
