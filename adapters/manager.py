@@ -19,15 +19,19 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import torch
 
+from adapters.errors import AdapterNotFoundError
 from adapters.multi_lora import MultiLora
 from adapters.registry import AdapterRef, Registry
 from adapters.requests import GenerationRequest, GenerationResult
+from adapters.shipped import install_shipped
 from core_model.base import Base
 from core_model.errors import DSuiteError
 from core_model.generation import as_messages
+from core_model.paths import PROJECT_DATA
 
 logger = logging.getLogger(__name__)
 
@@ -35,19 +39,29 @@ logger = logging.getLogger(__name__)
 class AdapterManager:
     """Serve a base model with many LoRA adapters from a registry."""
 
-    def __init__(self, base: Base, registry: Registry | None = None, *, max_loaded: int = 16) -> None:
+    def __init__(
+        self,
+        base: Base,
+        registry: Registry | None = None,
+        *,
+        max_loaded: int = 16,
+        shipped: Path | None = PROJECT_DATA,
+    ) -> None:
         """Attach a manager to a loaded base.
 
         Args:
             base: from ``core_model.load_base``; the model is not modified (adapters act through hooks).
             registry: where adapters are looked up (default: ``Registry()`` under ``$DSUITE_HOME``).
             max_loaded: at most this many adapters stay in memory (pinned and in-flight ones excepted).
+            shipped: where shipped adapters lie (``<domain>/adapter/``, see :mod:`adapters.shipped`): a name
+                the registry lacks is installed from there on first request. None: install nothing.
         """
         if max_loaded < 1:
             raise DSuiteError(f"max_loaded must be >= 1, got {max_loaded}.")
         self.base = base
         self.registry = registry if registry is not None else Registry()
         self.max_loaded = max_loaded
+        self.shipped = shipped
         self.lora = MultiLora(base.model)
         self._loaded: OrderedDict[str, AdapterRef] = OrderedDict()  # LRU order, key -> ref
         self._bytes: dict[str, int] = {}
@@ -61,12 +75,23 @@ class AdapterManager:
         return f"{ref.key}#{ref.content_hash.removeprefix('sha256:')[:12]}"
 
     def resolve(self, spec: str | None) -> AdapterRef | None:
-        """The registry version a spec names right now (``None`` stays the bare base)."""
-        return None if spec is None else self.registry.resolve(spec)
+        """The registry version a spec names right now (``None`` stays the bare base).
+
+        A name the registry lacks but the repository ships is installed first (a fresh clone)."""
+        if spec is None:
+            return None
+        try:
+            return self.registry.resolve(spec)
+        except AdapterNotFoundError:
+            if self.shipped is None:
+                raise
+            if install_shipped(self.registry, spec, self.base.fingerprint, self.shipped) is None:
+                raise
+            return self.registry.resolve(spec)
 
     def add(self, spec: str | AdapterRef) -> AdapterRef:
         """Load an adapter version now (verifying its hash and base); returns its ref."""
-        ref = spec if isinstance(spec, AdapterRef) else self.registry.resolve(spec)
+        ref = spec if isinstance(spec, AdapterRef) else self.resolve(spec)
         with self._lock:
             self._ensure_loaded(ref)
         return ref

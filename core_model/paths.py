@@ -7,6 +7,8 @@ from pathlib import Path
 
 HOME_ENV = "DSUITE_HOME"
 BASE_ENV = "DSUITE_BASE"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_DATA = REPO_ROOT / "data"  # small data the project writes itself, shipped adapters included
 
 
 def dsuite_home() -> Path:

@@ -182,9 +182,6 @@ class AdapterTracker:
     def __init__(
         self, manager, adapter: str | None = ADAPTER_NAME, schema: str = "multiwoz", max_new_tokens: int = 48
     ):
-        from domains.customer_service.dst_training import ensure_available
-
-        ensure_available(manager, adapter)
         self.manager, self.adapter, self.max_new_tokens = manager, adapter, max_new_tokens
         self.schema_name = schema
         self.schema = load_schema(schema)

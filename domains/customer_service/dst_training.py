@@ -2,8 +2,9 @@
 
 ``train_dst_adapter`` writes the training set (MultiWOZ dev state updates), trains a LoRA with
 ``adapters.train_adapter`` on the base, and copies the registered peft files to
-``data/customer_service/adapter/`` (a few MB). ``ensure_registered`` registers that shipped copy in the
-user's adapter registry when it is not there yet, so the tracker works on a fresh machine.
+``data/customer_service/adapter/`` (a few MB) with its data card and training record. On a fresh machine
+the adapter manager installs that shipped copy into the user's registry on first request
+(``adapters.shipped``), so the tracker works before anyone trains.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 import shutil
 from pathlib import Path
 
-from core_model.errors import DSuiteError
 from core_model.paths import dsuite_home
 from domains.customer_service.dst_adapter import ADAPTER_NAME, build_training_set
 from eval.data.paths import PROJECT_DATA
@@ -21,7 +21,8 @@ from eval.data.paths import PROJECT_DATA
 logger = logging.getLogger(__name__)
 
 SHIPPED_ADAPTER = PROJECT_DATA / "customer_service" / "adapter"
-PEFT_FILES = ("adapter_model.safetensors", "adapter_config.json")
+SHIPPED_FILES = ("adapter_model.safetensors", "adapter_config.json", "DATA_CARD.md")
+RETRAIN = "`dsuite cs train-dst --base PATH`"  # shown when the shipped copy does not fit the loaded base
 
 
 # The shipped adapter's settings: LoRA on q_proj/v_proj of every layer, 640 sampled turns. Two other runs
@@ -78,11 +79,12 @@ def train_dst_adapter(
     registry = Registry()
     ref = train_adapter(ADAPTER_NAME, data, base=loaded, config=config, registry=registry, data_card=card)
     SHIPPED_ADAPTER.mkdir(parents=True, exist_ok=True)
-    for name in PEFT_FILES:
+    for name in SHIPPED_FILES:
         shutil.copy2(ref.path / name, SHIPPED_ADAPTER / name)
     meta = {
         "adapter": ref.key,
         "base_fingerprint": loaded.fingerprint,
+        "retrain": RETRAIN,
         "training_records": limit,
         "epochs": epochs,
         "training": ref.meta.get("training", {}),
@@ -92,47 +94,3 @@ def train_dst_adapter(
     )
     logger.info("trained %s; shipped copy in %s", ref.key, SHIPPED_ADAPTER)
     return {"adapter": ref.key, "shipped": str(SHIPPED_ADAPTER), "training": meta["training"]}
-
-
-def ensure_registered(registry=None, base_fingerprint: str | None = None) -> str:
-    """Register the shipped adapter in ``registry`` (default ``adapters.Registry()``) unless present.
-
-    Returns:
-        The ``name@version`` to use.
-
-    Raises:
-        DSuiteError: neither the registry nor the repository holds the adapter.
-    """
-    from adapters import Registry
-
-    registry = registry if registry is not None else Registry()
-    if ADAPTER_NAME in registry.names():
-        return registry.resolve(ADAPTER_NAME).key
-    meta_path = SHIPPED_ADAPTER / "meta.json"
-    if not meta_path.is_file():
-        raise DSuiteError(
-            f"No '{ADAPTER_NAME}' adapter in {registry.root} and no shipped copy in "
-            f"{SHIPPED_ADAPTER}. Train it with `dsuite cs train-dst`."
-        )
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if base_fingerprint and base_fingerprint != meta["base_fingerprint"]:
-        raise DSuiteError(
-            f"The shipped '{ADAPTER_NAME}' adapter was trained on base {meta['base_fingerprint']}, "
-            f"not {base_fingerprint}; retrain it with `dsuite cs train-dst --base ...`."
-        )
-    ref = registry.register_folder(
-        ADAPTER_NAME,
-        SHIPPED_ADAPTER,
-        base_fingerprint=meta["base_fingerprint"],
-        training=meta.get("training"),
-    )
-    return ref.key
-
-
-def ensure_available(manager, spec: str | None) -> None:
-    """Before ``manager`` serves ``spec``: register the shipped tracker adapter when ``spec`` names it and
-    this machine has none yet (a fresh clone), so ``customer_service`` resolves without training first."""
-    from adapters.registry import parse_spec
-
-    if spec and parse_spec(spec)[0] == ADAPTER_NAME:
-        ensure_registered(manager.registry, manager.base.fingerprint)

@@ -307,11 +307,8 @@ def _memo_key(system: SystemSpec, schema: str) -> tuple:
     which weights answer (base fingerprint, adapter version and content hash)."""
     if system.baseline == BASELINE_RULES:
         return (BASELINE_RULES,)
-    from domains.customer_service.dst_training import ensure_available
-
     manager = _manager(system.base)
-    ensure_available(manager, system.adapter)
-    ref = manager.resolve(system.adapter)
+    ref = manager.resolve(system.adapter)  # installs the shipped adapter on a fresh machine
     adapter = (ref.key, ref.content_hash) if ref is not None else None
     return ("adapter", manager.base.fingerprint, adapter, schema)
 

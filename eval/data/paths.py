@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from core_model.errors import DSuiteError
+from core_model.paths import PROJECT_DATA as PROJECT_DATA  # re-exported: the data modules import it here
+from core_model.paths import REPO_ROOT
 
 DATASETS_ENV = "DSUITE_DATASETS"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DATASETS = _REPO_ROOT.parent / "shared" / "datasets"
-PROJECT_DATA = _REPO_ROOT / "data"
+DEFAULT_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 
 
 def datasets_root() -> Path:

@@ -1,0 +1,76 @@
+"""Adapters that ship inside the repository and install themselves into a registry that lacks them.
+
+A shipped adapter is a folder ``data/<domain>/adapter/`` with the peft files (``adapter_model.safetensors``,
+``adapter_config.json``), optionally its ``DATA_CARD.md``, and a ``meta.json`` that names it
+(``"adapter": "customer_service@1"``), says which base it was trained on (``"base_fingerprint"``) and,
+optionally, how to train it again (``"retrain"``, a command). A fresh clone has an empty registry: the first
+time an :class:`~adapters.manager.AdapterManager` is asked for a name the registry lacks and a shipped folder
+carries, it registers that copy (as version 1 of a new name, with the shipped meta's training record) and
+serves it. Nothing is installed for another base: the error says how to train the adapter for the base in
+use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from adapters.errors import AdapterBaseMismatchError
+from adapters.registry import CARD_FILE, META_FILE, AdapterRef, Registry, parse_spec
+from core_model.paths import PROJECT_DATA
+
+logger = logging.getLogger(__name__)
+
+SHIPPED_FOLDER = "adapter"  # data/<domain>/adapter/
+
+
+def shipped_adapters(root: Path = PROJECT_DATA) -> dict[str, Path]:
+    """The adapters shipped under ``root`` (``<domain>/adapter/meta.json``): name -> folder."""
+    found = {}
+    for meta_path in sorted(Path(root).glob(f"*/{SHIPPED_FOLDER}/{META_FILE}")):
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if "adapter" in meta:
+            found[parse_spec(meta["adapter"])[0]] = meta_path.parent
+    return found
+
+
+def install_shipped(
+    registry: Registry, name: str, base_fingerprint: str | None = None, root: Path = PROJECT_DATA
+) -> AdapterRef | None:
+    """Register the shipped copy of adapter ``name`` in ``registry`` unless the registry has that name.
+
+    Args:
+        registry: where to install it.
+        name: the adapter name (a ``name@version`` spec is cut to its name).
+        base_fingerprint: the base it will be served on; a copy trained on another base is refused.
+        root: the folder holding ``<domain>/adapter/`` (default: the repository's ``data/``).
+
+    Returns:
+        The new ref, or None when the registry already has ``name`` or nothing ships under it.
+
+    Raises:
+        AdapterBaseMismatchError: the shipped copy was trained on a different base.
+    """
+    name = parse_spec(name)[0]
+    folder = shipped_adapters(root).get(name)
+    if folder is None or name in registry.names():
+        return None
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    if base_fingerprint and meta.get("base_fingerprint") != base_fingerprint:
+        retrain = meta.get("retrain") or f"`dsuite adapters train {name} ...` on the base in use"
+        raise AdapterBaseMismatchError(
+            f"The shipped adapter '{name}' ({folder}) was trained on base {meta.get('base_fingerprint')}, "
+            f"not on the loaded base {base_fingerprint}. Load that base (--base PATH), or train the adapter "
+            f"for this one: {retrain}."
+        )
+    card = folder / CARD_FILE
+    ref = registry.register_folder(
+        name,
+        folder,
+        base_fingerprint=meta["base_fingerprint"],
+        training=meta.get("training"),
+        data_card=card.read_text(encoding="utf-8") if card.is_file() else "",
+    )
+    logger.info("installed the shipped adapter %s from %s", ref.key, folder)
+    return ref

@@ -1,0 +1,81 @@
+"""Shipped adapters (``data/<domain>/adapter/``) install themselves into a registry that lacks them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import save_file
+
+from adapters.errors import AdapterBaseMismatchError, AdapterNotFoundError
+from adapters.manager import AdapterManager
+from adapters.requests import GenerationRequest
+from adapters.shipped import install_shipped, shipped_adapters
+from tests.adapters.conftest import random_lora
+
+
+def _ship(root, base, name="helper", domain="support", fingerprint=None, retrain=None):
+    """Write one shipped adapter folder ``root/<domain>/adapter`` (random LoRA on ``base``)."""
+    tensors, config = random_lora(base, seed=3)
+    folder = root / domain / "adapter"
+    folder.mkdir(parents=True)
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    (folder / "adapter_config.json").write_text(json.dumps(config))
+    (folder / "DATA_CARD.md").write_text("# Training data of adapter `helper`\n")
+    meta = {
+        "adapter": f"{name}@4",
+        "base_fingerprint": fingerprint or base.fingerprint,
+        "training": {"steps": 7},
+    }
+    if retrain:
+        meta["retrain"] = retrain
+    (folder / "meta.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_first_request_installs_the_shipped_copy_once(tiny_base, registry, tmp_path):
+    root = tmp_path / "data"
+    folder = _ship(root, tiny_base)
+    (root / "other").mkdir()  # a domain folder without an adapter is skipped
+    assert shipped_adapters(root) == {"helper": folder}
+    manager = AdapterManager(tiny_base, registry, shipped=root)
+    try:
+        assert registry.names() == []  # nothing is installed before it is asked for
+        result = manager.generate([GenerationRequest(prompt="Say hello", adapter="helper", max_new_tokens=4)])
+        assert result[0].adapter == "helper@1"
+        ref = registry.resolve("helper")
+        assert ref.meta["training"] == {"steps": 7}
+        assert registry.show("helper")["data_card"].startswith("# Training data of adapter `helper`")
+        assert (ref.path / "adapter_model.safetensors").read_bytes() == (
+            folder / "adapter_model.safetensors"
+        ).read_bytes()
+        assert manager.resolve("helper@1").key == "helper@1"
+        assert install_shipped(registry, "helper", tiny_base.fingerprint, root) is None  # already there
+        assert registry.versions("helper") == [1]
+        with pytest.raises(AdapterNotFoundError):
+            manager.resolve("not_shipped")
+    finally:
+        manager.close()
+
+
+def test_a_copy_for_another_base_is_refused_with_the_way_out(tiny_base, registry, tmp_path):
+    root = tmp_path / "data"
+    _ship(root, tiny_base, fingerprint="sha256:another", retrain="`dsuite demo train-helper`")
+    manager = AdapterManager(tiny_base, registry, shipped=root)
+    try:
+        with pytest.raises(AdapterBaseMismatchError, match="dsuite demo train-helper"):
+            manager.resolve("helper")
+        assert registry.names() == []
+    finally:
+        manager.close()
+
+
+def test_shipped_none_installs_nothing(tiny_base, registry, tmp_path):
+    root = tmp_path / "data"
+    _ship(root, tiny_base)
+    manager = AdapterManager(tiny_base, registry, shipped=None)
+    try:
+        with pytest.raises(AdapterNotFoundError):
+            manager.resolve("helper")
+    finally:
+        manager.close()
