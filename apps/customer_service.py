@@ -64,6 +64,7 @@ def respond(message: str, history: list[dict] | None, session, generate: bool = 
     try:
         if session is None:
             session = new_session(generate)
+        session.generate = generate  # the box's current value, also for an API caller's live session
         turn = session.respond(message.strip())
     except DSuiteError as exc:
         raise user_error(exc) from exc

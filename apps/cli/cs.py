@@ -17,6 +17,10 @@ GenerateOption = Annotated[
     bool, typer.Option("--generate/--no-generate", help="Write a model reply when no FAQ answer fits.")
 ]
 AdapterOption = Annotated[str | None, typer.Option("--adapter", help="Adapter for generated replies.")]
+PrecisionOption = Annotated[
+    str,
+    typer.Option("--precision", help="Engine weights for replies without an adapter: fp32, int8 or int4."),
+]
 
 
 def _turn_json(turn) -> str:
@@ -33,12 +37,13 @@ def chat(
     base: BaseOption = None,
     generate: GenerateOption = True,
     adapter: AdapterOption = None,
+    precision: PrecisionOption = "int8",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per turn.")] = False,
 ) -> None:
     """Talk to the support assistant; one message per line, an empty line or Ctrl-D ends."""
     from domains.customer_service.session import CustomerServiceSession
 
-    session = CustomerServiceSession(generate=generate, adapter=adapter, base=base)
+    session = CustomerServiceSession(generate=generate, adapter=adapter, base=base, precision=precision)
     interactive = sys.stdin.isatty()
     while True:
         if interactive:
@@ -64,11 +69,14 @@ def ask(
     text: Annotated[str, typer.Argument(help="The customer's message.")],
     base: BaseOption = None,
     generate: GenerateOption = False,
+    adapter: AdapterOption = None,
+    precision: PrecisionOption = "int8",
 ) -> None:
     """Answer one message and print the turn as JSON (intent, state, FAQ sources, escalation)."""
     from domains.customer_service.session import CustomerServiceSession
 
-    typer.echo(_turn_json(CustomerServiceSession(generate=generate, base=base).respond(text)))
+    session = CustomerServiceSession(generate=generate, adapter=adapter, base=base, precision=precision)
+    typer.echo(_turn_json(session.respond(text)))
 
 
 @app.command("train-intents")

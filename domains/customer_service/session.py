@@ -15,6 +15,7 @@ from core_model.errors import DSuiteError
 from domains.customer_service.escalation import Escalation, EscalationPolicy
 from domains.customer_service.faq import FaqHit, FaqIndex, fill_placeholders
 from domains.customer_service.intents import IntentModel
+from domains.customer_service.replies import DEFAULT_PRECISION, check_precision
 from domains.customer_service.retail_tracker import update_retail_state
 from domains.customer_service.sentiment import negativity
 from eval.data.paths import PROJECT_DATA, read_json
@@ -70,18 +71,37 @@ class CustomerServiceSession:
         adapter: str | None = None,
         base: str | None = None,
         max_new_tokens: int = 96,
+        precision: str = DEFAULT_PRECISION,
     ):
-        """Args:
-        intent_model: saved intent model name (the business's intents).
-        faq: FAQ index name.
-        generate: write a reply with the language model when no FAQ fits (else ask to clarify).
-        adapter: adapter name for generated replies (None: the bare base).
-        base: base checkpoint folder (None: the default base).
-        max_new_tokens: length cap of generated replies.
+        """Start a conversation.
+
+        Args:
+            intent_model: saved intent model name (the business's intents).
+            faq: FAQ index name.
+            generate: write a reply with the language model when no FAQ fits (else ask to clarify).
+            adapter: adapter for generated replies, served by the adapter manager on the fp32 base (None:
+                the base on the fast engine, with the system prompt cached).
+            base: base checkpoint folder (None: the default base).
+            max_new_tokens: length cap of generated replies.
+            precision: the engine's weights for replies without an adapter (``fp32``, ``int8``, ``int4``).
+
+        Raises:
+            DSuiteError: an unknown precision, an adapter named without ``generate``, or one the registry
+                does not have.
         """
+        self.precision = check_precision(precision)
+        if adapter and not generate:
+            raise DSuiteError(
+                f"Adapter '{adapter}' only writes generated replies; turn generation on (--generate) "
+                "or leave the adapter out."
+            )
         self.intents = IntentModel.load(intent_model)
         self.faq = FaqIndex.load(faq)
         self.generate, self.adapter, self.base, self.max_new_tokens = generate, adapter, base, max_new_tokens
+        if adapter:
+            from domains.customer_service.replies import reply_manager
+
+            reply_manager(base).resolve(adapter)  # an unknown adapter fails now, not at the first reply
         self.policy = EscalationPolicy()
         self.state: dict = {}
         self.history: list[Turn] = []
@@ -141,16 +161,6 @@ class CustomerServiceSession:
         return messages + [{"role": "user", "content": text}]
 
     def _generated(self, text: str) -> str:
-        from core_model import load_base
-        from core_model.generation import GenerationSettings, generate
+        from domains.customer_service.replies import write_reply
 
-        settings = GenerationSettings(max_new_tokens=self.max_new_tokens)
-        if self.adapter:
-            try:
-                from adapters import AdapterManager  # noqa: F401  (the adapters engineer's API)
-            except ImportError as exc:
-                raise DSuiteError(
-                    f"Adapter '{self.adapter}' asked for, but the adapters package has no "
-                    "AdapterManager yet; run without --adapter."
-                ) from exc
-        return generate(load_base(self.base), self.messages(text), settings).strip()
+        return write_reply(self.messages(text), self.max_new_tokens, self.base, self.adapter, self.precision)

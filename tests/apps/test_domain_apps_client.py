@@ -95,6 +95,15 @@ def test_customer_service_tracks_state_and_escalates_on_request(client):
     assert "Handed over to a human agent" in str(banner) and "requested" in str(banner)
 
 
+def test_customer_service_writes_a_reply_when_no_faq_fits(client):
+    chat, box, intent, state, faq, banner = client.predict(
+        "Can you recommend a good umbrella?", [], True, api_name="/cs_respond")
+    assert "**answer from** generated" in intent
+    content = chat[-1]["content"]  # the client gives message parts: [{"type": "text", "text": ...}]
+    text = "".join(p.get("text", "") for p in content) if isinstance(content, list) else content
+    assert chat[-1]["role"] == "assistant" and text.strip()
+
+
 def test_customer_service_rejects_an_empty_message(client):
     with pytest.raises(Exception, match="empty"):
         client.predict("", [], False, api_name="/cs_respond")

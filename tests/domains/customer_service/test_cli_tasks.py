@@ -43,6 +43,25 @@ def test_cs_ask_prints_a_turn_as_json():
     assert turn["escalation"]["reason"] == "requested"
 
 
+def test_cs_ask_writes_a_reply_and_refuses_a_bad_precision():
+    out = subprocess.run(
+        dsuite_command("cs", "ask", "Can you recommend a good umbrella?", "--generate"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    turn = json.loads(out.stdout.strip().splitlines()[-1])
+    assert turn["source"] == "generated" and turn["reply"].strip()
+    out = subprocess.run(
+        dsuite_command("cs", "ask", "hello", "--generate", "--precision", "fp16"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2 and "fp32, int8, int4" in out.stderr
+
+
 def test_cs_track_refuses_a_bad_file(tmp_path):
     bad = tmp_path / "dialogue.json"
     bad.write_text('{"user": "hi"}')

@@ -1,0 +1,73 @@
+"""Generated replies on the real base: the cached-prefix engine matches plain generation, adapters serve."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters import AdapterManager, GenerationRequest, Registry
+from adapters.errors import AdapterNotFoundError
+from core_model.errors import DSuiteError
+from core_model.generation import GenerationSettings, generate
+from domains.customer_service.replies import reply_engine, reply_manager, write_reply
+from domains.customer_service.session import CustomerServiceSession, prompts
+
+UNANSWERED = "Can you recommend a good umbrella?"  # no FAQ answer fits, no escalation: the model writes
+
+
+def _messages(text: str = UNANSWERED) -> list[dict]:
+    return [{"role": "system", "content": prompts()["system"]}, {"role": "user", "content": text}]
+
+
+@pytest.fixture
+def tmp_adapters(tmp_path, monkeypatch):
+    """An empty adapter registry for this test (the shipped adapter installs itself there)."""
+    monkeypatch.setenv("DSUITE_ADAPTERS", str(tmp_path / "adapters"))
+    reply_manager.cache_clear()
+    yield tmp_path / "adapters"
+    for manager in [reply_manager(None)] if reply_manager.cache_info().currsize else []:
+        manager.close()
+    reply_manager.cache_clear()
+
+
+def test_engine_reply_with_cached_system_prompt_equals_plain_generation(embedded_base):
+    messages = _messages()
+    reply = write_reply(messages, max_new_tokens=24, precision="fp32")
+    expected = generate(embedded_base, messages, GenerationSettings(max_new_tokens=24)).strip()
+    assert reply == expected and reply
+    engine = reply_engine(None, "fp32", messages[0]["content"]).engine
+    system_ids = engine.chat_prefix_ids(messages[0]["content"])
+    entry, cached = engine.prefixes.lookup(engine.chat_ids(UNANSWERED, messages[0]["content"]))
+    assert entry is not None and cached == len(system_ids)  # only the turn after the system prompt runs
+
+
+def test_session_writes_a_reply_when_no_faq_fits():
+    session = CustomerServiceSession(generate=True)
+    turn = session.respond(UNANSWERED)
+    assert turn.source == "generated" and turn.reply.strip()
+    assert turn.reply == write_reply(_messages(), max_new_tokens=session.max_new_tokens)  # int8, shared
+    hits = reply_engine.cache_info().hits
+    CustomerServiceSession(generate=True).respond(UNANSWERED)
+    assert reply_engine.cache_info().hits > hits  # a second conversation reuses the engine
+
+
+def test_adapter_replies_come_from_the_adapter_manager(embedded_base, tmp_adapters):
+    messages = _messages()
+    reply = write_reply(messages, max_new_tokens=16, adapter="customer_service")
+    direct = AdapterManager(embedded_base, Registry(tmp_adapters))
+    try:
+        request = GenerationRequest(messages=messages, adapter="customer_service", max_new_tokens=16)
+        assert reply == direct.generate([request])[0].text.strip()
+    finally:
+        direct.close()
+    assert reply != write_reply(messages, max_new_tokens=16, precision="fp32")  # the adapter shows
+
+
+def test_bad_reply_settings_fail_when_the_session_starts(tmp_adapters):
+    with pytest.raises(DSuiteError, match="fp32, int8, int4"):
+        CustomerServiceSession(precision="fp16")
+    with pytest.raises(DSuiteError, match="--generate"):
+        CustomerServiceSession(generate=False, adapter="customer_service")
+    with pytest.raises(AdapterNotFoundError, match="dsuite adapters train"):
+        CustomerServiceSession(adapter="no_such_adapter")
+    with pytest.raises(DSuiteError, match="start with the system turn"):
+        write_reply([{"role": "user", "content": "hi"}])
