@@ -49,12 +49,22 @@ def escalation_banner(turn) -> dict:
     return gr.update(value=text, visible=True)
 
 
-def respond(message: str, history: list[dict] | None, session, generate: bool = True):
-    """One customer turn.
+def turn_view(turn, history: list[dict] | None, session) -> tuple:
+    """The outputs for one turn as it stands: ``(chat history, cleared textbox, session, intent line,
+    state table, FAQ sources, escalation banner)``."""
+    history = list(history or []) + [
+        {"role": "user", "content": turn.user},
+        {"role": "assistant", "content": turn.reply},
+    ]
+    state = pd.DataFrame([[slot, str(value)] for slot, value in turn.state.items()], columns=STATE_COLUMNS)
+    faq = pd.DataFrame([[hit.id, hit.question, hit.intent, round(hit.score, 3)] for hit in turn.faq_sources],
+                       columns=FAQ_COLUMNS)
+    return history, "", session, intent_line(turn), state, faq, escalation_banner(turn)
 
-    Returns:
-        ``(chat history, cleared textbox, session, intent line, state table, FAQ sources, escalation
-        banner)``.
+
+def respond(message: str, history: list[dict] | None, session, generate: bool = True):
+    """One customer turn, streamed: yields the outputs of :func:`turn_view` each time a generated reply
+    grows by a token (once for any other reply); the last yield is the finished turn.
 
     Raises:
         gr.Error: an empty message, or a domain error (e.g. no intent model trained) with what to do.
@@ -65,17 +75,10 @@ def respond(message: str, history: list[dict] | None, session, generate: bool = 
         if session is None:
             session = new_session(generate)
         session.generate = generate  # the box's current value, also for an API caller's live session
-        turn = session.respond(message.strip())
+        for turn in session.respond_stream(message.strip()):
+            yield turn_view(turn, history, session)
     except DSuiteError as exc:
         raise user_error(exc) from exc
-    history = list(history or []) + [
-        {"role": "user", "content": turn.user},
-        {"role": "assistant", "content": turn.reply},
-    ]
-    state = pd.DataFrame([[slot, str(value)] for slot, value in turn.state.items()], columns=STATE_COLUMNS)
-    faq = pd.DataFrame([[hit.id, hit.question, hit.intent, round(hit.score, 3)] for hit in turn.faq_sources],
-                       columns=FAQ_COLUMNS)
-    return history, "", session, intent_line(turn), state, faq, escalation_banner(turn)
 
 
 def reset():

@@ -1,15 +1,17 @@
 """The support assistant's generated replies: the fast engine with the system prompt cached, or an adapter.
 
 Without an adapter a reply comes from ``core_model.engine.Engine`` (int8 weights by default), one per base
-and precision in the process, shared by every conversation, with the assistant's system prompt in its
-prefix cache: a turn computes only the conversation after the system prompt, which is what the first-token
-benchmark (``bench/cs_latency.py``) measures. With an adapter the adapter manager serves the reply on the
-fp32 base (the engine has no LoRA hooks). Decoding is greedy in both.
+and precision in the process, with the assistant's system prompt in its prefix cache: a turn computes only
+the conversation after the system prompt, which is what the first-token benchmark (``bench/cs_latency.py``)
+measures. Conversations share the engine through a continuous-batching ``Scheduler``: replies written at
+the same time decode in one batch. With an adapter the adapter manager serves the reply on the fp32 base
+(the engine has no LoRA hooks). Decoding is greedy in both, and both stream: ``stream_reply`` yields the
+reply as it grows.
 """
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Iterator
 from functools import lru_cache
 
 from core_model.errors import DSuiteError
@@ -17,20 +19,26 @@ from core_model.errors import DSuiteError
 PRECISIONS = ("fp32", "int8", "int4")
 DEFAULT_PRECISION = "int8"
 _ENGINE_LEN = 2048  # tokens per conversation the engine holds (system prompt + last turns + the reply)
+_ENGINE_BATCH = 4  # replies decoded together
+_TOKEN_TIMEOUT_S = 120.0  # longest wait for the next token before the reply is given up
 
 
 class _ReplyEngine:
-    """One engine, its lock (its KV cache serves one request at a time) and the cached system prompt."""
+    """One engine with the system prompt cached, and the scheduler that shares it between conversations."""
 
     def __init__(self, base: str | None, precision: str, system: str) -> None:
         from core_model import load_base
         from core_model.engine import Engine
+        from core_model.scheduler import Scheduler
 
-        self.engine = Engine.from_base(load_base(base), policy=precision, max_batch=1, max_len=_ENGINE_LEN)
+        loaded = load_base(base)
+        self.engine = Engine.from_base(loaded, policy=precision, max_batch=_ENGINE_BATCH, max_len=_ENGINE_LEN)
         self.engine.cache_prefix(self.engine.chat_prefix_ids(system))
-        self.lock = threading.Lock()
+        self.scheduler = Scheduler(self.engine)
+        self.scheduler.start()
 
-    def reply(self, messages: list[dict], max_new_tokens: int) -> str:
+    def stream(self, messages: list[dict], max_new_tokens: int) -> Iterator[str]:
+        """The reply text so far, each time it grows by a token."""
         tokenizer = self.engine.tokenizer
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -40,9 +48,11 @@ class _ReplyEngine:
                 f"{self.engine.max_len} tokens a reply may use. Start a new conversation or shorten the "
                 "message."
             )
-        with self.lock:
-            out = self.engine.generate([ids], max_new_tokens=max_new_tokens)[0]
-        return tokenizer.decode(out, skip_special_tokens=True).strip()
+        request = self.scheduler.submit(ids, max_new_tokens=max_new_tokens)
+        tokens: list[int] = []
+        for token in request.stream(timeout=_TOKEN_TIMEOUT_S):
+            tokens.append(token)
+            yield tokenizer.decode(tokens, skip_special_tokens=True)
 
 
 def check_precision(precision: str) -> str:
@@ -67,14 +77,14 @@ def reply_manager(base: str | None):
     return AdapterManager(load_base(base))
 
 
-def write_reply(
+def stream_reply(
     messages: list[dict],
     max_new_tokens: int = 96,
     base: str | None = None,
     adapter: str | None = None,
     precision: str = DEFAULT_PRECISION,
-) -> str:
-    """The assistant's reply to a chat (``messages`` starts with the system turn).
+) -> Iterator[str]:
+    """The assistant's reply to a chat as it is written: the text so far, once per new token.
 
     Args:
         messages: system turn, earlier turns, the customer's message.
@@ -87,10 +97,26 @@ def write_reply(
         DSuiteError: an unknown adapter or precision, or a conversation too long for the engine.
     """
     if not messages or messages[0].get("role") != "system":
-        raise DSuiteError("write_reply needs the chat messages to start with the system turn.")
-    if adapter:
-        from adapters import GenerationRequest
+        raise DSuiteError("A reply needs the chat messages to start with the system turn.")
+    if not adapter:
+        yield from reply_engine(base, precision, messages[0]["content"]).stream(messages, max_new_tokens)
+        return
+    from adapters import GenerationRequest
 
-        request = GenerationRequest(messages=messages, adapter=adapter, max_new_tokens=max_new_tokens)
-        return reply_manager(base).generate([request])[0].text.strip()
-    return reply_engine(base, precision, messages[0]["content"]).reply(messages, max_new_tokens)
+    request = GenerationRequest(messages=messages, adapter=adapter, max_new_tokens=max_new_tokens)
+    text = ""
+    for piece in reply_manager(base).stream(request):
+        text += piece
+        yield text
+
+
+def write_reply(
+    messages: list[dict],
+    max_new_tokens: int = 96,
+    base: str | None = None,
+    adapter: str | None = None,
+    precision: str = DEFAULT_PRECISION,
+) -> str:
+    """The whole reply of :func:`stream_reply` (same arguments), without surrounding white space."""
+    versions = list(stream_reply(messages, max_new_tokens, base, adapter, precision))
+    return versions[-1].strip() if versions else ""

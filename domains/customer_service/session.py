@@ -8,6 +8,8 @@ sentiment, each with its reason), and a generated reply when no FAQ fits.
 from __future__ import annotations
 
 import logging
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
@@ -109,6 +111,12 @@ class CustomerServiceSession:
 
     def respond(self, text: str) -> Turn:
         """Handle one user message and return the turn (also appended to ``history``)."""
+        return deque(self.respond_stream(text), maxlen=1)[0]  # the finished turn
+
+    def respond_stream(self, text: str) -> Iterator[Turn]:
+        """Handle one user message, yielding the turn as its reply grows (a generated reply once per token,
+        any other reply once). The last turn yielded is the finished one, which is appended to ``history``.
+        """
         if not isinstance(text, str) or not text.strip():
             raise DSuiteError("respond() needs a non-empty customer message (got an empty string).")
         text = text.strip()
@@ -119,25 +127,35 @@ class CustomerServiceSession:
         good = [h for h in hits if h.score >= FAQ_MIN_SCORE and h.intent == prediction.best]
         answered = bool(good) and not prediction.out_of_scope
         escalation = self.policy.decide(prediction, negativity(text), answered)
+        sources: list[FaqHit] = []
         if escalation:
             self.escalated = escalation
-            reply, source, sources = prompts()["handover"][escalation.reason], "handover", []
+            reply, source = prompts()["handover"][escalation.reason], "handover"
         elif answered:
             reply, source, sources = fill_placeholders(good[0].answer, self.state), "faq", good[:1]
         elif self.generate:
-            reply, source, sources = self._generated(text), "generated", []
+            reply, source = "", "generated"
         else:
-            reply, source, sources = prompts()["clarify"], "clarify", []
-        turn = Turn(
-            text,
-            reply,
-            prediction.label,
-            prediction.confidence,
-            dict(self.state),
-            sources,
-            escalation,
-            source,
-        )
+            reply, source = prompts()["clarify"], "clarify"
+
+        def turn_with(reply: str) -> Turn:
+            return Turn(
+                text,
+                reply,
+                prediction.label,
+                prediction.confidence,
+                dict(self.state),
+                sources,
+                escalation,
+                source,
+            )
+
+        if source == "generated":
+            for reply in self._generated(text):
+                yield turn_with(reply)
+            if not reply.strip():  # the model wrote nothing: ask, rather than show an empty answer
+                reply, source = prompts()["clarify"], "clarify"
+        turn = turn_with(reply.strip())
         self.history.append(turn)
         logger.info(
             "turn intent=%s conf=%.2f source=%s escalation=%s",
@@ -146,7 +164,7 @@ class CustomerServiceSession:
             source,
             escalation.reason if escalation else None,
         )
-        return turn
+        yield turn
 
     def _faq_hits(self, text: str) -> list[FaqHit]:
         from domains.customer_service.encoder import embed
@@ -160,7 +178,7 @@ class CustomerServiceSession:
             messages += [{"role": "user", "content": turn.user}, {"role": "assistant", "content": turn.reply}]
         return messages + [{"role": "user", "content": text}]
 
-    def _generated(self, text: str) -> str:
-        from domains.customer_service.replies import write_reply
+    def _generated(self, text: str) -> Iterator[str]:
+        from domains.customer_service.replies import stream_reply
 
-        return write_reply(self.messages(text), self.max_new_tokens, self.base, self.adapter, self.precision)
+        return stream_reply(self.messages(text), self.max_new_tokens, self.base, self.adapter, self.precision)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from adapters import AdapterManager, GenerationRequest, Registry
@@ -48,6 +50,33 @@ def test_session_writes_a_reply_when_no_faq_fits():
     hits = reply_engine.cache_info().hits
     CustomerServiceSession(generate=True).respond(UNANSWERED)
     assert reply_engine.cache_info().hits > hits  # a second conversation reuses the engine
+
+
+def test_the_session_streams_a_generated_reply_and_keeps_only_the_finished_turn():
+    session = CustomerServiceSession(generate=True, max_new_tokens=24)
+    turns = list(session.respond_stream(UNANSWERED))
+    assert len(turns) > 2 and all(t.source == "generated" for t in turns)
+    replies = [t.reply for t in turns]
+    assert all(later.startswith(earlier) for earlier, later in zip(replies, replies[1:-1], strict=False))
+    assert replies[-1] == replies[-2].strip() and session.history == [turns[-1]]
+    faq = list(session.respond_stream("How do I change my delivery address?"))
+    assert len(faq) == 1 and faq[0].source == "faq"  # any other reply comes once
+
+
+def test_conversations_writing_at_once_get_the_replies_they_get_alone():
+    texts = [UNANSWERED, "Do you sell gift cards for birthdays?", "Is the shop open on Sunday?"]
+    alone = [write_reply(_messages(t), max_new_tokens=20) for t in texts]
+    together: dict[int, str] = {}
+
+    def converse(i: int) -> None:
+        together[i] = write_reply(_messages(texts[i]), max_new_tokens=20)
+
+    threads = [threading.Thread(target=converse, args=(i,)) for i in range(len(texts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert [together.get(i) for i in range(len(texts))] == alone
 
 
 def test_adapter_replies_come_from_the_adapter_manager(embedded_base, tmp_adapters):
