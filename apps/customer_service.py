@@ -64,7 +64,8 @@ def turn_view(turn, history: list[dict] | None, session) -> tuple:
 
 def respond(message: str, history: list[dict] | None, session, generate: bool = True):
     """One customer turn, streamed: yields the outputs of :func:`turn_view` each time a generated reply
-    grows by a token (once for any other reply); the last yield is the finished turn.
+    grows by a token (once for any other reply); the last yield is the finished turn. Only the first yield
+    clears the message box.
 
     Raises:
         gr.Error: an empty message, or a domain error (e.g. no intent model trained) with what to do.
@@ -75,8 +76,10 @@ def respond(message: str, history: list[dict] | None, session, generate: bool = 
         if session is None:
             session = new_session(generate)
         session.generate = generate  # the box's current value, also for an API caller's live session
-        for turn in session.respond_stream(message.strip()):
-            yield turn_view(turn, history, session)
+        for i, turn in enumerate(session.respond_stream(message.strip())):
+            view = turn_view(turn, history, session)
+            # clear the message box once: later updates must not wipe what the customer types meanwhile
+            yield view if i == 0 else (view[0], gr.update(), *view[2:])
     except DSuiteError as exc:
         raise user_error(exc) from exc
 
@@ -112,7 +115,12 @@ with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
 
     inputs = [message, chat, session_state, generate]
     outputs = [chat, message, session_state, intent, state_view, faq_view, banner]
-    send.click(respond, inputs, outputs, api_name="cs_respond")
-    message.submit(respond, inputs, outputs, api_visibility="private")
+    # Send is disabled while a reply streams (Gradio drops a click on a busy event) and enabled again after
+    # the turn, also when it failed.
+    for trigger in (send.click, message.submit):
+        trigger(lambda: gr.update(interactive=False), None, send, queue=False, api_visibility="private")
+    send.click(respond, inputs, outputs, api_name="cs_respond").then(
+        lambda: gr.update(interactive=True), None, send, api_visibility="private")
+    message.submit(respond, inputs, outputs, api_visibility="private").then(
+        lambda: gr.update(interactive=True), None, send, api_visibility="private")
     clear.click(reset, None, [chat, session_state, intent, state_view, faq_view, banner], api_name="cs_reset")
-    generate.change(lambda: None, None, session_state, api_visibility="private")

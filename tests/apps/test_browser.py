@@ -134,12 +134,18 @@ def test_customer_service_chat_shows_state_intent_and_escalation(page, hub_serve
 
     open_hub(page, hub_server)
     page.get_by_role("tab", name="Customer service").click()
-    page.get_by_label("Write a reply with the model when no FAQ fits").uncheck()
     box = page.locator("#cs-message textarea")
+    box.fill("Can you recommend a good umbrella?")  # no FAQ answer fits: the model writes, streamed
+    page.locator("#cs-send").click()
+    expect(page.locator("#cs-send")).to_be_disabled()
+    expect(page.locator("#cs-intent")).to_contain_text("answer from generated", timeout=180_000)
+    expect(page.locator("#cs-chat")).to_contain_text("umbrella")
+    expect(page.locator("#cs-send")).to_be_enabled(timeout=120_000)  # disabled while the reply streams
+    page.get_by_label("Write a reply with the model when no FAQ fits").uncheck()  # the conversation goes on
     box.fill("I want to cancel order 1234567, it has not shipped yet.")
     page.locator("#cs-send").click()
-    expect(page.locator("#cs-intent")).to_contain_text("confidence", timeout=180_000)
-    expect(page.locator("#cs-state")).to_contain_text("1234567")
+    expect(page.locator("#cs-state")).to_contain_text("1234567", timeout=180_000)
+    expect(page.locator("#cs-intent")).to_contain_text("confidence")
     box.fill("Let me talk to a real person please.")
     page.locator("#cs-send").click()
     expect(page.locator("#cs-escalation")).to_contain_text("Handed over to a human agent", timeout=120_000)
