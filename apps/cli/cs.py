@@ -51,11 +51,19 @@ def chat(
         line = sys.stdin.readline()
         if not line or not line.strip():
             break
-        turn = session.respond(line)
         if as_json:
+            turn = session.respond(line)
             typer.echo(_turn_json(turn))
             continue
-        typer.echo(f"assistant> {turn.reply}")
+        typer.echo("assistant> ", nl=False)
+        shown = ""
+        for turn in session.respond_stream(line):  # a generated reply appears as it is written
+            if turn.reply.startswith(shown):
+                typer.echo(turn.reply[len(shown) :], nl=False)
+                shown = turn.reply
+        if shown != turn.reply:  # the finished reply is not a continuation (e.g. it fell back to asking)
+            typer.echo(("\n" if shown else "") + turn.reply, nl=False)
+        typer.echo("")
         detail = f"   [intent {turn.intent} p={turn.confidence:.2f}; source {turn.source}; state {turn.state}"
         if turn.escalation:
             detail += f"; ESCALATED ({turn.escalation.reason}: {turn.escalation.detail})"

@@ -62,6 +62,21 @@ def test_cs_ask_writes_a_reply_and_refuses_a_bad_precision():
     assert out.returncode == 2 and "fp32, int8, int4" in out.stderr
 
 
+def test_cs_chat_streams_replies_in_the_terminal_and_stops_at_a_handover():
+    out = subprocess.run(
+        dsuite_command("cs", "chat"),
+        input="Can you recommend a good umbrella?\nLet me talk to a real person please.\nStill there?\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    replies = [line for line in out.stdout.splitlines() if line.startswith("assistant> ")]
+    details = [line for line in out.stdout.splitlines() if line.startswith("   [intent ")]
+    assert len(replies) == 2 and len(replies[0]) > len("assistant> ") + 10  # the written reply
+    assert "source generated" in details[0] and "ESCALATED (requested" in details[1]
+
+
 def test_cs_track_refuses_a_bad_file(tmp_path):
     bad = tmp_path / "dialogue.json"
     bad.write_text('{"user": "hi"}')
