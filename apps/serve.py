@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 from core_model.paths import set_offline
 
@@ -38,6 +39,10 @@ def launch(host: str = "127.0.0.1", port: int = 7860, base: str | None = None, s
     accounts = resolve_auth(auth)
     limit = max_upload_mb()
     services.base()  # fail fast on a bad base, and have the model warm before the first request
+    from core_model.quant import kernels
+
+    # the engine's kernels compile once per machine (about a minute): start now, not at the first reply
+    threading.Thread(target=kernels.native, name="dsuite-kernels", daemon=True).start()
     from apps.hub import demo
 
     if host not in ("127.0.0.1", "localhost", "::1") and not accounts:

@@ -26,6 +26,7 @@ def test_cs_help_lists_commands():
         "dst-data",
         "train-dst",
         "offers-data",
+        "dst-ceiling",
         "track",
     ):
         assert command in out.stdout
