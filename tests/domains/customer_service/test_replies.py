@@ -26,8 +26,8 @@ def tmp_adapters(tmp_path, monkeypatch):
     monkeypatch.setenv("DSUITE_ADAPTERS", str(tmp_path / "adapters"))
     reply_manager.cache_clear()
     yield tmp_path / "adapters"
-    for manager in [reply_manager(None)] if reply_manager.cache_info().currsize else []:
-        manager.close()
+    if reply_manager.cache_info().currsize:  # the test made the manager: close it
+        reply_manager(None).close()
     reply_manager.cache_clear()
 
 
