@@ -149,4 +149,5 @@ def test_customer_service_chat_shows_state_intent_and_escalation(page, hub_serve
     box.fill("Let me talk to a real person please.")
     page.locator("#cs-send").click()
     expect(page.locator("#cs-escalation")).to_contain_text("Handed over to a human agent", timeout=120_000)
+    expect(page.locator("#cs-send")).to_be_enabled(timeout=30_000)  # the turn is over: Send is back
     screenshot(page, "customer_service")
