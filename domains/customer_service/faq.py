@@ -58,7 +58,7 @@ def fill_placeholders(answer: str, state: dict | None = None) -> str:
             return {"retail-order_id": "your order", "retail-invoice_id": "your invoice"}.get(
                 slot, "the details"
             )
-        return profile["unknown_placeholder"]
+        return profile["unknown_placeholder"].format(name=name)  # a page label: its own name
 
     return _PLACEHOLDER.sub(replace, answer)
 

@@ -59,6 +59,19 @@ def test_placeholders_unknown_to_state_come_from_the_business_profile():
     assert "{{" not in text and "your order" in text
 
 
+def test_every_faq_answer_reads_without_placeholders():
+    from domains.customer_service.faq import FaqIndex, business_profile
+
+    answers = [row["response"] for row in FaqIndex.load("bitext").rows]
+    filled = [fill_placeholders(answer, {}) for answer in answers]
+    assert not [text for text in filled if "{{" in text or "}}" in text]
+    hours = business_profile()["placeholders"]["Customer Support Availability"]
+    assert sum(f"available {hours}" in text for text in filled) > 100  # the business's hours, in the sentence
+    assert sum("via live chat on our website" in text for text in filled) > 100
+    text = fill_placeholders("Go to the {{Billing}} section and press {{Cancel Order}}.", {})
+    assert text == "Go to the Billing section and press Cancel Order."  # page labels keep their names
+
+
 def test_empty_message_is_refused(session_factory):
     with pytest.raises(DSuiteError, match="non-empty"):
         session_factory().respond("   ")
