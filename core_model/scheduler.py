@@ -36,6 +36,7 @@ class Request:
     temperature: float = 0.0
     top_p: float = 1.0
     stop_at_eos: bool = True
+    repetition_penalty: float = 1.0
     rid: int = 0
     tokens: list[int] = field(default_factory=list)
     submitted: float = field(default_factory=time.perf_counter)
@@ -96,19 +97,26 @@ class Scheduler:
         self.steps = 0
 
     def submit(self, ids: Sequence[int], max_new_tokens: int = 128, temperature: float = 0.0,
-               top_p: float = 1.0, stop_at_eos: bool = True) -> Request:
-        """Queue a prompt (token ids); returns its ``Request`` (use ``result()`` or ``stream()``)."""
+               top_p: float = 1.0, stop_at_eos: bool = True, repetition_penalty: float = 1.0) -> Request:
+        """Queue a prompt (token ids); returns its ``Request`` (use ``result()`` or ``stream()``).
+
+        ``repetition_penalty`` > 1 makes every token already in the prompt or the reply less likely, as
+        transformers' ``repetition_penalty`` does (positive logits divided by it, negative ones multiplied).
+        """
         ids = [int(i) for i in ids]
         if not ids:
             raise DSuiteError("Cannot submit an empty prompt: give at least one token id.")
         if max_new_tokens < 1:
             raise DSuiteError(f"max_new_tokens must be at least 1, got {max_new_tokens}.")
+        if repetition_penalty <= 0:
+            raise DSuiteError(f"repetition_penalty must be > 0 (1 = none), got {repetition_penalty}.")
         if len(ids) + max_new_tokens > self.engine.max_len:
             raise DSuiteError(
                 f"Prompt of {len(ids)} tokens plus {max_new_tokens} new tokens exceeds the engine's "
                 f"max_len={self.engine.max_len}; shorten the prompt or lower max_new_tokens."
             )
-        request = Request(ids, max_new_tokens, temperature, top_p, stop_at_eos, rid=next(self._ids))
+        request = Request(ids, max_new_tokens, temperature, top_p, stop_at_eos, repetition_penalty,
+                          rid=next(self._ids))
         with self._lock:
             self.waiting.append(request)
             self._lock.notify()
@@ -120,6 +128,14 @@ class Scheduler:
         )
 
     def _sample(self, logits: torch.Tensor, requests: list[Request]) -> list[int]:
+        if any(r.repetition_penalty != 1.0 for r in requests):
+            logits = logits.clone()
+            for row, request in zip(logits, requests, strict=True):
+                if request.repetition_penalty != 1.0:
+                    seen = torch.tensor(sorted(set(request.ids) | set(request.tokens)))
+                    scores = row[seen]
+                    penalty = request.repetition_penalty
+                    row[seen] = torch.where(scores > 0, scores / penalty, scores * penalty)
         if all(r.temperature <= 0 for r in requests):
             return logits.argmax(-1).tolist()
         return [

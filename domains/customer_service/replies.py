@@ -6,7 +6,8 @@ the conversation after the system prompt, which is what the first-token benchmar
 measures. Conversations share the engine through a continuous-batching ``Scheduler``: replies written at
 the same time decode in one batch. With an adapter the adapter manager serves the reply on the fp32 base
 (the engine has no LoRA hooks). Decoding is greedy in both, and both stream: ``stream_reply`` yields the
-reply as it grows.
+reply as it grows. Engine replies carry a repetition penalty (``REPETITION_PENALTY``); adapter replies do
+not (the adapter manager's requests have no such setting yet).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ DEFAULT_PRECISION = "int8"
 _ENGINE_LEN = 2048  # tokens per conversation the engine holds (system prompt + last turns + the reply)
 _ENGINE_BATCH = 4  # replies decoded together
 _TOKEN_TIMEOUT_S = 120.0  # longest wait for the next token before the reply is given up
+# Greedy replies of the 135M base loop ("I'm not a product recommendation service. ... I'm not a product
+# recommendation service."): with this penalty 0 of 14 replies to 30-token BANKING77 turns repeated a 6-word
+# run, against 8 of 14 without (transformers generate, 96 tokens).
+REPETITION_PENALTY = 1.2
 
 
 class _ReplyEngine:
@@ -48,7 +53,9 @@ class _ReplyEngine:
                 f"{self.engine.max_len} tokens a reply may use. Start a new conversation or shorten the "
                 "message."
             )
-        request = self.scheduler.submit(ids, max_new_tokens=max_new_tokens)
+        request = self.scheduler.submit(
+            ids, max_new_tokens=max_new_tokens, repetition_penalty=REPETITION_PENALTY
+        )
         tokens: list[int] = []
         for token in request.stream(timeout=_TOKEN_TIMEOUT_S):
             tokens.append(token)

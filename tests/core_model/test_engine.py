@@ -272,6 +272,22 @@ def test_continuous_batching_requests_join_and_leave(llama):
     assert requests[2].first_token_at < requests[1].finished_at
 
 
+def test_scheduler_repetition_penalty_matches_transformers(llama):
+    engine = Engine(llama, policy="fp32", max_batch=2, max_len=64)
+    scheduler = Scheduler(engine)
+    plain = scheduler.submit(PROMPTS[1], max_new_tokens=16, stop_at_eos=False)
+    penalised = scheduler.submit(PROMPTS[1], max_new_tokens=16, stop_at_eos=False, repetition_penalty=1.5)
+    scheduler.run_until_idle()  # both in one batch: the penalty applies to its own row only
+    with torch.inference_mode():
+        ref = llama.generate(torch.tensor([PROMPTS[1]]), max_new_tokens=16, min_new_tokens=16,
+                             do_sample=False, repetition_penalty=1.5)
+    assert penalised.result(timeout=1) == ref[0, len(PROMPTS[1]):].tolist()
+    assert plain.result(timeout=1) == engine.generate([PROMPTS[1]], max_new_tokens=16, stop_at_eos=False)[0]
+    assert penalised.result(timeout=1) != plain.result(timeout=1)  # the penalty changed the reply
+    with pytest.raises(DSuiteError, match="repetition_penalty"):
+        scheduler.submit(PROMPTS[0], repetition_penalty=0)
+
+
 def test_scheduler_thread_serves_concurrent_streams(llama):
     engine = Engine(llama, policy="int8", max_batch=4, max_len=64)
     scheduler = Scheduler(engine)

@@ -10,7 +10,7 @@ from adapters import AdapterManager, GenerationRequest, Registry
 from adapters.errors import AdapterNotFoundError
 from core_model.errors import DSuiteError
 from core_model.generation import GenerationSettings, generate
-from domains.customer_service.replies import reply_engine, reply_manager, write_reply
+from domains.customer_service.replies import REPETITION_PENALTY, reply_engine, reply_manager, write_reply
 from domains.customer_service.session import CustomerServiceSession, prompts
 
 UNANSWERED = "Can you recommend a good umbrella?"  # no FAQ answer fits, no escalation: the model writes
@@ -34,7 +34,8 @@ def tmp_adapters(tmp_path, monkeypatch):
 def test_engine_reply_with_cached_system_prompt_equals_plain_generation(embedded_base):
     messages = _messages()
     reply = write_reply(messages, max_new_tokens=24, precision="fp32")
-    expected = generate(embedded_base, messages, GenerationSettings(max_new_tokens=24)).strip()
+    settings = GenerationSettings(max_new_tokens=24, repetition_penalty=REPETITION_PENALTY)
+    expected = generate(embedded_base, messages, settings).strip()
     assert reply == expected and reply
     engine = reply_engine(None, "fp32", messages[0]["content"]).engine
     system_ids = engine.chat_prefix_ids(messages[0]["content"])
