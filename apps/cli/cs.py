@@ -170,17 +170,11 @@ def dst_ceiling(
 ) -> None:
     """Joint goal accuracy of the rules, and with gold keep/drop decisions of their candidates (the ceiling
     of a verifier on top of them)."""
-    from core_model.errors import DSuiteError
-    from domains.customer_service.dst_adapter import validation_dialogues
+    from domains.customer_service.dst_adapter import split_dialogues
     from domains.customer_service.dst_candidates import ceiling
     from eval.data import multiwoz
 
-    if split not in ("validation", "dev", "test"):
-        raise DSuiteError(f"Unknown split '{split}'; use validation, dev or test.")
-    dialogues = multiwoz.load_dialogues("test" if split == "test" else "dev")
-    if split == "validation":
-        kept = validation_dialogues(d["dialogue_id"] for d in dialogues)
-        dialogues = [d for d in dialogues if d["dialogue_id"] in kept]
+    dialogues = split_dialogues(split)
     typer.echo(json.dumps({"split": split, **ceiling([multiwoz.user_turns(d) for d in dialogues])}))
 
 

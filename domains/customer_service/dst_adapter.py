@@ -57,6 +57,24 @@ def validation_dialogues(dialogue_ids) -> set[str]:
     return set(sorted(dialogue_ids)[::every])
 
 
+def split_dialogues(split: str) -> list[dict]:
+    """MultiWOZ dialogues of ``test``, ``dev``, or ``validation`` (the dev dialogues kept out of training)."""
+    from eval.data import multiwoz
+
+    if split not in ("validation", "dev", "test"):
+        raise DSuiteError(f"Unknown MultiWOZ split '{split}'; use validation, dev or test.")
+    dialogues = multiwoz.load_dialogues("dev" if split == "validation" else split)
+    if split == "validation":
+        kept = validation_dialogues(d["dialogue_id"] for d in dialogues)
+        dialogues = [d for d in dialogues if d["dialogue_id"] in kept]
+    return dialogues
+
+
+def gold_state(turn: dict) -> dict:
+    """A turn's gold state, normalised, on the 30 informable MultiWOZ slots."""
+    return {k: v for k, v in normalize_state(turn["state"]).items() if k in MULTIWOZ_SLOTS}
+
+
 def turn_messages(
     system: str,
     user: str,
@@ -127,7 +145,7 @@ def build_training_set(out_path: str | Path, limit: int | None = 800, seed: int 
         for turn in multiwoz.user_turns(dialogue):
             rules.update(turn["user"], turn["system"])
             focus = rules.active or focus  # as at inference: the rules' domain, else the last update's
-            gold = {k: v for k, v in normalize_state(turn["state"]).items() if k in MULTIWOZ_SLOTS}
+            gold = gold_state(turn)
             delta = gold_delta(previous, gold)
             hint = {} if rng.random() < dropout else rules.last_found
             messages = turn_messages(turn["system"], turn["user"], focus, hint, state=previous)

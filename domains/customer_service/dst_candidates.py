@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from domains.customer_service.normalize import normalize_state
+from domains.customer_service.dst_adapter import gold_state
 from domains.customer_service.offers import offered_values
 from domains.customer_service.rule_tracker import RuleTracker
-from domains.customer_service.schema import MULTIWOZ_SLOTS
 
 KINDS = ("rule", "offer")
 
@@ -47,11 +46,6 @@ def turn_candidates(turns: list[dict]) -> list[list[Candidate]]:
             ]
         )
     return out
-
-
-def gold_state(turn: dict) -> dict:
-    """A turn's gold state, normalised, on the 30 informable MultiWOZ slots."""
-    return {k: v for k, v in normalize_state(turn["state"]).items() if k in MULTIWOZ_SLOTS}
 
 
 def decided_states(candidates: list[list[Candidate]], keep: Callable[[Candidate], bool]) -> list[dict]:

@@ -408,13 +408,9 @@ def multiwoz_task() -> Task:
 
     def load(split: str) -> list[dict]:
         """``test``, ``dev``, or ``validation``: the dev dialogues the adapter was not trained on."""
-        from domains.customer_service.dst_adapter import validation_dialogues
+        from domains.customer_service.dst_adapter import split_dialogues
 
-        dialogues = multiwoz.load_dialogues("dev" if split == "validation" else split)
-        if split == "validation":
-            kept = validation_dialogues(d["dialogue_id"] for d in dialogues)
-            dialogues = [d for d in dialogues if d["dialogue_id"] in kept]
-        return _dst_examples(dialogues, turns_of)
+        return _dst_examples(split_dialogues(split), turns_of)
 
     return Task(
         name="cs.multiwoz",
