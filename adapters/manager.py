@@ -30,7 +30,7 @@ from adapters.requests import GenerationRequest, GenerationResult
 from adapters.shipped import install_shipped
 from core_model.base import Base
 from core_model.errors import DSuiteError
-from core_model.generation import as_messages
+from core_model.generation import GenerationSettings, as_messages
 from core_model.paths import PROJECT_DATA
 
 logger = logging.getLogger(__name__)
@@ -207,8 +207,9 @@ class AdapterManager:
             results: list[GenerationResult | None] = [None] * len(requests)
             groups: dict[tuple, list[int]] = {}
             for index, request in enumerate(requests):
-                groups.setdefault((request.temperature, request.top_p), []).append(index)
-            for (temperature, top_p), indices in groups.items():
+                key = (request.temperature, request.top_p, request.repetition_penalty)
+                groups.setdefault(key, []).append(index)
+            for (temperature, top_p, penalty), indices in groups.items():
                 outputs = self._generate_rows(
                     [self._prompt_ids(requests[i]) for i in indices],
                     [keys[i] for i in indices],
@@ -216,6 +217,7 @@ class AdapterManager:
                     temperature,
                     top_p,
                     max(requests[i].min_new_tokens for i in indices),
+                    penalty,
                 )
                 for i, ids in zip(indices, outputs, strict=True):
                     text = self.base.tokenizer.decode(ids, skip_special_tokens=True)
@@ -224,19 +226,18 @@ class AdapterManager:
         finally:
             self._release(keys)
 
-    def _generate_rows(self, prompts, keys, max_new, temperature, top_p, min_new=0) -> list[list[int]]:
+    def _generate_rows(
+        self, prompts, keys, max_new, temperature, top_p, min_new=0, repetition_penalty=1.0
+    ) -> list[list[int]]:
         tokenizer = self.base.tokenizer
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         from adapters.lm import pad_left
 
         ids, mask = pad_left(prompts, pad)
-        kwargs = {"max_new_tokens": max(max_new), "pad_token_id": pad}
+        settings = GenerationSettings(max(max_new), temperature, top_p, repetition_penalty)
+        kwargs = {**settings.to_generate_kwargs(tokenizer), "pad_token_id": pad}
         if min_new:
             kwargs["min_new_tokens"] = min(min_new, max(max_new))
-        if temperature > 0:
-            kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         with self._lock, torch.inference_mode(), self.lora.rows(keys):
             out = self.base.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
         rows = []
@@ -263,11 +264,10 @@ class AdapterManager:
         def run() -> None:
             try:
                 ids = torch.tensor([self._prompt_ids(request)])
-                kwargs = {"max_new_tokens": request.max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
-                if request.temperature > 0:
-                    kwargs.update(do_sample=True, temperature=request.temperature, top_p=request.top_p)
-                else:
-                    kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+                settings = GenerationSettings(
+                    request.max_new_tokens, request.temperature, request.top_p, request.repetition_penalty
+                )
+                kwargs = settings.to_generate_kwargs(tokenizer)
                 with self._lock, torch.inference_mode(), self.lora.rows(keys):
                     self.base.model.generate(
                         input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer, **kwargs

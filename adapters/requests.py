@@ -20,6 +20,8 @@ class GenerationRequest:
         top_p: nucleus sampling mass when sampling.
         system: an optional system prompt (otherwise the chat template's default).
         min_new_tokens: do not stop before this many tokens (benchmarks use it for fixed-length answers).
+        repetition_penalty: > 1 makes tokens already in the prompt or the reply less likely (transformers'
+            ``repetition_penalty``: positive logits divided by it, negative ones multiplied); 1 = none.
     """
 
     prompt: str | None = None
@@ -30,6 +32,7 @@ class GenerationRequest:
     top_p: float = 0.9
     system: str | None = None
     min_new_tokens: int = 0
+    repetition_penalty: float = 1.0
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.messages is None):
@@ -44,6 +47,8 @@ class GenerationRequest:
             raise DSuiteError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}.")
         if not 0 < self.top_p <= 1:
             raise DSuiteError(f"top_p must be in (0, 1], got {self.top_p}.")
+        if not self.repetition_penalty > 0:
+            raise DSuiteError(f"repetition_penalty must be > 0 (1 = none), got {self.repetition_penalty}.")
 
     @property
     def conversation(self) -> str | list[dict]:

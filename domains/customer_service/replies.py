@@ -6,8 +6,7 @@ the conversation after the system prompt, which is what the first-token benchmar
 measures. Conversations share the engine through a continuous-batching ``Scheduler``: replies written at
 the same time decode in one batch. With an adapter the adapter manager serves the reply on the fp32 base
 (the engine has no LoRA hooks). Decoding is greedy in both, and both stream: ``stream_reply`` yields the
-reply as it grows. Engine replies carry a repetition penalty (``REPETITION_PENALTY``); adapter replies do
-not (the adapter manager's requests have no such setting yet).
+reply as it grows. Both carry the same repetition penalty (``REPETITION_PENALTY``).
 """
 
 from __future__ import annotations
@@ -110,7 +109,12 @@ def stream_reply(
         return
     from adapters import GenerationRequest
 
-    request = GenerationRequest(messages=messages, adapter=adapter, max_new_tokens=max_new_tokens)
+    request = GenerationRequest(
+        messages=messages,
+        adapter=adapter,
+        max_new_tokens=max_new_tokens,
+        repetition_penalty=REPETITION_PENALTY,
+    )
     text = ""
     for piece in reply_manager(base).stream(request):
         text += piece

@@ -85,7 +85,12 @@ def test_adapter_replies_come_from_the_adapter_manager(embedded_base, tmp_adapte
     reply = write_reply(messages, max_new_tokens=16, adapter="customer_service")
     direct = AdapterManager(embedded_base, Registry(tmp_adapters))
     try:
-        request = GenerationRequest(messages=messages, adapter="customer_service", max_new_tokens=16)
+        request = GenerationRequest(
+            messages=messages,
+            adapter="customer_service",
+            max_new_tokens=16,
+            repetition_penalty=REPETITION_PENALTY,
+        )
         assert reply == direct.generate([request])[0].text.strip()
     finally:
         direct.close()
