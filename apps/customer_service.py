@@ -76,12 +76,32 @@ def respond(message: str, history: list[dict] | None, session, generate: bool = 
         if session is None:
             session = new_session(generate)
         session.generate = generate  # the box's current value, also for an API caller's live session
-        for i, turn in enumerate(session.respond_stream(message.strip())):
-            view = turn_view(turn, history, session)
-            # clear the message box once: later updates must not wipe what the customer types meanwhile
-            yield view if i == 0 else (view[0], gr.update(), *view[2:])
+        turns = session.respond_stream(message.strip())
+        try:
+            for i, turn in enumerate(turns):
+                view = turn_view(turn, history, session)
+                # clear the message box once: later updates must not wipe what the customer types meanwhile
+                yield view if i == 0 else (view[0], gr.update(), *view[2:])
+        finally:  # Stop, or a closed page: the session keeps the reply as far as it was shown
+            turns.close()
     except DSuiteError as exc:
         raise user_error(exc) from exc
+
+
+def busy():
+    """While a reply streams: Send off (Gradio drops a click on a busy event), Stop on."""
+    return gr.update(interactive=False), gr.update(interactive=True)
+
+
+def idle():
+    """After a turn, also a failed or stopped one: Send on, Stop off."""
+    return gr.update(interactive=True), gr.update(interactive=False)
+
+
+def stop_reply(session) -> None:
+    """Stop: the reply being written ends at its next token and the turn keeps what was shown."""
+    if session is not None:
+        session.stop_reply()
 
 
 def reset():
@@ -102,6 +122,7 @@ with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
                 message = gr.Textbox(placeholder="Describe your issue...", show_label=False, scale=4,
                                      elem_id="cs-message")
                 send = gr.Button("Send", variant="primary", scale=1, elem_id="cs-send")
+                stop = gr.Button("Stop", variant="stop", scale=1, interactive=False, elem_id="cs-stop")
             with gr.Row():
                 generate = gr.Checkbox(value=True, label="Write a reply with the model when no FAQ fits")
                 clear = gr.Button("New conversation", size="sm")
@@ -115,12 +136,16 @@ with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
 
     inputs = [message, chat, session_state, generate]
     outputs = [chat, message, session_state, intent, state_view, faq_view, banner]
-    # Send is disabled while a reply streams (Gradio drops a click on a busy event) and enabled again after
-    # the turn, also when it failed.
+    buttons = [send, stop]
     for trigger in (send.click, message.submit):
-        trigger(lambda: gr.update(interactive=False), None, send, queue=False, api_visibility="private")
-    send.click(respond, inputs, outputs, api_name="cs_respond").then(
-        lambda: gr.update(interactive=True), None, send, api_visibility="private")
-    message.submit(respond, inputs, outputs, api_visibility="private").then(
-        lambda: gr.update(interactive=True), None, send, api_visibility="private")
+        trigger(busy, None, buttons, queue=False, api_visibility="private")
+    for reply in (
+        send.click(respond, inputs, outputs, api_name="cs_respond"),
+        message.submit(respond, inputs, outputs, api_visibility="private"),
+    ):
+        reply.then(idle, None, buttons, api_visibility="private")
+    # Stop asks the session to end the reply (the turn keeps what was shown, the engine frees the slot); the
+    # reply's .then above turns the buttons back. Not Gradio's `cancels`: in the hub a cancelled event marks
+    # every output of this tab with an error badge.
+    stop.click(stop_reply, session_state, None, queue=False, api_visibility="private")
     clear.click(reset, None, [chat, session_state, intent, state_view, faq_view, banner], api_name="cs_reset")

@@ -4,7 +4,8 @@
 requests into free slots (prefill, using the engine's prefix cache), runs one batched decode step for all
 live sequences, and retires the finished ones, moving the last live slot into the hole so the batch stays
 contiguous. A server calls ``start()`` once and ``submit()`` per request; scripts can call
-``run_until_idle()`` instead of starting the thread.
+``run_until_idle()`` instead of starting the thread. ``Request.cancel()`` frees a request's slot at the next
+step (a client that stopped listening should not keep decoding).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Request:
     first_token_at: float | None = None
     finished_at: float | None = None
     error: BaseException | None = None
+    cancelled: bool = False
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
     _queue: queue.Queue = field(default_factory=queue.Queue, repr=False)
 
@@ -67,6 +69,11 @@ class Request:
                     raise self.error
                 return
             yield item
+
+    def cancel(self) -> None:
+        """Stop decoding this request at the scheduler's next step (its slot goes to the next request);
+        the tokens produced so far stay in ``tokens``. Does nothing to a finished request."""
+        self.cancelled = True
 
     def _emit(self, token: int) -> None:
         if self.first_token_at is None:
@@ -123,7 +130,7 @@ class Scheduler:
         return request
 
     def _finished(self, request: Request, token: int) -> bool:
-        return len(request.tokens) >= request.max_new_tokens or (
+        return request.cancelled or len(request.tokens) >= request.max_new_tokens or (
             request.stop_at_eos and token in self.engine.eos_ids
         )
 
@@ -163,6 +170,9 @@ class Scheduler:
                 if not self.waiting:
                     break
                 request = self.waiting.popleft()
+            if request.cancelled:
+                request._finish()
+                continue
             slot = len(self.active)
             try:
                 logits = self.engine.prefill(slot, request.ids)

@@ -56,9 +56,12 @@ class _ReplyEngine:
             ids, max_new_tokens=max_new_tokens, repetition_penalty=REPETITION_PENALTY
         )
         tokens: list[int] = []
-        for token in request.stream(timeout=_TOKEN_TIMEOUT_S):
-            tokens.append(token)
-            yield tokenizer.decode(tokens, skip_special_tokens=True)
+        try:
+            for token in request.stream(timeout=_TOKEN_TIMEOUT_S):
+                tokens.append(token)
+                yield tokenizer.decode(tokens, skip_special_tokens=True)
+        finally:  # the reader stopped early (Stop button, closed page): free the slot for other replies
+            request.cancel()
 
 
 def check_precision(precision: str) -> str:

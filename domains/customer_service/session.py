@@ -8,6 +8,7 @@ sentiment, each with its reason), and a generated reply when no FAQ fits.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -108,6 +109,12 @@ class CustomerServiceSession:
         self.state: dict = {}
         self.history: list[Turn] = []
         self.escalated: Escalation | None = None
+        self._stop = threading.Event()
+
+    def stop_reply(self) -> None:
+        """End the reply being written at its next token (a Stop button; safe from another thread). The turn
+        keeps what was written so far; the next message starts as usual."""
+        self._stop.set()
 
     def respond(self, text: str) -> Turn:
         """Handle one user message and return the turn (also appended to ``history``)."""
@@ -120,6 +127,7 @@ class CustomerServiceSession:
         if not isinstance(text, str) or not text.strip():
             raise DSuiteError("respond() needs a non-empty customer message (got an empty string).")
         text = text.strip()
+        self._stop.clear()
         vector = self.intents.embed([text])
         prediction = self.intents.decide(self.intents.probabilities(vector, [text]))[0]
         self.state = update_retail_state(self.state, text)
@@ -151,8 +159,18 @@ class CustomerServiceSession:
             )
 
         if source == "generated":
-            for reply in self._generated(text):
-                yield turn_with(reply)
+            pieces = self._generated(text)
+            try:
+                for reply in pieces:
+                    yield turn_with(reply)
+                    if self._stop.is_set():
+                        logger.info("reply stopped after %d chars", len(reply))
+                        break
+            except GeneratorExit:  # the reader went away: keep the turn as far as it was shown
+                self.history.append(turn_with(reply.strip()))
+                raise
+            finally:
+                pieces.close()  # frees the reply's decode slot when it stopped early
             if not reply.strip():  # the model wrote nothing: ask, rather than show an empty answer
                 reply, source = prompts()["clarify"], "clarify"
         turn = turn_with(reply.strip())

@@ -141,6 +141,14 @@ def test_customer_service_chat_shows_state_intent_and_escalation(page, hub_serve
     expect(page.locator("#cs-intent")).to_contain_text("answer from generated", timeout=180_000)
     expect(page.locator("#cs-chat")).to_contain_text("umbrella")
     expect(page.locator("#cs-send")).to_be_enabled(timeout=120_000)  # disabled while the reply streams
+    expect(page.locator("#cs-stop")).to_be_disabled()
+    box.fill("Can you recommend a warm scarf for winter?")  # Stop ends this reply where it is
+    page.locator("#cs-send").click()
+    page.locator("#cs-stop").click(timeout=30_000)
+    expect(page.locator("#cs-send")).to_be_enabled(timeout=30_000)
+    expect(page.locator("#cs-stop")).to_be_disabled()
+    expect(page.locator("#cs-chat")).to_contain_text("scarf")
+    expect(page.locator("#cs-chat")).not_to_contain_text("Error")  # a stopped reply is not a failed one
     page.get_by_label("Write a reply with the model when no FAQ fits").uncheck()  # the conversation goes on
     box.fill("I want to cancel order 1234567, it has not shipped yet.")
     page.locator("#cs-send").click()

@@ -288,6 +288,23 @@ def test_scheduler_repetition_penalty_matches_transformers(llama):
         scheduler.submit(PROMPTS[0], repetition_penalty=0)
 
 
+def test_a_cancelled_request_leaves_the_batch_and_the_others_go_on(llama):
+    engine = Engine(llama, policy="fp32", max_batch=2, max_len=64)
+    expected = engine.generate([PROMPTS[1]], max_new_tokens=12, stop_at_eos=False)[0]
+    scheduler = Scheduler(engine)
+    stopped = scheduler.submit(PROMPTS[0], max_new_tokens=12, stop_at_eos=False)
+    kept = scheduler.submit(PROMPTS[1], max_new_tokens=12, stop_at_eos=False)
+    never = scheduler.submit(PROMPTS[2], max_new_tokens=12, stop_at_eos=False)  # waits for a free slot
+    scheduler.step()
+    stopped.cancel()
+    never.cancel()
+    scheduler.run_until_idle()
+    assert stopped.done and len(stopped.result(timeout=1)) == 3  # prefill + one decode, then one more
+    assert never.done and never.result(timeout=1) == []  # never prefilled
+    assert kept.result(timeout=1) == expected
+    assert scheduler.steps == len(expected) - 1 and not scheduler.active
+
+
 def test_scheduler_thread_serves_concurrent_streams(llama):
     engine = Engine(llama, policy="int8", max_batch=4, max_len=64)
     scheduler = Scheduler(engine)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 
 import pytest
 
@@ -62,6 +64,40 @@ def test_the_session_streams_a_generated_reply_and_keeps_only_the_finished_turn(
     assert replies[-1] == replies[-2].strip() and session.history == [turns[-1]]
     faq = list(session.respond_stream("How do I change my delivery address?"))
     assert len(faq) == 1 and faq[0].source == "faq"  # any other reply comes once
+
+
+def test_a_stopped_reply_frees_its_slot_and_the_turn_keeps_what_was_shown():
+    session = CustomerServiceSession(generate=True, max_new_tokens=96)
+    stream = session.respond_stream(UNANSWERED)
+    shown = [next(stream) for _ in range(3)]
+    scheduler = reply_engine(None, session.precision, prompts()["system"]).scheduler
+    steps = scheduler.steps
+    stream.close()  # what Gradio does on Stop or a closed page
+    assert session.history == [dataclasses.replace(shown[-1], reply=shown[-1].reply.strip())]
+    deadline = time.monotonic() + 30
+    while (scheduler.active or scheduler.waiting) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not scheduler.active and scheduler.steps - steps <= 3  # not decoding the other 90-odd tokens
+    assert session.messages("and?")[-2] == {"role": "assistant", "content": session.history[0].reply}
+    assert session.respond("Thanks, and do you sell raincoats?").reply  # the conversation goes on
+
+
+def test_stop_reply_ends_the_reply_at_the_next_token_and_the_turn_keeps_it():
+    session = CustomerServiceSession(generate=True, max_new_tokens=96)
+    turns = []
+    for turn in session.respond_stream(UNANSWERED):
+        turns.append(turn)
+        if len(turns) == 3:
+            session.stop_reply()  # as the app's Stop button does, from another thread
+    assert len(turns) == 4 and turns[-1].reply == turns[2].reply.strip() and session.history == [turns[-1]]
+    scheduler = reply_engine(None, session.precision, prompts()["system"]).scheduler
+    deadline = time.monotonic() + 30
+    while scheduler.active and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not scheduler.active
+    assert session.respond("How do I change my delivery address?").source == "faq"  # no repeated failure
+    later = list(session.respond_stream("And a warm scarf?"))
+    assert later[-1].source == "generated" and len(later) > 4  # the next reply is not stopped
 
 
 def test_conversations_writing_at_once_get_the_replies_they_get_alone():
