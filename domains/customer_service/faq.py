@@ -97,15 +97,29 @@ class FaqIndex:
 
     @classmethod
     def load(cls, name: str = "bitext") -> FaqIndex:
-        """Load the saved index of business ``name`` (only ``bitext`` ships), reading Q/A rows in place."""
-        import numpy as np
+        """The saved index of business ``name`` (only ``bitext`` ships), with its Q/A rows read in place.
 
+        Read once per process and shared by every conversation (search only reads it) while its files stay
+        as they are: a rebuilt index, or another data sets folder, is read again.
+        """
         folder = FAQ_DIR / name
         if not (folder / "ids.json").is_file():
             raise DSuiteError(f"No FAQ index at '{folder}'. Build it with `dsuite cs build-faq`.")
         if name != "bitext":
             raise DSuiteError(f"FAQ business '{name}' is unknown; the shipped business is 'bitext'.")
+        from eval.data.paths import datasets_root
+
+        stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in sorted(folder.iterdir()))
+        return cls._read(name, stamp, str(datasets_root()))
+
+    @classmethod
+    @lru_cache(maxsize=4)
+    def _read(cls, name: str, stamp: tuple, datasets: str) -> FaqIndex:
+        import numpy as np
+
         from eval.data import bitext
+
+        folder = FAQ_DIR / name
 
         by_id = {r["id"]: r for r in bitext.load("all")}
         ids = json.loads((folder / "ids.json").read_text(encoding="utf-8"))

@@ -75,3 +75,29 @@ def test_every_faq_answer_reads_without_placeholders():
 def test_empty_message_is_refused(session_factory):
     with pytest.raises(DSuiteError, match="non-empty"):
         session_factory().respond("   ")
+
+
+def test_the_faq_search_reuses_the_intent_embedding_and_finds_what_its_own_query_finds(session_factory):
+    from domains.customer_service.encoder import embed
+
+    session = session_factory()
+    texts = ["How do I get a refund for a damaged item?", "where can I see my invoice"]
+    vectors = session.intents.embed(texts)
+    assert (vectors == embed(texts)).all()  # the shipped intent model encodes as the FAQ does
+    for text, vector in zip(texts, vectors, strict=True):
+        assert session._faq_hits(text, vector[None]) == session.faq.query(text)
+
+
+def test_conversations_share_one_faq_index_until_it_is_rebuilt(tmp_path, monkeypatch):
+    import shutil
+
+    from domains.customer_service import faq
+
+    assert faq.FaqIndex.load() is faq.FaqIndex.load()
+    copy = tmp_path / "bitext"
+    shutil.copytree(faq.FAQ_DIR / "bitext", copy)
+    monkeypatch.setattr(faq, "FAQ_DIR", tmp_path)
+    first = faq.FaqIndex.load()
+    ids = (copy / "ids.json").read_text(encoding="utf-8")
+    (copy / "ids.json").write_text(ids.replace("[", "[ ", 1), encoding="utf-8")  # a rebuild rewrites it
+    assert faq.FaqIndex.load() is not first
