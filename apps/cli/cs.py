@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -40,7 +43,8 @@ def chat(
     precision: PrecisionOption = "int8",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per turn.")] = False,
 ) -> None:
-    """Talk to the support assistant; one message per line, an empty line or Ctrl-D ends."""
+    """Talk to the support assistant; one message per line, an empty line or Ctrl-D ends. Ctrl-C while a
+    reply is being written stops that reply and the conversation goes on."""
     from domains.customer_service.session import CustomerServiceSession
 
     session = CustomerServiceSession(generate=generate, adapter=adapter, base=base, precision=precision)
@@ -57,19 +61,30 @@ def chat(
             continue
         typer.echo("assistant> ", nl=False)
         shown = ""
-        for turn in session.respond_stream(line):  # a generated reply appears as it is written
-            if turn.reply.startswith(shown):
-                typer.echo(turn.reply[len(shown) :], nl=False)
-                shown = turn.reply
+        with _ctrl_c_calls(session.stop_reply):
+            for turn in session.respond_stream(line):  # a generated reply appears as it is written
+                if turn.reply.startswith(shown):
+                    typer.echo(turn.reply[len(shown) :], nl=False)
+                    shown = turn.reply
         if shown != turn.reply:  # the finished reply is not a continuation (e.g. it fell back to asking)
             typer.echo(("\n" if shown else "") + turn.reply, nl=False)
-        typer.echo("")
+        typer.echo(" [reply stopped]" if turn.stopped else "")
         detail = f"   [intent {turn.intent} p={turn.confidence:.2f}; source {turn.source}; state {turn.state}"
         if turn.escalation:
             detail += f"; ESCALATED ({turn.escalation.reason}: {turn.escalation.detail})"
         typer.echo(detail + "]")
         if turn.escalation:
             break
+
+
+@contextmanager
+def _ctrl_c_calls(action: Callable[[], object]) -> Iterator[None]:
+    """Within the block, Ctrl-C (SIGINT) calls ``action`` instead of ending the program."""
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: action())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @app.command()

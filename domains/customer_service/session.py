@@ -48,6 +48,8 @@ class Turn:
         faq_sources: the FAQ entries the answer came from (empty for generated replies).
         escalation: the handover and its reason, or None.
         source: ``faq``, ``generated``, ``clarify`` or ``handover``.
+        stopped: the generated reply was stopped before it was finished (``stop_reply``, or its reader went
+            away); ``reply`` is what had been written.
     """
 
     user: str
@@ -58,6 +60,7 @@ class Turn:
     faq_sources: list[FaqHit] = field(default_factory=list)
     escalation: Escalation | None = None
     source: str = "faq"
+    stopped: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -146,7 +149,7 @@ class CustomerServiceSession:
         else:
             reply, source = prompts()["clarify"], "clarify"
 
-        def turn_with(reply: str) -> Turn:
+        def turn_with(reply: str, stopped: bool = False) -> Turn:
             return Turn(
                 text,
                 reply,
@@ -156,24 +159,27 @@ class CustomerServiceSession:
                 sources,
                 escalation,
                 source,
+                stopped,
             )
 
+        stopped = False
         if source == "generated":
             pieces = self._generated(text)
             try:
                 for reply in pieces:
-                    yield turn_with(reply)
-                    if self._stop.is_set():
+                    if self._stop.is_set():  # also when Stop came before the first token
+                        stopped = True
                         logger.info("reply stopped after %d chars", len(reply))
                         break
+                    yield turn_with(reply)
             except GeneratorExit:  # the reader went away: keep the turn as far as it was shown
-                self.history.append(turn_with(reply.strip()))
+                self.history.append(turn_with(reply.strip(), stopped=True))
                 raise
             finally:
                 pieces.close()  # frees the reply's decode slot when it stopped early
-            if not reply.strip():  # the model wrote nothing: ask, rather than show an empty answer
+            if not reply.strip() and not stopped:  # the model wrote nothing: ask, not an empty answer
                 reply, source = prompts()["clarify"], "clarify"
-        turn = turn_with(reply.strip())
+        turn = turn_with(reply.strip(), stopped)
         self.history.append(turn)
         logger.info(
             "turn intent=%s conf=%.2f source=%s escalation=%s",

@@ -137,3 +137,32 @@ def test_dst_validation_dialogues_are_kept_out_of_training(tmp_path):
     assert not trained & held and len(trained) == len(dev) - len(held)
     task = get_task("cs.multiwoz")
     assert {e["dialogue_id"] for e in task.load("validation")} == held
+
+
+def test_ctrl_c_in_cs_chat_stops_the_reply_being_written_and_the_chat_goes_on():
+    import os
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        dsuite_command("cs", "chat"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        process.stdin.write("Can you recommend a good umbrella for a windy city?\n")
+        process.stdin.flush()
+        seen = ""
+        deadline = time.monotonic() + 240
+        while len(seen.partition("assistant> ")[2]) < 8 and time.monotonic() < deadline:
+            seen += os.read(process.stdout.fileno(), 64).decode()
+        process.send_signal(signal.SIGINT)  # while the reply is being written
+        out, err = process.communicate("Let me talk to a real person please.\n", timeout=240)
+    finally:
+        process.kill()
+    lines = (seen + out).splitlines()
+    assert process.returncode == 0, err
+    replies = [line for line in lines if line.startswith("assistant> ")]
+    assert replies[0].endswith(" [reply stopped]") and "ESCALATED (requested" in (seen + out)
