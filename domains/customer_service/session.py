@@ -166,11 +166,12 @@ class CustomerServiceSession:
         if source == "generated":
             pieces = self._generated(text)
             try:
-                for reply in pieces:
+                for piece in pieces:
                     if self._stop.is_set():  # also when Stop came before the first token
                         stopped = True
                         logger.info("reply stopped after %d chars", len(reply))
                         break
+                    reply = piece
                     yield turn_with(reply)
             except GeneratorExit:  # the reader went away: keep the turn as far as it was shown
                 self.history.append(turn_with(reply.strip(), stopped=True))

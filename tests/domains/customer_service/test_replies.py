@@ -73,7 +73,7 @@ def test_a_stopped_reply_frees_its_slot_and_the_turn_keeps_what_was_shown():
     scheduler = reply_engine(None, session.precision, prompts()["system"]).scheduler
     steps = scheduler.steps
     stream.close()  # what Gradio does on Stop or a closed page
-    assert session.history == [dataclasses.replace(shown[-1], reply=shown[-1].reply.strip())]
+    assert session.history == [dataclasses.replace(shown[-1], reply=shown[-1].reply.strip(), stopped=True)]
     deadline = time.monotonic() + 30
     while (scheduler.active or scheduler.waiting) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -90,6 +90,7 @@ def test_stop_reply_ends_the_reply_at_the_next_token_and_the_turn_keeps_it():
         if len(turns) == 3:
             session.stop_reply()  # as the app's Stop button does, from another thread
     assert len(turns) == 4 and turns[-1].reply == turns[2].reply.strip() and session.history == [turns[-1]]
+    assert turns[-1].stopped and not any(t.stopped for t in turns[:-1])
     scheduler = reply_engine(None, session.precision, prompts()["system"]).scheduler
     deadline = time.monotonic() + 30
     while scheduler.active and time.monotonic() < deadline:
