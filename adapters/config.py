@@ -21,15 +21,19 @@ class LoraTrainConfig:
         target_modules: names of the Linear modules to adapt (``q_proj``, ``v_proj``, ``gate_proj``,
             ``mlp.experts.0.up_proj``... any suffix peft accepts).
         epochs: passes over the training split.
-        max_steps: stop after this many optimizer steps (0 = no limit).
+        max_steps: train exactly this many optimizer steps, whatever ``epochs`` says (0: ``epochs`` decides).
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         batch_size: records per optimizer step (records of similar length are batched together).
-        max_length: records longer than this many tokens are truncated (prompt first kept whole).
+        max_length: prompt + completion tokens per record. A longer record is truncated (and counted in a
+            warning): the prompt keeps at least ``max_length // 2`` tokens (all of it if shorter) and the
+            completion the rest, cut at its end and then without the end-of-turn token; a prompt that is
+            still too long loses tokens from its middle, so its start (chat header, system prompt,
+            instruction) and its end (the question and the assistant header) are kept.
         eval_fraction: share of the records held out for evaluation (at least one record).
         max_eval: at most this many held-out records are evaluated.
         seed: random seed of the split, the shuffling and the LoRA initialisation.
-        checkpoint_every: save a resumable checkpoint every this many steps (0 = only at the end).
+        checkpoint_every: save a resumable checkpoint every this many steps (0 = none).
         warmup_steps: linear learning-rate warm-up.
         layers: indices of the decoder layers that get LoRA (None: all). Training only the top layers is
             cheaper: no gradient flows below the lowest adapted layer.
@@ -54,9 +58,10 @@ class LoraTrainConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # `not x > 0` rather than `x <= 0`: NaN fails every comparison, so it is refused too
         if self.r < 1:
             raise DSuiteError(f"LoRA rank r must be >= 1, got {self.r}.")
-        if self.alpha <= 0:
+        if not self.alpha > 0:
             raise DSuiteError(f"LoRA alpha must be > 0, got {self.alpha}.")
         if not 0 <= self.dropout < 1:
             raise DSuiteError(f"LoRA dropout must be in [0, 1), got {self.dropout}.")
@@ -66,7 +71,13 @@ class LoraTrainConfig:
             raise DSuiteError(
                 "target_modules is empty; name at least one Linear module, e.g. 'q_proj,v_proj'."
             )
-        if self.epochs <= 0 and self.max_steps <= 0:
+        if self.max_steps < 0:
+            raise DSuiteError(
+                f"max_steps must be >= 0 (0: `epochs` decides the length), got {self.max_steps}."
+            )
+        if not self.epochs >= 0:
+            raise DSuiteError(f"epochs must be >= 0, got {self.epochs}.")
+        if self.epochs == 0 and self.max_steps == 0:
             raise DSuiteError(
                 f"Set epochs > 0 or max_steps > 0 (got epochs={self.epochs}, max_steps={self.max_steps})."
             )
@@ -74,8 +85,18 @@ class LoraTrainConfig:
             raise DSuiteError(f"batch_size must be >= 1, got {self.batch_size}.")
         if not 0 < self.eval_fraction < 1:
             raise DSuiteError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}.")
-        if self.lr <= 0:
+        if not self.lr > 0:
             raise DSuiteError(f"lr must be > 0, got {self.lr}.")
+        if not self.weight_decay >= 0:
+            raise DSuiteError(f"weight_decay must be >= 0, got {self.weight_decay}.")
+        if self.max_eval < 1:
+            raise DSuiteError(f"max_eval must be >= 1 (held-out records evaluated), got {self.max_eval}.")
+        if self.checkpoint_every < 0:
+            raise DSuiteError(f"checkpoint_every must be >= 0 (0 = none), got {self.checkpoint_every}.")
+        if self.warmup_steps < 0:
+            raise DSuiteError(f"warmup_steps must be >= 0, got {self.warmup_steps}.")
+        if self.seed < 0:
+            raise DSuiteError(f"seed must be >= 0, got {self.seed}.")
         if self.layers is not None:
             object.__setattr__(self, "layers", _layer_indices(self.layers))
         if self.max_length < 8:

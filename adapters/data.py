@@ -7,16 +7,21 @@ end-of-turn token. The loss is taken on completion tokens only.
 
 from __future__ import annotations
 
+import codecs
 import json
+import logging
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core_model.errors import DSuiteError
 from core_model.generation import as_messages
 
+logger = logging.getLogger(__name__)
+
 _ROLES = {"system", "user", "assistant"}
+MAX_LISTED = 10  # bad records listed by name in an error; the rest are counted
 FORMAT_HELP = (
     'Each line must be a JSON object, either {"prompt": "...", "completion": "..."} or '
     '{"messages": [{"role": "user", "content": "..."}, ..., {"role": "assistant", "content": "..."}]} '
@@ -41,68 +46,149 @@ class Example:
         return self.messages[-1]["content"]
 
 
-def parse_record(record: object, where: str) -> Example:
-    """Validate one record and turn it into an :class:`Example`.
-
-    Raises:
-        DSuiteError: naming ``where`` (file:line) and the expected formats.
-    """
+def record_problem(record: object) -> str | None:
+    """What is wrong with one parsed JSON record (``None`` when it is a valid training record)."""
     if not isinstance(record, dict):
-        raise DSuiteError(f"{where}: expected a JSON object, got {type(record).__name__}. {FORMAT_HELP}")
+        return f"expected a JSON object, got {type(record).__name__}"
     if "messages" in record:
         messages = record["messages"]
         if not isinstance(messages, list) or len(messages) < 2:
-            raise DSuiteError(f"{where}: 'messages' must be a list of at least two turns. {FORMAT_HELP}")
+            return "'messages' must be a list of at least two turns"
         for index, message in enumerate(messages):
             if (
                 not isinstance(message, dict)
                 or message.get("role") not in _ROLES
                 or not isinstance(message.get("content"), str)
             ):
-                raise DSuiteError(
-                    f"{where}: turn {index} is {json.dumps(message)[:120]}; expected "
-                    f"{{'role': one of {sorted(_ROLES)}, 'content': text}}. {FORMAT_HELP}"
+                return (
+                    f"turn {index} is {json.dumps(message)[:120]}; expected "
+                    f"{{'role': one of {sorted(_ROLES)}, 'content': text}}"
                 )
         if messages[-1]["role"] != "assistant":
-            raise DSuiteError(
-                f"{where}: the last turn has role '{messages[-1]['role']}', expected 'assistant'."
-            )
+            return f"the last turn has role '{messages[-1]['role']}', expected 'assistant'"
         if not messages[-1]["content"].strip():
-            raise DSuiteError(f"{where}: the final assistant turn is empty; give the answer to learn.")
-        return Example(tuple(dict(m) for m in messages[:-1]), messages[-1]["content"])
+            return "the final assistant turn is empty; give the answer to learn"
+        return None
     if "prompt" in record or "completion" in record:
-        prompt, completion = record.get("prompt"), record.get("completion")
-        if not isinstance(prompt, str) or not isinstance(completion, str) or not completion.strip():
-            raise DSuiteError(
-                f"{where}: 'prompt' and 'completion' must both be non-empty strings, got "
-                f"prompt={type(prompt).__name__}, completion={type(completion).__name__}. {FORMAT_HELP}"
-            )
-        return Example(tuple(as_messages(prompt)), completion)
-    raise DSuiteError(
-        f"{where}: record has keys {sorted(record)}, none of 'messages', 'prompt'. {FORMAT_HELP}"
-    )
+        problems = []
+        for key in ("prompt", "completion"):
+            value = record.get(key)
+            if key not in record:
+                problems.append(f"missing '{key}'")
+            elif not isinstance(value, str):
+                problems.append(f"'{key}' is {type(value).__name__}, not text")
+            elif not value.strip():
+                problems.append(f"'{key}' is empty")
+        if problems:
+            return f"{' and '.join(problems)} ('prompt' and 'completion' must both be non-empty text)"
+        return None
+    return f"record has keys {sorted(record)}, none of 'messages', 'prompt', 'completion'"
 
 
-def load_examples(path: str | Path) -> list[Example]:
-    """Read and validate a training JSONL file.
+def parse_record(record: object, where: str) -> Example:
+    """Validate one record and turn it into an :class:`Example`.
 
     Raises:
-        DSuiteError: the file is missing, empty, or a line is malformed (the error names the line).
+        DSuiteError: naming ``where`` (file:line), what is wrong and the expected formats.
+    """
+    problem = record_problem(record)
+    if problem is not None:
+        raise DSuiteError(f"{where}: {problem}. {FORMAT_HELP}")
+    if "messages" in record:
+        messages = record["messages"]
+        return Example(tuple(dict(m) for m in messages[:-1]), messages[-1]["content"])
+    return Example(tuple(as_messages(record["prompt"])), record["completion"])
+
+
+def _decode(raw: bytes, number: int) -> tuple[str | None, str | None]:
+    """(text, None) for a UTF-8 line (a BOM on line 1 is dropped), else (None, what is wrong)."""
+    try:
+        return raw.decode("utf-8-sig" if number == 1 else "utf-8"), None
+    except UnicodeDecodeError as exc:
+        return None, (
+            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save it as UTF-8"
+        )
+
+
+def read_examples(path: str | Path) -> tuple[list[Example], list[str]]:
+    """Read a training JSONL file: (valid examples, one ``file:line: problem`` per bad record).
+
+    Blank lines are skipped; a UTF-8 byte-order mark is accepted.
+
+    Raises:
+        DSuiteError: the file is missing or unreadable.
     """
     path = Path(path)
     if not path.is_file():
         raise DSuiteError(f"Training data file '{path}' not found. Give a JSONL file. {FORMAT_HELP}")
-    examples = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DSuiteError(f"{path}:{number}: not valid JSON ({exc.msg}). {FORMAT_HELP}") from exc
-            example = parse_record(record, f"{path}:{number}")
-            examples.append(Example(example.messages, example.completion, number))
+    examples, problems = [], []
+    try:
+        with path.open("rb") as handle:
+            if handle.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+                raise DSuiteError(f"{path}: the file is UTF-16 text, not UTF-8; save it as UTF-8.")
+            handle.seek(0)
+            for number, raw in enumerate(handle, start=1):
+                line, problem = _decode(raw, number)
+                if line is not None and not line.strip():
+                    continue
+                if problem is None:
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        problem = f"not valid JSON ({exc.msg})"
+                    else:
+                        problem = record_problem(record)
+                if problem is not None:
+                    problems.append(f"{path}:{number}: {problem}")
+                    continue
+                example = parse_record(record, f"{path}:{number}")
+                examples.append(Example(example.messages, example.completion, number))
+    except OSError as exc:
+        raise DSuiteError(f"Cannot read training data file '{path}': {exc}.") from exc
+    return examples, problems
+
+
+def describe_bad_records(problems: Sequence[str], total: int) -> str:
+    """A listing of bad records: the first :data:`MAX_LISTED`, then a count of the rest."""
+    shown = "\n".join(f"  {problem}" for problem in problems[:MAX_LISTED])
+    rest = len(problems) - MAX_LISTED
+    more = f"\n  ... and {rest} more bad record(s)." if rest > 0 else ""
+    return f"{len(problems)} of {total} record(s) are bad:\n{shown}{more}"
+
+
+def load_examples(path: str | Path, skip_bad_rows: bool = False) -> list[Example]:
+    """Read and validate a training JSONL file.
+
+    Args:
+        path: the JSONL file.
+        skip_bad_rows: keep the valid records and log the bad ones (default: any bad record is an error).
+
+    Raises:
+        DSuiteError: the file is missing or has fewer than 2 usable records, or (unless ``skip_bad_rows``)
+            some records are malformed: the error lists them all (file:line: what is wrong), up to
+            :data:`MAX_LISTED`, with a count of the rest.
+    """
+    examples, problems = read_examples(path)
+    return usable_examples(path, examples, problems, skip_bad_rows)
+
+
+def usable_examples(
+    path: str | Path, examples: list[Example], problems: Sequence[str], skip_bad_rows: bool = False
+) -> list[Example]:
+    """What :func:`load_examples` returns for what :func:`read_examples` found (same errors)."""
+    path = Path(path)
+    total = len(examples) + len(problems)
+    if problems:
+        listing = describe_bad_records(problems, total)
+        if not skip_bad_rows:
+            skip = (
+                f"or skip them (`--skip-bad-rows`; skip_bad_rows=True in Python) to train on the "
+                f"{len(examples)} good record(s)"
+                if len(examples) >= 2
+                else f"(only {len(examples)} record(s) are good; training needs at least 2)"
+            )
+            raise DSuiteError(f"{path}: {listing}\nFix these lines {skip}. {FORMAT_HELP}")
+        logger.warning("%s: skipping bad records: %s", path, listing)
     if len(examples) < 2:
         raise DSuiteError(f"{path}: {len(examples)} usable record(s); need at least 2 (one is held out).")
     return examples
@@ -118,23 +204,93 @@ def split_examples(examples: Sequence[Example], eval_fraction: float, seed: int)
     return [examples[i] for i in train], [examples[i] for i in held]
 
 
+def fit_to_length(
+    prompt_ids: list[int], completion_ids: list[int], max_length: int, eos_id: int | None = None
+) -> tuple[list[int], list[int], bool, bool]:
+    """Cut a (prompt, completion) pair to ``max_length`` tokens: (prompt, completion + end token, cut?, cut?).
+
+    The rule (the one :class:`~adapters.config.LoraTrainConfig` documents): a pair that fits is kept whole,
+    with the end token ``eos_id`` after the completion. Otherwise the prompt is guaranteed
+    ``min(len(prompt), max_length // 2)`` tokens and the completion gets the rest: a completion longer than
+    that keeps its start and loses its end token (the answer does not end there, so the model must not learn
+    to stop there). A prompt longer than the room left loses tokens from its middle: its first half keeps the
+    chat header, system prompt and instruction, its second half the end of the request and the assistant
+    header the completion follows.
+
+    Returns:
+        (prompt ids, completion ids, whether the prompt was cut, whether the completion was cut).
+    """
+    full = completion_ids + ([eos_id] if eos_id is not None else [])
+    if len(prompt_ids) + len(full) <= max_length:
+        return list(prompt_ids), full, False, False
+    prompt_floor = min(len(prompt_ids), max_length // 2)
+    room = max_length - prompt_floor
+    completion_cut = len(full) > room
+    completion = list(completion_ids[:room]) if completion_cut else full
+    prompt_room = max_length - len(completion)
+    prompt_cut = len(prompt_ids) > prompt_room
+    prompt = list(prompt_ids)
+    if prompt_cut:
+        head = prompt_room // 2
+        prompt = prompt[:head] + prompt[len(prompt) - (prompt_room - head) :]
+    return prompt, completion, prompt_cut, completion_cut
+
+
 def encode(
     tokenizer, example: Example, max_length: int, system: str | None = None
 ) -> tuple[list[int], list[int]]:
     """Token ids of the chat-formatted prompt and of the completion (+ end-of-turn token).
 
-    The prompt is cut from the left when the pair is longer than ``max_length``; the completion is kept.
+    A pair longer than ``max_length`` is cut as :func:`fit_to_length` says (see :func:`encode_examples` for
+    the count of cut records).
     """
+    prompt, completion, _, _ = _encode(tokenizer, example, max_length, system)
+    return prompt, completion
+
+
+def _encode(tokenizer, example: Example, max_length: int, system: str | None = None):
     prompt = tokenizer.apply_chat_template(
         as_messages(list(example.messages), system), tokenize=False, add_generation_prompt=True
     )
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     completion_ids = tokenizer(example.completion, add_special_tokens=False)["input_ids"]
-    if tokenizer.eos_token_id is not None:
-        completion_ids = completion_ids + [tokenizer.eos_token_id]
-    completion_ids = completion_ids[: max_length - 1]
-    room = max_length - len(completion_ids)
-    return prompt_ids[-room:], completion_ids
+    return fit_to_length(prompt_ids, completion_ids, max_length, tokenizer.eos_token_id)
+
+
+@dataclass
+class Truncation:
+    """How many records :func:`encode_examples` had to cut, and how."""
+
+    records: int = 0
+    prompts: int = 0
+    completions: int = 0
+    lines: list[int] = field(default_factory=list)
+
+    def describe(self, total: int, max_length: int) -> str:
+        lines = ", ".join(str(n) for n in self.lines[:MAX_LISTED]) + (
+            ", ..." if len(self.lines) > MAX_LISTED else ""
+        )
+        return (
+            f"{self.records} of {total} record(s) are longer than max_length={max_length} tokens and were "
+            f"truncated ({self.prompts} prompt(s) cut in the middle, {self.completions} completion(s) cut "
+            f"at the end, without their end token; lines {lines}). Raise --max-length to keep them whole."
+        )
+
+
+def encode_examples(
+    tokenizer, examples: Sequence[Example], max_length: int, system: str | None = None
+) -> tuple[list[tuple[list[int], list[int]]], Truncation]:
+    """:func:`encode` for many records, with the count of those that had to be cut."""
+    encoded, cut = [], Truncation()
+    for example in examples:
+        prompt, completion, prompt_cut, completion_cut = _encode(tokenizer, example, max_length, system)
+        encoded.append((prompt, completion))
+        if prompt_cut or completion_cut:
+            cut.records += 1
+            cut.prompts += prompt_cut
+            cut.completions += completion_cut
+            cut.lines.append(example.line)
+    return encoded, cut
 
 
 def length_buckets(lengths: Sequence[int], batch_size: int, seed: int) -> list[list[int]]:

@@ -1,6 +1,7 @@
 """A versioned folder of LoRA adapters: ``name@version`` with aliases, content hashes and base fingerprints.
 
-Layout under the root (default ``$DSUITE_ADAPTERS``, else ``$DSUITE_HOME/adapters``)::
+Layout under the root (see :func:`registry_root`: ``$DSUITE_REGISTRY``, its older name ``$DSUITE_ADAPTERS``,
+else ``$DSUITE_HOME/adapters``)::
 
     <name>/aliases.json              {"latest": 3, "stable": 2}
     <name>/v<N>/adapter_model.safetensors   LoRA weights in peft's key format
@@ -43,7 +44,8 @@ CARD_FILE = "DATA_CARD.md"
 EXEMPLARS_FILE = "exemplars.json"
 ALIASES_FILE = "aliases.json"
 HOME_SUBDIR = "adapters"
-REGISTRY_ENV = "DSUITE_ADAPTERS"
+REGISTRY_ENV = "DSUITE_REGISTRY"
+REGISTRY_ENV_ALIAS = "DSUITE_ADAPTERS"  # the older name, still accepted
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 
@@ -106,6 +108,30 @@ def check_name(name: str) -> str:
     return name
 
 
+def registry_root(root: str | os.PathLike | None = None) -> Path:
+    """The registry folder every entry point uses (CLI, ``Registry()``, the hub and the admin page).
+
+    Precedence: an explicit ``root`` (``--registry``); else ``$DSUITE_REGISTRY``; else ``$DSUITE_ADAPTERS``
+    (its older name); else ``$DSUITE_HOME/adapters``. Both variables may be set only to the same folder.
+
+    Raises:
+        DSuiteError: ``DSUITE_REGISTRY`` and ``DSUITE_ADAPTERS`` name different folders.
+    """
+    if root is not None and str(root).strip():
+        return Path(root).expanduser()
+    primary = os.environ.get(REGISTRY_ENV, "").strip()
+    older = os.environ.get(REGISTRY_ENV_ALIAS, "").strip()
+    if primary and older and Path(primary).expanduser().resolve() != Path(older).expanduser().resolve():
+        raise DSuiteError(
+            f"{REGISTRY_ENV}={primary} and {REGISTRY_ENV_ALIAS}={older} name different adapter registries; "
+            "the CLI, the hub and the admin page must share one. "
+            f"Unset {REGISTRY_ENV_ALIAS} (the older name) or set both to the same folder."
+        )
+    if primary or older:
+        return Path(primary or older).expanduser()
+    return dsuite_home() / HOME_SUBDIR
+
+
 class Registry:
     """A folder of versioned adapters shared by every process that opens it."""
 
@@ -113,11 +139,10 @@ class Registry:
         """Open (or create) a registry.
 
         Args:
-            root: the registry folder; ``None`` means ``$DSUITE_ADAPTERS`` or ``$DSUITE_HOME/adapters``.
+            root: the registry folder; ``None`` means :func:`registry_root`'s choice (``$DSUITE_REGISTRY``,
+                else ``$DSUITE_ADAPTERS``, else ``$DSUITE_HOME/adapters``).
         """
-        if root is None:
-            root = os.environ.get(REGISTRY_ENV) or dsuite_home() / HOME_SUBDIR
-        self.root = Path(root).expanduser()
+        self.root = registry_root(root)
         self.root.mkdir(parents=True, exist_ok=True)
 
     def __repr__(self) -> str:

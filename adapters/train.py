@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
+import json
 import logging
 import math
 import time
@@ -20,10 +21,19 @@ import torch
 
 from adapters.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
 from adapters.config import LoraTrainConfig
-from adapters.data import Example, encode, iter_epochs, load_examples, split_examples
+from adapters.data import (
+    Example,
+    encode_examples,
+    iter_epochs,
+    load_examples,
+    read_examples,
+    split_examples,
+    usable_examples,
+)
 from adapters.registry import AdapterRef, Registry, check_name
-from core_model.base import Base, load_base
+from core_model.base import Base, load_base, resolve_base_path
 from core_model.errors import DSuiteError
+from core_model.fingerprint import fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +57,62 @@ def default_data_card(name: str, path: Path, n_train: int, n_eval: int, sha: str
         "- fields: chat `messages` or `prompt`/`completion`; the loss covers the final assistant turn only\n"
         "- license, intended use and known limits: not stated by the uploader\n"
     )
+
+
+def _depth(base: Base | Path) -> int | None:
+    """The number of decoder layers of a loaded base or of a checkpoint folder (read from config.json)."""
+    if isinstance(base, Base):
+        return getattr(base.model.config, "num_hidden_layers", None)
+    try:
+        settings = json.loads((Path(base) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    depth = settings.get("num_hidden_layers") if isinstance(settings, dict) else None
+    return depth if isinstance(depth, int) else None
+
+
+def _check_layers(config: LoraTrainConfig, depth: int | None) -> None:
+    if config.layers is not None and depth is not None and max(config.layers) >= depth:
+        raise DSuiteError(
+            f"layers={list(config.layers)} names a layer the base does not have: it has {depth} decoder "
+            f"layers, 0 to {depth - 1}."
+        )
+
+
+def run_differences(saved: dict, current: dict) -> list[str]:
+    """What differs between two training runs' identities (data sha256, settings, base fingerprint)."""
+    current = _jsonable(current)
+    found = []
+    if saved.get("data_sha256") != current["data_sha256"]:
+        found.append(
+            f"other data (sha256 {str(saved.get('data_sha256'))[:12]}... in the checkpoint, "
+            f"{current['data_sha256'][:12]}... now)"
+        )
+    old, new = saved.get("config") or {}, current["config"]
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if keys:
+        changes = ", ".join(f"{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in keys)
+        found.append(f"other settings ({changes})")
+    if saved.get("base") != current["base"]:
+        found.append(
+            f"another base (fingerprint {saved.get('base')} in the checkpoint, {current['base']} now)"
+        )
+    return found or ["another identity"]
+
+
+def find_trained(registry: Registry, name: str, run_id: dict) -> AdapterRef | None:
+    """The newest version of ``name`` trained from the same data sha256, settings and base, if any."""
+    run_id = _jsonable(run_id)
+    for version in reversed(registry.versions(name)):
+        ref = registry.resolve(f"{name}@{version}")
+        training = ref.meta.get("training") or {}
+        if (
+            training.get("data_sha256") == run_id["data_sha256"]
+            and training.get("settings") == run_id["config"]
+            and ref.base_fingerprint == run_id["base"]
+        ):
+            return ref
+    return None
 
 
 def _batch(tokenizer, encoded: list[tuple[list[int], list[int]]], indices: list[int]):
@@ -89,6 +155,7 @@ def train_adapter(
     progress: bool = True,
     aliases: tuple[str, ...] = ("latest",),
     exemplars: list[str] | None = None,
+    skip_bad_rows: bool = False,
 ) -> AdapterRef:
     """Train a LoRA adapter on ``data`` and register it as the next version of ``name``.
 
@@ -101,39 +168,79 @@ def train_adapter(
         eval_fn: optional ``eval_fn(manager, "name@version") -> {metric: value}`` run after registration;
             its metrics are recorded in the adapter's meta.
         resume: continue from the last checkpoint of an interrupted run with the same data and settings.
+            Without a checkpoint, a version already trained from the same data (sha256), settings and base
+            is returned as it is (a warning says so) instead of registering a duplicate.
         data_card: markdown data card (default: a generated one naming the file and split sizes).
         progress: show a tqdm bar with the running loss.
         aliases: aliases moved to the new version.
         exemplars: requests stored for the router (default: the last user turn of up to 400 records).
+        skip_bad_rows: train on the valid records of ``data`` and log the bad ones (default: any bad
+            record is an error that lists them all).
 
     Returns:
-        The registered adapter version.
+        The registered adapter version (with ``resume``, possibly an existing one, see above).
+
+    Raises:
+        DSuiteError: bad data, settings, layers or base, all checked before the base model is loaded.
     """
     from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
     from tqdm.auto import tqdm
 
+    # Everything that can be checked without the model comes first: loading a base takes a while.
     check_name(name)
     config = config or LoraTrainConfig()
     registry = registry if registry is not None else Registry()
-    base = base if isinstance(base, Base) else load_base(base)
-    tokenizer = base.tokenizer
     path = Path(data)
-    examples = load_examples(path)
+    examples, bad = read_examples(path)
+    examples = usable_examples(path, examples, bad, skip_bad_rows)
     train, held = split_examples(examples, config.eval_fraction, config.seed)
     held = held[: config.max_eval]
     sha = _file_sha256(path)
-    encoded = [encode(tokenizer, e, config.max_length) for e in train]
-    held_encoded = [encode(tokenizer, e, config.max_length) for e in held]
+    if isinstance(base, Base):
+        _check_layers(config, _depth(base))
+    else:
+        folder = resolve_base_path(base)  # a bad --base fails here, before any loading
+        _check_layers(config, _depth(folder))
+    ckpt_dir = registry.root / ".checkpoints" / name
+    found = None
+    if resume:
+        base_fingerprint = base.fingerprint if isinstance(base, Base) else fingerprint(folder)
+        run_id = {"data_sha256": sha, "config": config.to_dict(), "base": base_fingerprint}
+        found = load_checkpoint(ckpt_dir)
+        if found is not None and found[0].get("run") != _jsonable(run_id):
+            raise DSuiteError(
+                f"The checkpoint in {ckpt_dir} belongs to a run with "
+                f"{'; '.join(run_differences(found[0].get('run') or {}, run_id))}. "
+                "Pass the same data and settings to resume it, or train without --resume (which overwrites "
+                "the checkpoint)."
+            )
+        if found is None:
+            done = find_trained(registry, name, run_id)
+            if done is not None:
+                logger.warning(
+                    "%s was already trained from this data (sha256 %s...), these settings and this base; "
+                    "nothing to resume, nothing registered. Train without --resume for another version.",
+                    done.key,
+                    sha[:12],
+                )
+                return done
+            logger.warning("no checkpoint for %s in %s: training from the start", name, ckpt_dir)
+
+    base = base if isinstance(base, Base) else load_base(base)
+    run_id = {"data_sha256": sha, "config": config.to_dict(), "base": base.fingerprint}
+    tokenizer = base.tokenizer
+    encoded, cut = encode_examples(tokenizer, train, config.max_length)
+    held_encoded, held_cut = encode_examples(tokenizer, held, config.max_length)
+    cut.records += held_cut.records
+    cut.prompts += held_cut.prompts
+    cut.completions += held_cut.completions
+    cut.lines = sorted(cut.lines + held_cut.lines)
+    if cut.records:
+        logger.warning("adapter %s: %s", name, cut.describe(len(train) + len(held), config.max_length))
     lengths = [len(p) + len(c) for p, c in encoded]
     steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
-
-    depth = getattr(base.model.config, "num_hidden_layers", None)
-    if config.layers is not None and depth is not None and max(config.layers) >= depth:
-        raise DSuiteError(
-            f"layers={list(config.layers)} names a layer the base does not have: it has {depth} decoder "
-            f"layers, 0 to {depth - 1}."
-        )
+    _check_layers(config, _depth(base))
     torch.manual_seed(config.seed)
     model = copy.deepcopy(base.model)
     lora_config = LoraConfig(
@@ -166,26 +273,15 @@ def train_adapter(
         return max(0.05, 1 - (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-    ckpt_dir = registry.root / ".checkpoints" / name
-    run_id = {"data_sha256": sha, "config": config.to_dict(), "base": base.fingerprint}
     start_step, tokens_seen, losses = 0, 0, []
-    if resume:
-        found = load_checkpoint(ckpt_dir)
-        if found is None:
-            logger.warning("no checkpoint for %s in %s: training from the start", name, ckpt_dir)
-        else:
-            state, lora_tensors, moments = found
-            if state.get("run") != run_id:
-                raise DSuiteError(
-                    f"The checkpoint in {ckpt_dir} belongs to a run with other data, settings or base; "
-                    "train without --resume (it is overwritten) or pass the same data and settings."
-                )
-            set_peft_model_state_dict(peft_model, lora_tensors)
-            restore_optimizer(optimizer, params, moments, state.get("adam_steps", {}))
-            start_step, tokens_seen, losses = state["step"], state["tokens"], state.get("losses", [])
-            for _ in range(start_step):
-                scheduler.step()
-            logger.info("resumed %s at step %d of %d", name, start_step, total_steps)
+    if found is not None:
+        state, lora_tensors, moments = found
+        set_peft_model_state_dict(peft_model, lora_tensors)
+        restore_optimizer(optimizer, params, moments, state.get("adam_steps", {}))
+        start_step, tokens_seen, losses = state["step"], state["tokens"], state.get("losses", [])
+        for _ in range(start_step):
+            scheduler.step()
+        logger.info("resumed %s at step %d of %d", name, start_step, total_steps)
 
     from adapters.lm import target_logprobs
 
@@ -233,6 +329,8 @@ def train_adapter(
         "heldout_records": len(held),
         "steps": total_steps,
         "resumed_from_step": start_step,
+        "skipped_bad_records": len(bad) if skip_bad_rows else 0,
+        "truncated_records": cut.records,
         "first_loss": losses[0] if losses else None,
         "final_loss": float(sum(losses[-10:]) / max(1, len(losses[-10:]))) if losses else None,
         "losses": losses,
@@ -281,7 +379,10 @@ def _jsonable(value):
     return value
 
 
-def heldout_examples(data: str | Path, config: LoraTrainConfig | None = None) -> list[Example]:
+def heldout_examples(
+    data: str | Path, config: LoraTrainConfig | None = None, skip_bad_rows: bool = False
+) -> list[Example]:
     """The held-out records train_adapter sets aside for ``data`` with ``config`` (for evaluations)."""
     config = config or LoraTrainConfig()
-    return split_examples(load_examples(data), config.eval_fraction, config.seed)[1][: config.max_eval]
+    examples = load_examples(data, skip_bad_rows=skip_bad_rows)
+    return split_examples(examples, config.eval_fraction, config.seed)[1][: config.max_eval]

@@ -16,7 +16,6 @@ from functools import lru_cache
 logger = logging.getLogger(__name__)
 
 BASE_ENV = "DSUITE_BASE"
-REGISTRY_ENV = "DSUITE_REGISTRY"
 _LOCK = threading.RLock()
 
 
@@ -36,10 +35,15 @@ def base():
 
 @lru_cache(maxsize=1)
 def registry():
-    """The adapter registry: ``DSUITE_REGISTRY`` if set, else the default under ``$DSUITE_HOME``."""
+    """The adapter registry the hub and the admin page serve, the same one `dsuite adapters` uses.
+
+    Its folder comes from :func:`adapters.registry.registry_root`: ``$DSUITE_REGISTRY``, else
+    ``$DSUITE_ADAPTERS`` (the older name), else ``$DSUITE_HOME/adapters``; setting both to different folders
+    is an error.
+    """
     from adapters import Registry
 
-    return Registry(os.environ.get(REGISTRY_ENV) or None)
+    return Registry()
 
 
 @lru_cache(maxsize=1)

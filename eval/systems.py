@@ -74,7 +74,8 @@ def load_system(system: SystemSpec) -> LoadedSystem:
 def _adapter_folder(spec: str, base: Any) -> tuple[Path, str]:
     """Resolve ``name@version`` through the adapters registry, verified (hash, base), to its peft folder.
 
-    The registry is ``adapters.Registry()`` (``$DSUITE_ADAPTERS`` or ``$DSUITE_HOME/adapters``).
+    The registry is ``adapters.Registry()`` (``adapters.registry.registry_root``: ``$DSUITE_REGISTRY``,
+    ``$DSUITE_ADAPTERS`` or ``$DSUITE_HOME/adapters``).
     """
     try:
         from adapters import Registry

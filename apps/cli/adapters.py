@@ -16,7 +16,10 @@ app = typer.Typer(help="Train, register and manage LoRA adapters.", no_args_is_h
 RegistryOption = Annotated[
     str | None,
     typer.Option(
-        "--registry", envvar="DSUITE_ADAPTERS", help="Registry folder (default $DSUITE_HOME/adapters)."
+        "--registry",
+        help="Registry folder (default $DSUITE_REGISTRY, else $DSUITE_ADAPTERS, else $DSUITE_HOME/adapters; "
+        "the hub reads the same variables).",
+        show_default=False,
     ),
 ]
 
@@ -39,6 +42,46 @@ def _echo(record, as_json: bool) -> None:
         typer.echo(record)
 
 
+def _read_card(path: Path | None) -> str | None:
+    """The text of a --data-card file (``None`` when none is given)."""
+    from core_model.errors import DSuiteError
+
+    if path is None:
+        return None
+    if not path.is_file():
+        raise DSuiteError(
+            f"Data card '{path}' not found{' (it is a folder)' if path.is_dir() else ''}; give a markdown "
+            "file, or leave --data-card out to store a generated card."
+        )
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DSuiteError(f"Data card '{path}' is not UTF-8 text ({exc.reason}); save it as UTF-8.") from exc
+    except OSError as exc:
+        raise DSuiteError(f"Cannot read data card '{path}': {exc}.") from exc
+
+
+def _preset_values(key: str) -> str:
+    from adapters.config import PRESETS
+
+    return ", ".join(f"{name}={getattr(config, key)}" for name, config in PRESETS.items())
+
+
+def _preset_help() -> str:
+    from adapters.config import PRESETS
+
+    tiny = PRESETS["tiny"]
+    return (
+        "Settings preset: default (one epoch, r=16), quick (one epoch, higher lr, shorter records) or tiny "
+        f"(tests and smoke runs: exactly {tiny.max_steps} optimizer steps unless --max-steps, r={tiny.r}). "
+        "Every option below that is left out takes the preset's value."
+    )
+
+
+def _from_preset(what: str, key: str) -> str:
+    return f"{what} (default: from --preset: {_preset_values(key)})."
+
+
 @app.command()
 def train(
     name: Annotated[str, typer.Option("--name", help="Adapter name (a new version is registered).")],
@@ -47,36 +90,72 @@ def train(
     ],
     base: BaseOption = None,
     registry: RegistryOption = None,
-    preset: Annotated[str, typer.Option(help="Settings preset: default, quick or tiny.")] = "default",
-    r: Annotated[int | None, typer.Option("--r", help="LoRA rank (default 16).")] = None,
-    alpha: Annotated[int | None, typer.Option(help="LoRA alpha (default 32).")] = None,
-    dropout: Annotated[float | None, typer.Option(help="LoRA dropout (default 0.1).")] = None,
+    preset: Annotated[str, typer.Option(help=_preset_help())] = "default",
+    r: Annotated[int | None, typer.Option("--r", help=_from_preset("LoRA rank", "r"))] = None,
+    alpha: Annotated[int | None, typer.Option(help=_from_preset("LoRA alpha", "alpha"))] = None,
+    dropout: Annotated[float | None, typer.Option(help=_from_preset("LoRA dropout", "dropout"))] = None,
     target_modules: Annotated[
-        str | None, typer.Option(help="Comma-separated Linear modules (default q_proj,v_proj).")
+        str | None,
+        typer.Option(help="Comma-separated Linear modules (default: from --preset: q_proj,v_proj)."),
     ] = None,
     layers: Annotated[
         str | None,
         typer.Option(help="Decoder layers to adapt: '18-29' or '20,22,24' (default all; fewer: faster)."),
     ] = None,
-    epochs: Annotated[float | None, typer.Option(help="Passes over the training split.")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps (0 = no limit).")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Records per step.")] = None,
-    eval_fraction: Annotated[float | None, typer.Option(help="Held-out share of the records.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run.")] = False,
+    epochs: Annotated[
+        float | None, typer.Option(help=_from_preset("Passes over the training split", "epochs"))
+    ] = None,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(
+            help=_from_preset(
+                "Train exactly this many optimizer steps, whatever --epochs says; 0: --epochs decides",
+                "max_steps",
+            )
+        ),
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help=_from_preset("Learning rate", "lr"))] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help=_from_preset("Records per step", "batch_size"))
+    ] = None,
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            help=_from_preset(
+                "Tokens per record (prompt + completion); longer records are truncated, with a warning "
+                "that counts them: the prompt keeps at least half (cut in the middle), the completion its "
+                "start",
+                "max_length",
+            )
+        ),
+    ] = None,
+    eval_fraction: Annotated[
+        float | None, typer.Option(help=_from_preset("Held-out share of the records", "eval_fraction"))
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help=_from_preset("Random seed", "seed"))] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted run (same data, settings and base). If that run already finished, "
+            "print its version and register nothing.",
+        ),
+    ] = False,
+    skip_bad_rows: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad-rows",
+            help="Train on the valid records and list the bad ones (default: refuse the file).",
+        ),
+    ] = False,
     data_card: Annotated[
         Path | None, typer.Option(help="Markdown data card to store with the adapter.")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Train a LoRA adapter on a JSONL file and register it as NAME@<next version>."""
-    import torch
-
     from adapters.config import LoraTrainConfig
-    from adapters.train import train_adapter
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     changes = {
         k: v
         for k, v in {
@@ -89,22 +168,45 @@ def train(
             "max_steps": max_steps,
             "lr": lr,
             "batch_size": batch_size,
+            "max_length": max_length,
             "eval_fraction": eval_fraction,
             "seed": seed,
         }.items()
         if v is not None
     }
     config = LoraTrainConfig.from_dict({**LoraTrainConfig.preset(preset).to_dict(), **changes})
-    card = data_card.read_text(encoding="utf-8") if data_card else None
+    card = _read_card(data_card)
+    store = _registry(registry)
+    before = set(store.versions(name)) if resume else set()
+
+    import torch
+
+    from adapters.train import train_adapter
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
     ref = train_adapter(
-        name, data, base=base, config=config, registry=_registry(registry), resume=resume, data_card=card
+        name,
+        data,
+        base=base,
+        config=config,
+        registry=store,
+        resume=resume,
+        data_card=card,
+        skip_bad_rows=skip_bad_rows,
     )
     training = ref.meta["training"]
-    typer.echo(
-        f"trainable parameters: {training['trainable_params']:,} of {training['total_params']:,} "
-        f"({100 * training['trainable_share']:.3f}%)",
-        err=True,
-    )
+    if ref.version in before:
+        typer.echo(
+            f"{ref.key} was already trained from this data, these settings and this base: nothing trained, "
+            "nothing registered (train without --resume for another version).",
+            err=True,
+        )
+    else:
+        typer.echo(
+            f"trainable parameters: {training['trainable_params']:,} of {training['total_params']:,} "
+            f"({100 * training['trainable_share']:.3f}%)",
+            err=True,
+        )
     _echo(
         {
             "adapter": ref.key,
@@ -112,6 +214,9 @@ def train(
             "metrics": ref.meta["metrics"],
             "trainable_share": training["trainable_share"],
             "seconds": training["seconds"],
+            "already_registered": ref.version in before,
+            "skipped_bad_records": training.get("skipped_bad_records", 0),
+            "truncated_records": training.get("truncated_records", 0),
         },
         as_json,
     )
@@ -156,7 +261,7 @@ def register(
     from core_model.base import resolve_base_path
     from core_model.fingerprint import fingerprint
 
-    card = data_card.read_text(encoding="utf-8") if data_card else ""
+    card = _read_card(data_card) or ""
     ref = _registry(registry).register_folder(
         name, folder, base_fingerprint=fingerprint(resolve_base_path(base)), data_card=card
     )

@@ -37,7 +37,8 @@ def hub_server(tmp_path_factory):
     port = free_port()
     registry = tmp_path_factory.mktemp("registry")
     log = tmp_path_factory.mktemp("server") / "server.log"
-    env = dict(os.environ, DSUITE_REGISTRY=str(registry))
+    env = {k: v for k, v in os.environ.items() if k != "DSUITE_ADAPTERS"}  # one registry variable: no clash
+    env["DSUITE_REGISTRY"] = str(registry)
     with log.open("w") as handle:
         process = subprocess.Popen(dsuite_command("serve", "--port", str(port)), env=env, cwd=REPO,
                                    stdout=handle, stderr=subprocess.STDOUT, text=True)
