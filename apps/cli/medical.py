@@ -14,6 +14,8 @@ app = typer.Typer(
     help="Clinical NLP: ICD-10-CM coding with evidence, assertion, batch jobs.", no_args_is_help=True
 )
 
+NOTHING_CODED_EXIT = 3  # code-batch finished, but the input had rows and every one was quarantined
+
 ModeOption = Annotated[
     str,
     typer.Option("--mode", help="Coder: full | rules+retrieval | dictionary | retrieval."),
@@ -62,8 +64,23 @@ def code_batch(
         int, typer.Option("--max-chars", min=1, help="Longer notes are quarantined.")
     ] = 100_000,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart", help="Delete the partial results of an unfinished earlier run of this --out first."
+        ),
+    ] = False,
 ) -> None:
-    """Code every note of a file: resumable, quarantines bad rows, prints a JSON summary at the end."""
+    """Code every note of a file: resumable, quarantines bad rows, prints a JSON summary at the end.
+
+    A rerun resumes only with the same input and --id-col/--text-col/--mode/--chunk-size/--max-chars.
+
+    Otherwise it is refused: use --restart (starts over) or another --out.
+
+    Exit codes: 0 done; 2 an error (bad settings, input or output path, resume mismatch, worker failure).
+
+    Exit code 3: finished, but every row of a non-empty input was quarantined (see the quarantine file).
+    """
     from domains.medical.batch import JobConfig, run_batch
 
     summary = run_batch(
@@ -78,9 +95,18 @@ def code_batch(
             chunk_size=chunk_size,
             max_chars=max_chars,
             progress=not quiet,
+            restart=restart,
         )
     )
     typer.echo(json.dumps(summary))
+    if summary["status"] != "ok":
+        typer.secho(
+            f"No note was coded: all {summary['rows']} rows were quarantined "
+            f"({summary['quarantine_reasons']}); see {summary['quarantine']}.",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(NOTHING_CODED_EXIT)
 
 
 @app.command("assert")

@@ -6,6 +6,18 @@ quarantined rows are committed together as two part files (written to a temporar
 so finished notes are neither redone nor duplicated. When all chunks are committed the parts are merged into
 OUTPUT (JSONL or Parquet), ``<OUTPUT>.quarantine.jsonl`` and ``<OUTPUT>.summary.json``. Results contain no
 timings, so a resumed run's output is byte-identical to an uninterrupted one.
+
+Resume rule: a job writes ``job.json`` (its manifest) into the parts folder before coding: the input's size
+and SHA-256 (of the whole file) and every setting that changes results or chunking (``JOB_SETTINGS`` and,
+for the full coder, the ranker version). A run that finds committed chunks of a job with another manifest
+refuses to start (``DSuiteError``): rerun with the original settings, or pass ``restart=True``
+(``--restart``) to delete the parts, or choose another output. ``workers``/``engine`` may change freely.
+
+Checks before any coding: settings, the coder mode (and the ranker file of the full coder), the output paths,
+the input's format and its id/text columns. Before the merge, the committed parts must hold
+``coded + quarantined == rows read``; otherwise nothing is written and the parts are kept.
+The summary's ``status`` is ``"ok"``, or ``"no notes coded"`` when the input had rows but all were quarantined
+(the CLI then exits with code 3).
 """
 
 from __future__ import annotations
@@ -25,11 +37,21 @@ from typing import Any
 from tqdm import tqdm
 
 from core_model.errors import DSuiteError
-from domains.medical.batch_io import RawRow, input_format, read_rows, write_output
+from domains.medical.batch_io import RawRow, check_input, fingerprint, input_format, read_rows, write_output
 
 log = logging.getLogger(__name__)
 ENGINES = ("local", "ray")
 DEFAULT_MAX_CHARS = 100_000
+MANIFEST = "job.json"
+MANIFEST_VERSION = 1
+# the settings that change results or chunking, with their CLI flags (for the resume-refusal message)
+JOB_SETTINGS = {
+    "id_col": "--id-col",
+    "text_col": "--text-col",
+    "mode": "--mode",
+    "chunk_size": "--chunk-size",
+    "max_chars": "--max-chars",
+}
 
 
 @dataclass
@@ -46,14 +68,21 @@ class JobConfig:
     chunk_size: int = 64
     max_chars: int = DEFAULT_MAX_CHARS
     progress: bool = True
+    restart: bool = False  # delete the parts of an earlier, unfinished run of this output first
 
 
 @dataclass
 class Chunk:
-    """Rows ``[index * size, ...)`` of the input: the valid notes and the quarantined rows."""
+    """Rows ``[index * size, ...)`` of the input: the valid notes and the quarantined rows.
+
+    A quarantine record's ``"row"`` is the 0-based index of the record in the input (``RawRow.number``: CSV
+    data rows not counting the header, non-blank JSONL lines, Parquet rows), also for notes whose coding
+    failed.
+    """
 
     index: int
     notes: list[tuple[str, str]] = field(default_factory=list)  # (id, text)
+    note_rows: list[int] = field(default_factory=list)  # the row of each note
     quarantined: list[dict] = field(default_factory=list)
     rows: int = 0
 
@@ -104,6 +133,7 @@ def _chunks(cfg: JobConfig) -> Iterator[Chunk]:
             chunk.quarantined.append(checked)
         else:
             chunk.notes.append(checked)
+            chunk.note_rows.append(row.number)
     if chunk.rows:
         yield chunk
 
@@ -157,16 +187,63 @@ def code_notes(notes: list[tuple[str, str]], mode: str = "full") -> list[dict]:
     return [code_note(note_id, text, mode, doc) for (note_id, text), doc in zip(notes, docs, strict=True)]
 
 
+_INIT_ERROR: str | None = None  # why this worker process could not set up its coder
+
+
 def _code_chunk(args: tuple[list[tuple[str, str]], str]) -> list[dict]:
+    if _INIT_ERROR is not None:
+        raise DSuiteError(
+            f"A coding worker could not set up the coder ({_INIT_ERROR}). The chunks committed so far are "
+            "kept: fix the cause and rerun the same command to resume."
+        )
     notes, mode = args
     return code_notes(notes, mode)
 
 
 def _init_worker(mode: str) -> None:
-    import torch
+    """Set up a worker; a failure is reported by its first task, so the job ends instead of respawning."""
+    global _INIT_ERROR
+    try:
+        import torch
 
-    torch.set_num_threads(1)
-    _coder(mode)
+        torch.set_num_threads(1)
+        _coder(mode)
+    except Exception as exc:  # noqa: BLE001  (re-raised as a DSuiteError by _code_chunk)
+        _INIT_ERROR = f"{type(exc).__name__}: {exc}"
+
+
+def _run_pool(cfg: JobConfig, chunks: Iterator[Chunk], done) -> None:
+    """Code chunks in ``cfg.workers`` processes, committing them in input order (at most 2 per worker queued).
+
+    Raises:
+        DSuiteError: a worker could not set up its coder, or a worker process died.
+    """
+    import multiprocessing as mp
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = ProcessPoolExecutor(
+        cfg.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(cfg.mode,)
+    )
+    queued: deque = deque()
+    try:
+        for chunk in chunks:
+            queued.append((chunk, pool.submit(_code_chunk, (chunk.notes, cfg.mode))))
+            if len(queued) >= 2 * cfg.workers:
+                oldest, future = queued.popleft()
+                done(oldest, future.result())
+        while queued:
+            oldest, future = queued.popleft()
+            done(oldest, future.result())
+    except BrokenProcessPool as exc:
+        raise DSuiteError(
+            "A coding worker process died (out of memory, killed, or crashed while starting). The chunks "
+            "committed so far are kept: fix the cause (fewer --workers use less memory) and rerun the same "
+            "command to resume."
+        ) from exc
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # -- commit / merge -----------------------------------------------------------------------------------------
@@ -190,23 +267,159 @@ def _write_atomic(path: Path, lines: list[dict]) -> None:
 
 
 def _commit(cfg: JobConfig, chunk: Chunk, outcomes: list[dict]) -> tuple[int, int]:
+    if len(outcomes) != len(chunk.notes):
+        raise DSuiteError(
+            f"Internal error: chunk {chunk.index} has {len(chunk.notes)} notes but {len(outcomes)} results; "
+            "nothing was committed for it. Please report this; rerun the same command to retry."
+        )
     results = [o["ok"] for o in outcomes if "ok" in o]
-    rows_of = {note_id: None for note_id, _ in chunk.notes}
-    failed = [{"row": None, **o["error"]} for o in outcomes if "error" in o]
+    rows_of = dict(zip((note_id for note_id, _ in chunk.notes), chunk.note_rows, strict=True))
+    failed = [{**o["error"], "row": rows_of.get(o["error"]["id"])} for o in outcomes if "error" in o]
     quarantined = sorted(chunk.quarantined + failed, key=lambda q: (q["row"] is None, q["row"] or 0))
     results_path, quarantine_path = _part_paths(cfg, chunk.index)
     _write_atomic(quarantine_path, quarantined)
     _write_atomic(results_path, results)  # written last: its presence marks the chunk as committed
-    del rows_of
     return len(results), len(quarantined)
 
 
 def _read_parts(cfg: JobConfig, which: int) -> Iterator[dict]:
-    for path in sorted(_parts_dir(cfg).glob("chunk-*.results.jsonl")):
+    for path in _committed(cfg):
         target = path if which == 0 else path.with_name(path.name.replace(".results.", ".quarantine."))
         with target.open(encoding="utf-8") as handle:
             for line in handle:
                 yield json.loads(line)
+
+
+def _committed(cfg: JobConfig) -> list[Path]:
+    return sorted(_parts_dir(cfg).glob("chunk-*.results.jsonl"))
+
+
+# -- checks before coding -----------------------------------------------------------------------------------
+def _check_settings(cfg: JobConfig) -> None:
+    if cfg.output.suffix.lower() not in (".jsonl", ".ndjson", ".parquet"):
+        raise DSuiteError(f"Output '{cfg.output}' must end in .jsonl or .parquet.")
+    if cfg.engine not in ENGINES:
+        raise DSuiteError(f"Unknown engine '{cfg.engine}'; expected one of {', '.join(ENGINES)}.")
+    if cfg.workers < 1 or cfg.chunk_size < 1 or cfg.max_chars < 1:
+        raise DSuiteError(
+            f"--workers ({cfg.workers}), --chunk-size ({cfg.chunk_size}) and --max-chars ({cfg.max_chars}) "
+            "must be at least 1."
+        )
+    from domains.medical.coder import MODES
+
+    if cfg.mode not in MODES:
+        raise DSuiteError(f"Unknown coder mode '{cfg.mode}' (--mode); expected one of {', '.join(MODES)}.")
+    if cfg.mode == "full":
+        from domains.medical.resources import RANKER
+
+        if not RANKER.is_file():
+            raise DSuiteError(
+                f"ICD ranker '{RANKER}' not found (needed by --mode full). Train it with "
+                "`dsuite medical train-ranker`, or choose another --mode."
+            )
+
+
+def _check_output(cfg: JobConfig) -> None:
+    """The output, its quarantine/summary files and the parts folder can be written where they are named."""
+    out = cfg.output
+    named = (out, out.with_name(out.name + ".quarantine.jsonl"), out.with_name(out.name + ".summary.json"))
+    for path in named:
+        if path.is_dir():
+            raise DSuiteError(f"--out: '{path}' is an existing folder; give a file name such as coded.jsonl.")
+    parts = _parts_dir(cfg)
+    if parts.exists() and not parts.is_dir():
+        raise DSuiteError(
+            f"'{parts}' (the job's parts folder) is a file; move it away or choose another --out."
+        )
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise DSuiteError(f"--out '{out}': '{folder}' is a file, not a folder; choose another --out.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DSuiteError(f"--out '{out}': the folder '{folder}' is not writable; choose another --out.")
+
+
+def _coder_version(mode: str) -> str:
+    """The mode, plus the ranker version for the full coder (a retrained ranker changes the results)."""
+    if mode != "full":
+        return mode
+    from domains.medical.resources import RANKER
+
+    try:
+        return f"full:{json.loads(RANKER.read_text(encoding='utf-8'))['version']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "full:unknown"
+
+
+def _manifest(cfg: JobConfig) -> dict:
+    """What makes a job: the input's content and every setting that changes results or chunking."""
+    return {
+        "manifest": MANIFEST_VERSION,
+        "input": fingerprint(cfg.input),
+        **{name: getattr(cfg, name) for name in JOB_SETTINGS},
+        "coder": _coder_version(cfg.mode),
+    }
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    out = []
+    if old.get("input") != new["input"]:
+        then = old.get("input") if isinstance(old.get("input"), dict) else {}
+        out.append(
+            f"the input file's content (size {then.get('size')} bytes, SHA-256 "
+            f"{str(then.get('sha256'))[:12]}... then; size {new['input']['size']} bytes, SHA-256 "
+            f"{new['input']['sha256'][:12]}... now)"
+        )
+    for name, flag in JOB_SETTINGS.items():
+        if old.get(name) != new[name]:
+            out.append(f"{flag} ({old.get(name)!r} then, {new[name]!r} now)")
+    if old.get("coder") != new["coder"] and old.get("mode") == new["mode"]:
+        out.append(f"the coder ({old.get('coder')!r} then, {new['coder']!r} now: the ranker was retrained)")
+    if not out and old != new:
+        out.append(f"the manifest format ({old.get('manifest')!r} then, {new['manifest']!r} now)")
+    return out
+
+
+def _prepare_parts(cfg: JobConfig, manifest: dict) -> None:
+    """Create the parts folder, or check that the one there belongs to this very job.
+
+    Raises:
+        DSuiteError: committed chunks of a job with another input or other settings (or without a manifest).
+    """
+    parts = _parts_dir(cfg)
+    if cfg.restart and parts.is_dir():
+        log.warning("--restart: deleting the partial results in %s", parts)
+        shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    path = parts / MANIFEST
+    committed = _committed(cfg)
+    if committed:
+        how = (
+            "Rerun with the original settings to resume it, or start over with --restart (JobConfig.restart; "
+            f"it deletes '{parts.name}'), or delete that folder, or choose another --out."
+        )
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise DSuiteError(
+                f"'{parts}' holds {len(committed)} committed chunk(s) of an earlier run but no readable job "
+                f"manifest ({MANIFEST}), so they cannot be matched to this job. {how}"
+            ) from None
+        if not isinstance(old, dict):
+            old = {}
+        differences = _differences(old, manifest)
+        if differences:
+            raise DSuiteError(
+                f"'{parts}' holds {len(committed)} committed chunk(s) of an earlier run with other settings: "
+                f"{'; '.join(differences)}. Resuming would lose or duplicate notes. {how}"
+            )
+        return
+    for stale in parts.glob("chunk-*"):  # quarantine parts (or temp files) of chunks never committed
+        stale.unlink()
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    tmp.replace(path)
 
 
 def run_batch(cfg: JobConfig) -> dict:
@@ -219,21 +432,19 @@ def run_batch(cfg: JobConfig) -> dict:
         The summary (also written to ``<OUTPUT>.summary.json``).
 
     Raises:
-        DSuiteError: bad settings (unknown engine, unsupported formats, workers < 1, Ray missing).
+        DSuiteError: bad settings (unknown engine or mode, unsupported formats, workers < 1, Ray missing), an
+            output path that cannot be written, an unreadable input or missing id/text column, committed
+            parts of a job with other settings (see the module docstring), a worker that could not start,
+            or a failed final row count.
     """
     cfg.input, cfg.output = Path(cfg.input), Path(cfg.output)
     input_format(cfg.input)
-    if cfg.output.suffix.lower() not in (".jsonl", ".ndjson", ".parquet"):
-        raise DSuiteError(f"Output '{cfg.output}' must end in .jsonl or .parquet.")
-    if cfg.engine not in ENGINES:
-        raise DSuiteError(f"Unknown engine '{cfg.engine}'; expected one of {', '.join(ENGINES)}.")
-    if cfg.workers < 1 or cfg.chunk_size < 1:
-        raise DSuiteError(
-            f"--workers ({cfg.workers}) and the chunk size ({cfg.chunk_size}) must be at least 1."
-        )
+    _check_settings(cfg)
+    _check_output(cfg)
+    check_input(cfg.input, cfg.id_col, cfg.text_col)
     if cfg.input.resolve() == cfg.output.resolve():
         raise DSuiteError("The output path is the input path; choose another --out.")
-    _parts_dir(cfg).mkdir(parents=True, exist_ok=True)
+    _prepare_parts(cfg, _manifest(cfg))
     started = time.perf_counter()
     counts: Counter[str] = Counter()
     bar = tqdm(desc="coding notes", unit="note", disable=not cfg.progress, dynamic_ncols=True)
@@ -251,32 +462,39 @@ def run_batch(cfg: JobConfig) -> dict:
         counts["coded_this_run"] += coded
         bar.update(len(chunk.notes))
 
-    if cfg.engine == "ray":
-        from domains.medical.ray_engine import run_ray
+    try:
+        if cfg.engine == "ray":
+            from domains.medical.ray_engine import run_ray
 
-        run_ray(pending(), cfg, done)
-    elif cfg.workers == 1:
-        for chunk in pending():
-            done(chunk, _code_chunk((chunk.notes, cfg.mode)))
-    else:
-        import multiprocessing as mp
-
-        context = mp.get_context("spawn")
-        with context.Pool(cfg.workers, initializer=_init_worker, initargs=(cfg.mode,)) as pool:
-            queue: list[Chunk] = []
-
-            def jobs() -> Iterator[tuple[list[tuple[str, str]], str]]:
-                for chunk in pending():
-                    queue.append(chunk)
-                    yield chunk.notes, cfg.mode
-
-            for outcomes in pool.imap(_code_chunk, jobs()):
-                done(queue.pop(0), outcomes)
-    bar.close()
+            run_ray(pending(), cfg, done)
+        elif cfg.workers == 1:
+            for chunk in pending():
+                done(chunk, _code_chunk((chunk.notes, cfg.mode)))
+        else:
+            _run_pool(cfg, pending(), done)
+    finally:
+        bar.close()
     return _finish(cfg, counts, time.perf_counter() - started)
 
 
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as handle:
+        return sum(1 for _ in handle)
+
+
 def _finish(cfg: JobConfig, counts: Counter, seconds: float) -> dict:
+    committed = _committed(cfg)
+    in_parts = sum(_count_lines(p) for p in committed)
+    in_quarantine = sum(
+        _count_lines(p.with_name(p.name.replace(".results.", ".quarantine."))) for p in committed
+    )
+    if in_parts + in_quarantine != counts["rows"]:
+        raise DSuiteError(
+            f"Row count check failed: the input has {counts['rows']} rows, but the committed parts hold "
+            f"{in_parts} coded + {in_quarantine} quarantined = {in_parts + in_quarantine}. Nothing was "
+            f"written to '{cfg.output}'; the parts are kept in '{_parts_dir(cfg)}' for inspection. Start "
+            "over with --restart (or delete that folder)."
+        )
     coded = write_output(_read_parts(cfg, 0), cfg.output)
     quarantine_path = cfg.output.with_name(cfg.output.name + ".quarantine.jsonl")
     reasons: Counter[str] = Counter()
@@ -289,6 +507,7 @@ def _finish(cfg: JobConfig, counts: Counter, seconds: float) -> dict:
         "input": str(cfg.input),
         "output": str(cfg.output),
         "quarantine": str(quarantine_path),
+        "status": "no notes coded" if counts["rows"] and not coded else "ok",
         "rows": counts["rows"],
         "coded": coded,
         "quarantined": len(quarantined),
@@ -304,5 +523,7 @@ def _finish(cfg: JobConfig, counts: Counter, seconds: float) -> dict:
     summary_path = cfg.output.with_name(cfg.output.name + ".summary.json")
     summary_path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
     shutil.rmtree(_parts_dir(cfg), ignore_errors=True)
+    if summary["status"] != "ok":
+        log.warning("no note was coded: all %d rows were quarantined (%s)", counts["rows"], quarantine_path)
     log.info("batch coding finished: %s", summary)
     return summary

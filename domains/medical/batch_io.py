@@ -1,8 +1,15 @@
-"""Streaming readers for the batch coder (CSV, JSONL, Parquet) that report bad rows instead of failing."""
+"""Streaming readers for the batch coder (CSV, JSONL, Parquet) that report bad rows instead of failing.
+
+Text input is read as UTF-8 with an optional byte-order mark (``utf-8-sig``), as Excel's "CSV UTF-8"
+writes it. ``check_input`` looks at a file before a job starts (format, header or schema, the id and text
+columns).
+"""
 
 from __future__ import annotations
 
+import codecs
 import csv
+import hashlib
 import json
 import sys
 from collections.abc import Iterator
@@ -13,11 +20,16 @@ from typing import Any
 from core_model.errors import DSuiteError
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+JSONL_PROBE_LINES = 100  # JSONL has no header: the id/text columns must appear in one of these first lines
 
 
 @dataclass
 class RawRow:
-    """One input row: its 0-based position, the record (or None) and a read error (or None)."""
+    """One input row: its 0-based position, the record (or None) and a read error (or None).
+
+    ``number`` counts records from 0: data rows of a CSV (the header not counted; a row whose quoted text
+    spans several lines is one record), non-blank lines of a JSONL file, rows of a Parquet file.
+    """
 
     number: int
     record: dict[str, Any] | None
@@ -45,12 +57,10 @@ def read_rows(path: Path) -> Iterator[RawRow]:
     Undecodable bytes and lines that are not a JSON object come back as rows with ``error`` set.
 
     Raises:
-        DSuiteError: the file is missing or its format unsupported.
+        DSuiteError: the file is missing, its format unsupported, or a Parquet file cannot be read.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DSuiteError(f"Input file '{path}' not found. Pass a CSV, JSONL or Parquet file of notes.")
-    fmt = input_format(path)
+    fmt = _existing(path)
     if fmt == "jsonl":
         yield from _jsonl(path)
     elif fmt == "csv":
@@ -59,34 +69,108 @@ def read_rows(path: Path) -> Iterator[RawRow]:
         yield from _parquet(path)
 
 
-def _jsonl(path: Path) -> Iterator[RawRow]:
-    number = 0
+def _existing(path: Path) -> str:
+    if not path.is_file():
+        raise DSuiteError(f"Input file '{path}' not found. Pass a CSV, JSONL or Parquet file of notes.")
+    return input_format(path)
+
+
+def check_input(path: Path, id_col: str, text_col: str) -> list[str]:
+    """Check an input file before a job starts; returns its column names (for JSONL: those of the first
+    ``JSONL_PROBE_LINES`` lines).
+
+    Raises:
+        DSuiteError: the file is missing, of an unsupported format, not readable as that format (a Parquet
+            file that is corrupt or not Parquet, a JSON array in a JSONL file, a CSV without a header), or
+            the id or text column is not among its columns.
+    """
+    path = Path(path)
+    fmt = _existing(path)
+    if fmt == "csv":
+        with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+            header = next(csv.reader(handle), None)
+        if not header:
+            raise DSuiteError(
+                f"CSV input '{path}' has no header row; its first line must name the columns "
+                f"(for example: {id_col},{text_col})."
+            )
+        columns = header
+    elif fmt == "parquet":
+        columns = list(_parquet_file(path).schema_arrow.names)
+    else:
+        columns = _jsonl_columns(path)
+        if columns is None:  # no JSON object in the first lines: every row is quarantined with its reason
+            return []
+    flags = (("--id-col", id_col), ("--text-col", text_col))
+    missing = [(flag, col) for flag, col in flags if col not in columns]
+    if missing:
+        shown = ", ".join(repr(c) for c in columns[:50]) + (" ..." if len(columns) > 50 else "")
+        named = " and ".join(f"'{col}' ({flag})" for flag, col in missing)
+        raise DSuiteError(
+            f"Input '{path}' has no column {named}; its columns are: {shown or '(none)'}. "
+            "Name the note id and text columns with --id-col NAME and --text-col NAME."
+        )
+    return columns
+
+
+def _jsonl_columns(path: Path) -> list[str] | None:
+    """The keys of the JSON objects among the first lines of a JSONL file (None if there is none).
+
+    Raises:
+        DSuiteError: the file starts with '[' (a JSON array, not JSON Lines).
+    """
+    columns: dict[str, None] = {}
+    found = False
+    for probed, raw in enumerate(_jsonl_lines(path)):
+        if probed == 0 and raw.lstrip().startswith(b"["):
+            raise DSuiteError(
+                f"Input '{path}' starts with '[': it looks like a JSON array, but JSONL needs one JSON "
+                "object per line. Convert it (for example `jq -c '.[]' notes.json > notes.jsonl`) or save "
+                "it as CSV."
+            )
+        if probed >= JSONL_PROBE_LINES:
+            break
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(record, dict):
+            found = True
+            columns.update(dict.fromkeys(map(str, record)))
+    return list(columns) if found else None
+
+
+def _jsonl_lines(path: Path) -> Iterator[bytes]:
+    """The non-blank lines of a file, without a UTF-8 byte-order mark at its start."""
     with path.open("rb") as handle:
-        for raw in handle:
-            if not raw.strip():
-                continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield RawRow(number, None, f"undecodable: not UTF-8 ({exc.reason} at byte {exc.start})")
-                number += 1
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield RawRow(number, None, f"undecodable: not valid JSON ({exc.msg})")
-                number += 1
-                continue
-            if not isinstance(record, dict):
-                yield RawRow(number, None, f"malformed: expected a JSON object, got {type(record).__name__}")
-            else:
-                yield RawRow(number, record)
-            number += 1
+        for position, raw in enumerate(handle):
+            if position == 0 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+            if raw.strip():
+                yield raw
+
+
+def _jsonl(path: Path) -> Iterator[RawRow]:
+    for number, raw in enumerate(_jsonl_lines(path)):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield RawRow(number, None, f"undecodable: not UTF-8 ({exc.reason} at byte {exc.start})")
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield RawRow(number, None, f"undecodable: not valid JSON ({exc.msg})")
+            continue
+        if not isinstance(record, dict):
+            yield RawRow(number, None, f"malformed: expected a JSON object, got {type(record).__name__}")
+        else:
+            yield RawRow(number, record)
 
 
 def _csv(path: Path) -> Iterator[RawRow]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as handle:
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
         reader = csv.DictReader(handle)
         for number, record in enumerate(reader):
             bad = [
@@ -102,14 +186,46 @@ def _csv(path: Path) -> Iterator[RawRow]:
                 yield RawRow(number, dict(record))
 
 
-def _parquet(path: Path) -> Iterator[RawRow]:
+def _parquet_file(path: Path):
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DSuiteError(
+            f"Input '{path}' is not a readable Parquet file ({exc}); it may be truncated or another format "
+            "renamed to .parquet. Export it again, or give a CSV or JSONL file with the matching suffix."
+        ) from exc
+
+
+def _parquet(path: Path) -> Iterator[RawRow]:
+    import pyarrow as pa
+
     number = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+    batches = _parquet_file(path).iter_batches(batch_size=1024)
+    while True:
+        try:
+            batch = next(batches, None)
+        except (pa.ArrowException, OSError) as exc:
+            raise DSuiteError(
+                f"Input '{path}' could not be read after row {number} ({exc}); the Parquet file is damaged. "
+                "Export it again, then rerun the same command (committed chunks are kept)."
+            ) from exc
+        if batch is None:
+            return
         for record in batch.to_pylist():
             yield RawRow(number, record)
             number += 1
+
+
+def fingerprint(path: Path) -> dict[str, Any]:
+    """``{"size", "sha256"}`` of the whole file (read in 1 MiB blocks); a resumed job compares them."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"size": Path(path).stat().st_size, "sha256": digest.hexdigest()}
 
 
 def write_output(records: Iterator[dict], path: Path) -> int:

@@ -1,0 +1,266 @@
+"""The batch coding job's checks: a resume only with the same job (manifest), the final row count, BOMs,
+missing columns, bad modes, unreadable Parquet, bad output paths, JSON arrays in JSONL, quarantine rows, the
+exit codes of `dsuite medical code-batch`, and the local worker pool."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from core_model.errors import DSuiteError
+from domains.medical import batch
+from domains.medical.batch import Chunk, JobConfig, run_batch
+from tests.conftest import REPO, dsuite_command
+from tests.domains.medical.test_batch import _good_rows
+
+
+def _write_csv(path: Path, rows: list[dict], encoding: str = "utf-8") -> Path:
+    with path.open("w", newline="", encoding=encoding) as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _notes_csv(path: Path, n: int = 30) -> Path:
+    """``n`` notes with two spare columns (``note_key`` and ``body``) for the id/text settings."""
+    rows = [{**r, "note_key": f"k{i}", "body": r["text"]} for i, r in enumerate(_good_rows(n))]
+    return _write_csv(path, rows)
+
+
+def _job(source: Path, out: Path, **settings) -> JobConfig:
+    return JobConfig(input=source, output=out, **{"mode": "dictionary", "progress": False, **settings})
+
+
+def _parts(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
+def _interrupted(source: Path, out: Path, **settings) -> list[Path]:
+    """Run a job that commits every chunk and then fails at the final merge (a folder blocks its temporary
+    output file): the state a crash just before the merge leaves. Returns the committed parts."""
+    blocker = out.with_name(out.name + ".tmp")
+    blocker.mkdir()
+    with pytest.raises(OSError):
+        run_batch(_job(source, out, **settings))
+    blocker.rmdir()
+    committed = sorted(_parts(out).glob("chunk-*.results.jsonl"))
+    assert committed and not out.exists()
+    return committed
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+# -- 1. resume: same job only, and the final row count ------------------------------------------------------
+def test_resume_with_the_same_settings_is_byte_identical(tmp_path):
+    source = _notes_csv(tmp_path / "notes.csv")
+    reference = tmp_path / "reference.jsonl"
+    run_batch(_job(source, reference, chunk_size=10))
+    out = tmp_path / "out.jsonl"
+    assert len(_interrupted(source, out, chunk_size=10)) == 3
+    summary = run_batch(_job(source, out, chunk_size=10, workers=2))  # workers may change
+    assert summary["skipped_already_committed"] == 30 and summary["coded_this_run"] == 0
+    assert summary["rows"] == summary["coded"] == 30
+    assert out.read_bytes() == reference.read_bytes()
+    assert not _parts(out).exists()
+
+
+@pytest.mark.parametrize(
+    ("changed", "flag"),
+    [
+        ({"chunk_size": 7}, "--chunk-size"),
+        ({"mode": "rules+retrieval"}, "--mode"),
+        ({"max_chars": 50}, "--max-chars"),
+        ({"id_col": "note_key"}, "--id-col"),
+        ({"text_col": "body"}, "--text-col"),
+        ({"input": "other"}, "input file"),
+    ],
+)
+def test_resume_with_other_settings_or_input_is_refused(tmp_path, changed, flag):
+    source = _notes_csv(tmp_path / "notes.csv")
+    out = tmp_path / "out.jsonl"
+    committed = _interrupted(source, out, chunk_size=10)
+    settings = {"chunk_size": 10, **changed}
+    if changed.get("input"):
+        settings.pop("input")
+        source = _notes_csv(tmp_path / "other.csv", n=35)
+    with pytest.raises(DSuiteError, match="committed chunk") as refused:
+        run_batch(_job(source, out, **settings))
+    message = str(refused.value)
+    assert flag in message and "--restart" in message and "original settings" in message
+    assert sorted(_parts(out).glob("chunk-*.results.jsonl")) == committed and not out.exists()
+    # --restart starts over with the new settings
+    summary = run_batch(_job(source, out, restart=True, **settings))
+    assert (
+        summary["skipped_already_committed"] == 0
+        and summary["rows"] == summary["coded"] + summary["quarantined"]
+    )
+    assert len(_lines(out)) == summary["coded"] and len({r["id"] for r in _lines(out)}) == summary["coded"]
+
+
+def test_parts_without_a_manifest_are_refused(tmp_path):
+    source = _notes_csv(tmp_path / "notes.csv")
+    out = tmp_path / "out.jsonl"
+    _interrupted(source, out, chunk_size=10)
+    (_parts(out) / "job.json").unlink()
+    with pytest.raises(DSuiteError, match="no readable job manifest.*--restart"):
+        run_batch(_job(source, out, chunk_size=10))
+
+
+def test_a_damaged_part_fails_the_row_count_check(tmp_path):
+    source = _notes_csv(tmp_path / "notes.csv")
+    out = tmp_path / "out.jsonl"
+    first = _interrupted(source, out, chunk_size=10)[0]
+    first.write_text(
+        "".join(first.read_text(encoding="utf-8").splitlines(keepends=True)[1:]), encoding="utf-8"
+    )
+    with pytest.raises(DSuiteError, match=r"Row count check failed: the input has 30 rows.*29 coded"):
+        run_batch(_job(source, out, chunk_size=10))
+    assert not out.exists() and _parts(out).is_dir()
+
+
+# -- 2. byte-order marks ------------------------------------------------------------------------------------
+def test_utf8_bom_in_csv_and_jsonl_is_read(tmp_path):
+    rows = _good_rows(5)
+    csv_source = _write_csv(tmp_path / "excel.csv", rows, encoding="utf-8-sig")
+    assert csv_source.read_bytes().startswith(codecs.BOM_UTF8)
+    summary = run_batch(_job(csv_source, tmp_path / "from_csv.jsonl"))
+    assert summary["coded"] == 5 and summary["quarantined"] == 0
+    jsonl_source = tmp_path / "bom.jsonl"
+    jsonl_source.write_bytes(codecs.BOM_UTF8 + b"".join(json.dumps(r).encode() + b"\n" for r in rows))
+    summary = run_batch(_job(jsonl_source, tmp_path / "from_jsonl.jsonl"))
+    assert summary["coded"] == 5 and summary["quarantined"] == 0
+
+
+# -- 3. missing columns, and a job that codes nothing -------------------------------------------------------
+def test_missing_columns_are_refused_before_coding(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"note_id": r["id"], "text": r["text"]} for r in _good_rows(4)]
+    sources = [_write_csv(tmp_path / "notes.csv", rows), tmp_path / "notes.parquet", tmp_path / "notes.jsonl"]
+    pq.write_table(pa.Table.from_pylist(rows), sources[1])
+    sources[2].write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    for source in sources:
+        out = tmp_path / f"{source.suffix[1:]}.jsonl"
+        with pytest.raises(DSuiteError, match=r"no column 'id' \(--id-col\).*'note_id', 'text'.*--text-col"):
+            run_batch(_job(source, out))
+        assert not _parts(out).exists() and not out.exists()
+        with pytest.raises(DSuiteError, match=r"'body' \(--text-col\)"):
+            run_batch(_job(source, out, id_col="note_id", text_col="body"))
+        assert run_batch(_job(source, out, id_col="note_id"))["coded"] == 4
+
+
+def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        dsuite_command("medical", "code-batch", *args, "--quiet"),
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_cli_exit_codes_for_a_missing_column_and_for_nothing_coded(tmp_path):
+    source = _write_csv(tmp_path / "notes.csv", [{"ID": "1", "text": "fever"}])
+    done = _cli(str(source), "--out", str(tmp_path / "a.jsonl"), "--mode", "dictionary")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "'ID', 'text'" in done.stderr and "--id-col" in done.stderr and "Traceback" not in done.stderr
+    empty_texts = _write_csv(tmp_path / "empty.csv", [{"id": str(i), "text": " "} for i in range(3)])
+    done = _cli(str(empty_texts), "--out", str(tmp_path / "b.jsonl"), "--mode", "dictionary")
+    assert done.returncode == 3, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "no notes coded" and summary["rows"] == 3 and summary["quarantined"] == 3
+    assert "No note was coded" in done.stderr
+
+
+# -- 4. a bad mode with several workers, and a worker that cannot start -------------------------------------
+def test_bad_mode_with_two_workers_fails_fast(tmp_path):
+    source = _write_csv(tmp_path / "notes.csv", _good_rows(4))
+    done = _cli(
+        str(source), "--out", str(tmp_path / "o.jsonl"), "--mode", "bogus", "--workers", "2", timeout=120
+    )
+    assert done.returncode == 2 and "Unknown coder mode 'bogus'" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "o.jsonl.parts").exists()
+
+
+def test_a_worker_that_cannot_start_ends_the_job(tmp_path):
+    # run_batch refuses the bad mode up front; here the pool itself is given one, as a broken install would
+    cfg = _job(tmp_path / "unused.csv", tmp_path / "o.jsonl", mode="bogus", workers=2)
+    chunk = Chunk(0, notes=[("n1", "fever")], note_rows=[0], rows=1)
+    with pytest.raises(DSuiteError, match="could not set up the coder.*Unknown coder mode"):
+        batch._run_pool(cfg, iter([chunk]), lambda chunk, outcomes: None)
+
+
+def test_two_local_workers_give_the_same_output_as_one(tmp_path):
+    source = _write_csv(tmp_path / "notes.csv", _good_rows(40) + [{"id": "", "text": "no id"}])
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    run_batch(_job(source, one, chunk_size=8))
+    summary = run_batch(_job(source, two, chunk_size=8, workers=2))
+    assert summary["coded"] == 40 and summary["quarantined"] == 1
+    assert two.read_bytes() == one.read_bytes()
+
+
+# -- 5. unreadable Parquet ----------------------------------------------------------------------------------
+def test_corrupt_or_mislabelled_parquet_is_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    renamed = tmp_path / "renamed.parquet"
+    shutil.copy(_write_csv(tmp_path / "notes.csv", _good_rows(3)), renamed)
+    good = tmp_path / "good.parquet"
+    pq.write_table(pa.Table.from_pylist(_good_rows(50)), good)
+    truncated = tmp_path / "truncated.parquet"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    for source in (renamed, truncated):
+        out = tmp_path / f"{source.stem}.jsonl"
+        with pytest.raises(DSuiteError, match="not a readable Parquet file"):
+            run_batch(_job(source, out))
+        assert not _parts(out).exists()
+
+
+# -- 6. the output path -------------------------------------------------------------------------------------
+def test_unwritable_output_paths_are_refused_before_coding(tmp_path):
+    source = _write_csv(tmp_path / "notes.csv", _good_rows(3))
+    folder = tmp_path / "coded.jsonl"
+    folder.mkdir()
+    with pytest.raises(DSuiteError, match="existing folder"):
+        run_batch(_job(source, folder))
+    assert not _parts(folder).exists()
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(DSuiteError, match="is a file, not a folder"):
+        run_batch(_job(source, a_file / "sub" / "coded.jsonl"))
+
+
+# -- 7. a JSON array in a .jsonl file -----------------------------------------------------------------------
+def test_a_json_array_in_a_jsonl_file_is_refused(tmp_path):
+    source = tmp_path / "notes.jsonl"
+    source.write_text(json.dumps(_good_rows(6), indent=2), encoding="utf-8")
+    with pytest.raises(DSuiteError, match="one JSON object per line"):
+        run_batch(_job(source, tmp_path / "o.jsonl"))
+    assert not _parts(tmp_path / "o.jsonl").exists()
+
+
+# -- 8. quarantine rows -------------------------------------------------------------------------------------
+def test_coding_failures_are_quarantined_with_their_row(tmp_path):
+    cfg = _job(tmp_path / "unused.csv", tmp_path / "o.jsonl")
+    batch._parts_dir(cfg).mkdir()
+    chunk = Chunk(1, notes=[("a", "Fever and cough."), ("b", "  ")], note_rows=[4, 7], rows=3)
+    chunk.quarantined.append({"row": 5, "id": None, "reason": "missing id: column 'id' is absent or empty"})
+    outcomes = batch.code_notes(chunk.notes, "dictionary")  # "b" fails: the coder gets no text
+    assert batch._commit(cfg, chunk, outcomes) == (1, 2)
+    quarantine = _lines(batch._part_paths(cfg, 1)[1])
+    assert [q["row"] for q in quarantine] == [5, 7] and quarantine[1]["id"] == "b"
+    assert quarantine[1]["reason"].startswith("coding failed")
