@@ -12,6 +12,10 @@ Negated, family and hypothetical mentions are never coded; they are listed under
 only evidence in the note has such a status is not ranked. The full coder also ranks codes that similar
 training notes carry when no phrase of the note names them (suggestions for the coder's review list, scored
 low); a code enters the output JSON only with evidence spans from the note.
+
+Each code in the output also says how the note asserts it (``assertion``: ``present`` when any of its
+evidence is, else ``historical`` or ``possible``: "history of stroke", "possible pneumonia" are coded but
+flagged, for the coder's review) and whether it is ``billable`` (a code with no subdivisions).
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from functools import lru_cache
 from spacy.tokens import Doc, Span
 
 from core_model.errors import DSuiteError
-from domains.medical.context import NOT_CODED, assert_targets, sentence_assertion
-from domains.medical.icd_codes import describe, is_valid
+from domains.medical.context import CATEGORY_TO_STATUS, NOT_CODED, assert_targets, sentence_assertion
+from domains.medical.icd_codes import ancestors, describe, is_billable, is_valid
 from domains.medical.lexicon import ngram_spans
 from domains.medical.pipeline import default_nlp
 from domains.medical.text import section_at, sentence_bounds
@@ -36,10 +40,20 @@ MIN_RETRIEVAL_SIM = 0.55
 SENTENCE_K = 10  # full coder: codes retrieved per sentence
 MIN_SENTENCE_SIM = 0.5  # full coder: a sentence hit at least this similar adds a candidate
 REASONS = {
-    "negated": "the note denies or rules out this condition",
+    "negated": "the note says the patient does not have it (denied, ruled out or resolved)",
     "family": "the condition belongs to a family member, not the patient",
     "hypothetical": "the condition is mentioned as a future or conditional possibility",
 }
+
+
+def exclusion_reason(span: Span, status: str) -> str:
+    """Why a mention is not coded, with the trigger phrases that decided it ("denies", "mother", "if"), or
+    its section when no phrase did (a family history section)."""
+    phrases = [
+        m["phrase"] for m in span._.modifiers or [] if CATEGORY_TO_STATUS.get(m["category"]) == status
+    ]
+    trigger = ", ".join(f"'{p}'" for p in dict.fromkeys(phrases)) if phrases else "its section"
+    return f"{REASONS[status]}: {trigger}"
 
 
 @dataclass
@@ -197,7 +211,7 @@ class IcdCoder:
                         "end": record["end"],
                         "sentence": record["sentence"],
                         "assertion": record["assertion"],
-                        "reason": REASONS[record["assertion"]],
+                        "reason": exclusion_reason(span, record["assertion"]),
                         "codes": list(span._.icd_codes or []),
                     }
                 )
@@ -328,6 +342,8 @@ class IcdCoder:
                     "code": cand.code,
                     "description": describe(cand.code),
                     "score": round(float(score), 4),
+                    "assertion": code_assertion(evidence),
+                    "billable": is_billable(cand.code),
                     "evidence": evidence[:5],
                 }
             )
@@ -343,16 +359,26 @@ class IcdCoder:
 
     def assigned(self, ranked: list[tuple[Candidate, float]]) -> list[tuple[Candidate, float]]:
         """The ranked codes that go into the output: score at least the threshold, a valid ICD-10-CM code,
-        and codable evidence in the note."""
-        return [
+        codable evidence in the note, and no more specific code of its own among them (``K80`` goes when
+        ``K80.50`` is assigned: code to the highest specificity)."""
+        kept = [
             (cand, score)
             for cand, score in ranked
             if score >= self.threshold and is_valid(cand.code) and cand.coded_evidence()
         ]
+        covered = {ancestor for cand, _ in kept for ancestor in ancestors(cand.code)}
+        return [(cand, score) for cand, score in kept if cand.code not in covered]
 
     def describe(self) -> str:
         """``mode`` plus the ranker version for the full coder."""
         return f"full:{self.ranker.version}" if self.ranker else self.mode
+
+
+def code_assertion(evidence: list[dict]) -> str:
+    """How the note asserts a code: ``present`` if any of its evidence is, else ``historical`` if any is,
+    else ``possible``."""
+    found = {record["assertion"] for record in evidence}
+    return next((status for status in ("present", "historical") if status in found), "possible")
 
 
 def _cached_search(cache: dict, texts: list[str], k: int) -> list[list[tuple[str, float]]]:

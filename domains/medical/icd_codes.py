@@ -77,6 +77,26 @@ def parent(code: str) -> str | None:
     return entry[1] if entry else None
 
 
+@lru_cache(maxsize=1)
+def _subdivided() -> frozenset[str]:
+    return frozenset(entry[1] for entry in _table().values() if entry[1])
+
+
+def is_billable(code: str) -> bool:
+    """Whether ``code`` is a valid ICD-10-CM code with no subdivisions (a header such as ``K80`` is not:
+    a claim needs its most specific code, ``K80.50``)."""
+    return is_valid(code) and code not in _subdivided()
+
+
+def ancestors(code: str) -> list[str]:
+    """The code's parents up to its category, nearest first (``K80.50`` -> ``K80.5``, ``K80``)."""
+    found, current = [], parent(code)
+    while current:
+        found.append(current)
+        current = parent(current)
+    return found
+
+
 def category(code: str) -> str:
     """The 3-character category of a code (``I21.9`` -> ``I21``)."""
     return code.split(".")[0]

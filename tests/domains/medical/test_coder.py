@@ -47,6 +47,22 @@ def test_affirmed_conditions_are_coded_with_evidence_offsets(result):
     assert result["coder"].startswith("full:icd_ranker@")
 
 
+def test_each_code_says_how_the_note_asserts_it_and_whether_it_is_billable():
+    from apps.medical import code_table
+
+    note = "History of stroke. Assessment: possible pneumonia. Acute cholecystitis. Cholelithiasis."
+    result = get_coder("dictionary").code(note)
+    validate_result(result)
+    by_code = {c["code"]: c for c in result["codes"]}
+    assert by_code["I63.9"]["assertion"] == "historical" and by_code["J18.9"]["assertion"] == "possible"
+    assert by_code["K81.0"]["assertion"] == "present"
+    assert by_code["J18.9"]["billable"] and "J18" not in by_code  # the header goes when a subcode is coded
+    assert not by_code["K80.2"]["billable"] and "K80" not in by_code  # K80.2 has subcodes (K80.20, K80.21)
+    table = code_table(result).set_index("code")
+    assert table.loc["I63.9", "asserted"] == "historical" and table.loc["J18.9", "billable"] == "yes"
+    assert table.loc["K80.2", "billable"].startswith("no")
+
+
 def test_cli_code_prints_valid_json_and_rejects_bad_input(tmp_path):
     from apps.cli.medical import app
 
