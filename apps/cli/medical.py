@@ -63,7 +63,9 @@ def code_batch(
     max_chars: Annotated[
         int, typer.Option("--max-chars", min=1, help="Longer notes are quarantined.")
     ] = 100_000,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="No progress bars (coding and model loading).")
+    ] = False,
     restart: Annotated[
         bool,
         typer.Option(
@@ -83,6 +85,10 @@ def code_batch(
     """
     from domains.medical.batch import JobConfig, run_batch
 
+    if quiet:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # the weight-loading bars of the coder's encoders
     summary = run_batch(
         JobConfig(
             input=input,

@@ -70,6 +70,9 @@ def test_malformed_rows_are_quarantined_and_good_rows_coded_once(tmp_path):
     assert sorted(ids) == sorted(good_ids) and len(ids) == len(set(ids))
     quarantine = [json.loads(line) for line in Path(summary["quarantine"]).read_text().splitlines()]
     assert len(quarantine) == 100 and summary["quarantined"] == 100 and summary["coded"] == 300
+    # the coder's loading is reported apart from the coding time the rate is computed on
+    assert summary["setup_seconds"] >= 0
+    assert summary["notes_per_s"] == pytest.approx(300 / summary["seconds"], 0.02)
     assert all(q["reason"] for q in quarantine)
     kinds = {q["reason"].split(":")[0] for q in quarantine}
     assert kinds == {
