@@ -54,10 +54,9 @@ def fill_placeholders(answer: str, state: dict | None = None) -> str:
             return str(state[slot])
         if name in profile["placeholders"]:
             return profile["placeholders"][name]
-        if slot:
-            return {"retail-order_id": "your order", "retail-invoice_id": "your invoice"}.get(
-                slot, "the details"
-            )
+        if slot:  # not given yet: a blank the customer recognises
+            fallbacks = profile["slot_fallbacks"]
+            return fallbacks.get(slot, fallbacks["default"])
         return profile["unknown_placeholder"].format(name=name)  # a page label: its own name
 
     return _PLACEHOLDER.sub(replace, answer)
