@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from adapters.registry import shared_mkdtemp
 
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
@@ -22,11 +23,11 @@ def save_checkpoint(
     params: list[tuple[str, torch.nn.Parameter]],
     state: dict,
 ) -> None:
-    """Write a checkpoint atomically (temp folder + rename)."""
+    """Write a checkpoint atomically (temp folder + rename), readable as ``mkdir`` would make it (umask)."""
     from safetensors.torch import save_file
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    tmp = shared_mkdtemp(f".{folder.name}-", folder.parent)
     try:
         save_file({k: v.detach().contiguous() for k, v in lora.items()}, str(tmp / WEIGHTS_FILE))
         moments = {}

@@ -78,6 +78,50 @@ def lora_scaling(config: dict, module: str) -> float:
     return alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
 
 
+def check_lora_fits(
+    key: str,
+    tensors: dict[str, torch.Tensor],
+    config: dict,
+    shapes: dict[str, tuple[int, ...]],
+    architecture: str,
+) -> dict[str, dict[str, torch.Tensor]]:
+    """Check that a LoRA adapter can be served on a base; returns its tensors grouped by module.
+
+    Args:
+        key: the adapter's name, for messages.
+        tensors: its tensors in peft's key format.
+        config: its peft adapter config.
+        shapes: ``(out_features, in_features)`` of every Linear module of the base, by module name (from a
+            loaded model or a meta-device skeleton built from the base's config).
+        architecture: the base's class name, for messages.
+
+    Raises:
+        DSuiteError: not a servable LoRA (DoRA, other peft types, unsupported tensors), a module the base
+            lacks, or shapes that do not fit.
+    """
+    if config.get("peft_type", "LORA") != "LORA":
+        raise DSuiteError(f"Adapter {key} is a {config.get('peft_type')} adapter; only LoRA is served.")
+    if config.get("use_dora") or config.get("fan_in_fan_out"):
+        raise DSuiteError(f"Adapter {key} uses DoRA or fan_in_fan_out, which the manager does not serve.")
+    grouped = parse_peft_tensors(tensors)
+    for module_name, parts in grouped.items():
+        shape = shapes.get(module_name)
+        if shape is None or len(shape) != 2:
+            raise DSuiteError(
+                f"Adapter {key} targets '{module_name}', which is not a Linear module of this base "
+                f"({architecture}). Was it trained on another architecture?"
+            )
+        a, b = parts["A"], parts["B"]
+        out_features, in_features = shape
+        fits = a.dim() == 2 and b.dim() == 2 and a.shape[0] == b.shape[1]
+        if not fits or a.shape[1] != in_features or b.shape[0] != out_features:
+            raise DSuiteError(
+                f"Adapter {key}: LoRA shapes A{tuple(a.shape)} B{tuple(b.shape)} do not fit "
+                f"'{module_name}' of shape {tuple(shape)}."
+            )
+    return grouped
+
+
 class MultiLora:
     """Holds loaded adapters' factors and applies them per row through forward hooks on a base model."""
 
@@ -94,27 +138,17 @@ class MultiLora:
         Raises:
             DSuiteError: the adapter targets a module the base lacks, or shapes do not match.
         """
-        if config.get("peft_type", "LORA") != "LORA":
-            raise DSuiteError(f"Adapter {key} is a {config.get('peft_type')} adapter; only LoRA is served.")
-        if config.get("use_dora") or config.get("fan_in_fan_out"):
-            raise DSuiteError(f"Adapter {key} uses DoRA or fan_in_fan_out, which the manager does not serve.")
+        shapes = {
+            name: tuple(module.weight.shape)
+            for name, module in self._modules.items()
+            if isinstance(getattr(module, "weight", None), torch.Tensor) and module.weight.dim() == 2
+        }
+        grouped = check_lora_fits(key, tensors, config, shapes, type(self.model).__name__)
         factors: dict[str, _Factors] = {}
         size = 0
-        for module_name, parts in parse_peft_tensors(tensors).items():
-            module = self._modules.get(module_name)
-            weight = getattr(module, "weight", None)
-            if module is None or weight is None or weight.dim() != 2:
-                raise DSuiteError(
-                    f"Adapter {key} targets '{module_name}', which is not a Linear module of this base "
-                    f"({type(self.model).__name__}). Was it trained on another architecture?"
-                )
+        for module_name, parts in grouped.items():
+            weight = self._modules[module_name].weight
             a, b = parts["A"], parts["B"]
-            out_features, in_features = weight.shape
-            if a.shape[1] != in_features or b.shape[0] != out_features or a.shape[0] != b.shape[1]:
-                raise DSuiteError(
-                    f"Adapter {key}: LoRA shapes A{tuple(a.shape)} B{tuple(b.shape)} do not fit "
-                    f"'{module_name}' of shape {tuple(weight.shape)}."
-                )
             scale = lora_scaling(config, module_name)
             factors[module_name] = _Factors(
                 a.to(weight.dtype).contiguous(), (b.to(torch.float32) * scale).to(weight.dtype).contiguous()

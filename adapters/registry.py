@@ -4,16 +4,18 @@ Layout under the root (see :func:`registry_root`: ``$DSUITE_REGISTRY``, its olde
 else ``$DSUITE_HOME/adapters``)::
 
     <name>/aliases.json              {"latest": 3, "stable": 2}
+    <name>/issued.json               {"highest_version": 4}: versions are never reused, even after removal
     <name>/v<N>/adapter_model.safetensors   LoRA weights in peft's key format
     <name>/v<N>/adapter_config.json         peft LoraConfig as JSON
     <name>/v<N>/meta.json                   content hash, base fingerprint, training settings, metrics, parent
     <name>/v<N>/DATA_CARD.md                the training data card
     <name>/v<N>/exemplars.json              (optional) example requests, for the router
 
-Every write goes to a temporary folder that is renamed into place; alias files are replaced atomically
-under a file lock, so several processes can share one registry. Nothing is ever unpickled: weights are
-safetensors, everything else is JSON. Every lookup reads the folder again, so a running process sees
-adapters registered by another process on its next request.
+Every write goes to a temporary folder that is renamed into place; alias and version-counter files are
+replaced atomically under a file lock, so several processes can share one registry. Version folders get the
+process umask's usual permissions (not ``mkdtemp``'s 0700), so processes of several users can share it.
+Nothing is ever unpickled: weights are safetensors, everything else is JSON. Every lookup reads the folder
+again, so a running process sees adapters registered by another process on its next request.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ META_FILE = "meta.json"
 CARD_FILE = "DATA_CARD.md"
 EXEMPLARS_FILE = "exemplars.json"
 ALIASES_FILE = "aliases.json"
+ISSUED_FILE = "issued.json"
 HOME_SUBDIR = "adapters"
 REGISTRY_ENV = "DSUITE_REGISTRY"
 REGISTRY_ENV_ALIAS = "DSUITE_ADAPTERS"  # the older name, still accepted
@@ -87,6 +90,121 @@ def content_hash(folder: Path) -> str:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
     return "sha256:" + digest.hexdigest()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux reports it (``os.umask`` sets it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def shared_mkdtemp(prefix: str, dir: Path) -> Path:
+    """``tempfile.mkdtemp``, but with the permissions ``mkdir`` would give (``0o777 & ~umask``), not 0700.
+
+    The folder is renamed into place as a registry version or a checkpoint, which processes of other users
+    sharing the registry must be able to read.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=dir))
+    os.chmod(path, 0o777 & ~_umask())
+    return path
+
+
+class RemovedVersions(list):
+    """What :meth:`Registry.remove` did: a list of the removed ``name@version`` keys, plus ``aliases``.
+
+    ``aliases`` maps each alias the removal moved to ``(old version, new version)``; the new version is
+    ``None`` when the alias was dropped because no version is left.
+    """
+
+    def __init__(self, keys: list[str], aliases: dict[str, tuple[int, int | None]]) -> None:
+        super().__init__(keys)
+        self.aliases = aliases
+
+
+def read_peft_folder(folder: str | os.PathLike) -> tuple[dict, dict]:
+    """(tensors, adapter config) of a peft adapter folder, refusing what is missing or unreadable.
+
+    Raises:
+        DSuiteError: the folder does not exist, lacks the safetensors weights or the config, or a file is not
+            valid (JSON that does not parse, not an object, an unreadable safetensors file).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    wanted = f"the folder a peft adapter was saved to (with {WEIGHTS_FILE} and {CONFIG_FILE})"
+    if not folder.exists():
+        raise DSuiteError(f"Adapter folder '{folder}' not found; give {wanted}.")
+    if not folder.is_dir():
+        raise DSuiteError(f"'{folder}' is a file, not a folder; give {wanted}.")
+    missing = [f for f in (WEIGHTS_FILE, CONFIG_FILE) if not (folder / f).is_file()]
+    if missing:
+        raise DSuiteError(
+            f"'{folder}' is not a peft adapter folder: missing {', '.join(missing)} (pickled .bin "
+            "weights are not accepted; save with safe_serialization=True)."
+        )
+    path = folder / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DSuiteError(
+            f"'{path}' is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); fix it or "
+            "save the adapter again with peft's save_pretrained."
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise DSuiteError(f"'{path}' is not UTF-8 text ({exc.reason}); save the adapter again.") from exc
+    except OSError as exc:
+        raise DSuiteError(f"Cannot read '{path}': {exc}.") from exc
+    if not isinstance(config, dict):
+        raise DSuiteError(
+            f"'{path}' holds a JSON {type(config).__name__}, not an object; it must be a peft LoraConfig "
+            "(save the adapter again with peft's save_pretrained)."
+        )
+    try:
+        tensors = load_file(str(folder / WEIGHTS_FILE))
+    except (SafetensorError, OSError) as exc:
+        raise DSuiteError(
+            f"'{folder / WEIGHTS_FILE}' is not a readable safetensors file ({exc}); save the adapter again."
+        ) from exc
+    return tensors, config
+
+
+def base_linear_shapes(base_folder: str | os.PathLike) -> tuple[dict[str, tuple[int, int]], str]:
+    """``(out_features, in_features)`` of every Linear module of a base checkpoint, and its class name.
+
+    Read from the folder's ``config.json`` alone: the model is built on the ``meta`` device (no weights are
+    loaded or allocated), so this takes about a second even for a large base.
+
+    Raises:
+        DSuiteError: the config cannot be read or names an architecture that cannot be built.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    import core_model.model  # noqa: F401  (registers the suite's architecture with the Auto classes)
+
+    try:
+        config = AutoConfig.from_pretrained(base_folder)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise DSuiteError(
+            f"Cannot read the architecture of the base at '{base_folder}' from its config.json ({exc}); "
+            "give a base checkpoint folder (--base PATH)."
+        ) from exc
+    shapes = {
+        name: tuple(module.weight.shape)
+        for name, module in model.named_modules()
+        if isinstance(getattr(module, "weight", None), torch.Tensor) and module.weight.dim() == 2
+    }
+    return shapes, type(model).__name__
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -358,7 +476,7 @@ class Registry:
         for alias in aliases:
             self._check_alias(alias)
         (self.root / name).mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.root / name))
+        tmp = shared_mkdtemp(".incoming-", self.root / name)
         try:
             save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / WEIGHTS_FILE))
             (tmp / CONFIG_FILE).write_text(json.dumps(adapter_config, indent=1, sort_keys=True, default=list))
@@ -367,7 +485,8 @@ class Registry:
                 (tmp / EXEMPLARS_FILE).write_text(json.dumps(list(exemplars), ensure_ascii=False))
             with self._lock():
                 current = self.versions(name)
-                version = (current[-1] + 1) if current else 1
+                version = self._highest_issued(name) + 1
+                self._write_issued(name, version)  # first: a crash burns a number, never reuses one
                 if parent is None and current:
                     latest = self.aliases(name).get("latest", current[-1])
                     parent = f"{name}@{latest}"
@@ -392,22 +511,42 @@ class Registry:
         return self._ref(name, version)
 
     def register_folder(
-        self, name: str, folder: str | os.PathLike, *, base_fingerprint: str, **kwargs
+        self,
+        name: str,
+        folder: str | os.PathLike,
+        *,
+        base_fingerprint: str,
+        check_base: str | os.PathLike | None = None,
+        **kwargs,
     ) -> AdapterRef:
-        """Register a peft adapter folder (``adapter_model.safetensors`` + ``adapter_config.json``)."""
-        from safetensors.torch import load_file
+        """Register a peft adapter folder (``adapter_model.safetensors`` + ``adapter_config.json``).
 
+        Args:
+            name: adapter name.
+            folder: the peft adapter folder.
+            base_fingerprint: the fingerprint of the base the adapter was trained on.
+            check_base: a base checkpoint folder; when given, the adapter must be a servable LoRA whose
+                modules and shapes fit that base's Linear modules (read from its config.json), else it is
+                refused before anything is written (instead of failing when it is first served).
+            **kwargs: as for :meth:`register`.
+
+        Raises:
+            DSuiteError: see :func:`read_peft_folder`; with ``check_base``, an adapter that does not fit.
+        """
         folder = Path(folder)
-        missing = [f for f in (WEIGHTS_FILE, CONFIG_FILE) if not (folder / f).is_file()]
-        if missing:
-            raise DSuiteError(
-                f"'{folder}' is not a peft adapter folder: missing {', '.join(missing)} (pickled .bin "
-                "weights are not accepted; save with safe_serialization=True)."
-            )
-        config = json.loads((folder / CONFIG_FILE).read_text())
-        return self.register(
-            name, load_file(str(folder / WEIGHTS_FILE)), config, base_fingerprint=base_fingerprint, **kwargs
-        )
+        tensors, config = read_peft_folder(folder)
+        if check_base is not None:
+            from adapters.multi_lora import check_lora_fits
+
+            shapes, architecture = base_linear_shapes(check_base)
+            try:
+                check_lora_fits(f"'{folder}'", tensors, config, shapes, architecture)
+            except DSuiteError as exc:
+                raise DSuiteError(
+                    f"Refusing to register {name!r}: {exc} The adapter must be trained on the base it is "
+                    f"registered for ({check_base}); pass that base with --base PATH."
+                ) from exc
+        return self.register(name, tensors, config, base_fingerprint=base_fingerprint, **kwargs)
 
     def _check_alias(self, alias: str) -> None:
         if not _ALIAS.match(alias) or alias.isdigit():
@@ -419,6 +558,33 @@ class Registry:
         tmp.write_text(json.dumps(aliases, indent=1, sort_keys=True))
         os.replace(tmp, path)
         os.utime(self.root / name)  # the folder stamp changes too, for `state()`
+
+    def _highest_issued(self, name: str) -> int:
+        """The highest version ever issued for ``name`` (0 when none): never lower than a folder present."""
+        folder = self.root / name
+        present = [
+            int(child.name[1:])
+            for child in (folder.iterdir() if folder.is_dir() else ())
+            if child.name.startswith("v") and child.name[1:].isdigit()
+        ]
+        path = folder / ISSUED_FILE
+        recorded = 0
+        if path.is_file():
+            try:
+                recorded = int(json.loads(path.read_text())["highest_version"])
+            except (json.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
+                raise DSuiteError(
+                    f"Version counter {path} is corrupt ({exc}); write the highest version ever registered "
+                    'for this adapter into it as {"highest_version": N} (so no version number is reused).'
+                ) from exc
+        return max([recorded, *present])
+
+    def _write_issued(self, name: str, version: int) -> None:
+        """Record ``version`` as the highest issued for ``name`` (atomically; call under the lock)."""
+        path = self.root / name / ISSUED_FILE
+        tmp = path.with_name(f".{ISSUED_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"highest_version": version}))
+        os.replace(tmp, path)
 
     def alias(self, name: str, alias: str, version: int | str) -> AdapterRef:
         """Point ``name@alias`` at a version (e.g. ``alias("fpb", "stable", 2)``)."""
@@ -447,10 +613,16 @@ class Registry:
             target = older[-1]
         return self.alias(name, alias, target)
 
-    def remove(self, spec: str) -> list[str]:
-        """Remove one version (``name@3``) or every version of an adapter (``name``); returns the keys.
+    def remove(self, spec: str) -> RemovedVersions:
+        """Remove one version (``name@3``) or every version of an adapter (``name``).
 
-        Aliases that pointed at a removed version move to the newest remaining version (or are dropped).
+        Version numbers are never reused: the highest one issued stays recorded (``issued.json``, kept even
+        when no version is left), so the next registration of ``name`` gets a new number and a report that
+        names ``name@3`` can never point at other weights. Aliases that pointed at a removed version move to
+        the newest remaining version, or are dropped when none is left; the result says which.
+
+        Returns:
+            The removed keys (a list), with ``.aliases``: alias -> (old version, new version or None).
         """
         name, selector = parse_spec(spec)
         with self._lock():
@@ -460,19 +632,32 @@ class Registry:
                     raise AdapterNotFoundError(f"No adapter named '{name}' in registry {self.root}.")
             else:
                 victims = [self.resolve(spec).version]
+            self._write_issued(name, self._highest_issued(name))  # registries older than the counter file
+            before = self.aliases(name)
             for version in victims:
                 folder = self.root / name / f"v{version}"
                 trash = self.root / name / f".removed-v{version}-{os.getpid()}-{time.time_ns()}"
                 folder.rename(trash)
                 shutil.rmtree(trash, ignore_errors=True)
             remaining = self.versions(name)
+            after: dict[str, int] = {}
             if remaining:
-                aliases = {a: (v if v in remaining else remaining[-1]) for a, v in self.aliases(name).items()}
-                self._write_aliases(name, aliases)
+                after = {a: (v if v in remaining else remaining[-1]) for a, v in before.items()}
+                self._write_aliases(name, after)
             else:
-                shutil.rmtree(self.root / name, ignore_errors=True)
+                (self.root / name / ALIASES_FILE).unlink(missing_ok=True)
+                os.utime(self.root / name)
                 os.utime(self.root)
-        return [f"{name}@{v}" for v in victims]
+        moved = {a: (v, after.get(a)) for a, v in before.items() if after.get(a) != v}
+        for alias_name, (old, new) in sorted(moved.items()):
+            logger.warning(
+                "removing %s: alias %s@%s %s",
+                spec,
+                name,
+                alias_name,
+                f"moved from version {old} to {new}" if new is not None else f"(was {old}) dropped",
+            )
+        return RemovedVersions([f"{name}@{v}" for v in victims], moved)
 
     def update_metrics(self, ref: AdapterRef, metrics: dict) -> AdapterRef:
         """Merge evaluation metrics into a version's meta (metrics are not part of the content hash)."""

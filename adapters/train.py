@@ -128,6 +128,20 @@ def _batch(tokenizer, encoded: list[tuple[list[int], list[int]]], indices: list[
     return ids, mask, targets
 
 
+def make_scheduler(optimizer: torch.optim.Optimizer, lr_at: Callable[[int], float], start_step: int = 0):
+    """A ``LambdaLR`` whose next ``scheduler.step()`` follows optimizer step ``start_step`` (0: a fresh run).
+
+    A resumed run builds it at ``start_step`` (``last_epoch=start_step - 1``) instead of replaying
+    ``scheduler.step()`` that many times before any ``optimizer.step()``, which made PyTorch warn "Detected
+    call of lr_scheduler.step() before optimizer.step()" on every resume. ``LambdaLR``'s rate is a function of
+    the step alone, so the schedule is exactly that of an uninterrupted run.
+    """
+    if start_step:
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at, last_epoch=start_step - 1)
+
+
 def _mean_nll(model, tokenizer, encoded, batch_size: int) -> float:
     from adapters.lm import target_logprobs
 
@@ -178,7 +192,11 @@ def train_adapter(
             record is an error that lists them all).
 
     Returns:
-        The registered adapter version (with ``resume``, possibly an existing one, see above).
+        The registered adapter version (with ``resume``, possibly an existing one, see above). Its
+        ``meta["training"]`` records ``lrs`` and ``losses`` per step (a resumed run: from step 0, the
+        checkpoint's part included) and the speed of this run alone: ``seconds`` is this process's training
+        time, ``tokens_this_run`` the tokens it trained (after a resume, those since the checkpoint) and
+        ``train_tokens_per_s`` their ratio; ``tokens_total`` counts every step.
 
     Raises:
         DSuiteError: bad data, settings, layers or base, all checked before the base model is loaded.
@@ -272,16 +290,16 @@ def train_adapter(
             return (step + 1) / (config.warmup_steps + 1)
         return max(0.05, 1 - (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-    start_step, tokens_seen, losses = 0, 0, []
+    start_step, tokens_seen, losses, lrs = 0, 0, [], []
     if found is not None:
         state, lora_tensors, moments = found
         set_peft_model_state_dict(peft_model, lora_tensors)
         restore_optimizer(optimizer, params, moments, state.get("adam_steps", {}))
         start_step, tokens_seen, losses = state["step"], state["tokens"], state.get("losses", [])
-        for _ in range(start_step):
-            scheduler.step()
+        lrs = state.get("lrs", [])
         logger.info("resumed %s at step %d of %d", name, start_step, total_steps)
+    scheduler = make_scheduler(optimizer, lr_at, start_step)
+    tokens_before = tokens_seen  # restored from the checkpoint: not trained by this run
 
     from adapters.lm import target_logprobs
 
@@ -297,6 +315,7 @@ def train_adapter(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
+        lrs.append(float(optimizer.param_groups[0]["lr"]))
         optimizer.step()
         scheduler.step()
         value = float(loss.detach())
@@ -312,7 +331,7 @@ def train_adapter(
                 get_peft_model_state_dict(peft_model),
                 optimizer,
                 params,
-                {"run": run_id, "step": done, "tokens": tokens_seen, "losses": losses},
+                {"run": run_id, "step": done, "tokens": tokens_seen, "losses": losses, "lrs": lrs},
             )
     bar.close()
     seconds = time.perf_counter() - started
@@ -334,8 +353,11 @@ def train_adapter(
         "first_loss": losses[0] if losses else None,
         "final_loss": float(sum(losses[-10:]) / max(1, len(losses[-10:]))) if losses else None,
         "losses": losses,
-        "seconds": round(seconds, 1),
-        "train_tokens_per_s": round((tokens_seen) / max(seconds, 1e-9), 1),
+        "lrs": lrs,
+        "seconds": round(seconds, 3),
+        "tokens_this_run": tokens_seen - tokens_before,
+        "tokens_total": tokens_seen,
+        "train_tokens_per_s": round((tokens_seen - tokens_before) / max(seconds, 1e-9), 1),
         "trainable_params": trainable,
         "total_params": total,
         "trainable_share": share,

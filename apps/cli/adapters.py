@@ -257,13 +257,20 @@ def register(
     data_card: Annotated[Path | None, typer.Option(help="Markdown data card.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Register an existing peft LoRA folder trained on the base (its fingerprint is recorded)."""
+    """Register an existing peft LoRA folder trained on the base (its fingerprint is recorded).
+
+    The folder is checked first: its LoRA modules and shapes must fit the base's Linear modules (read from
+    the base's config.json), so an adapter trained on another base is refused here, not when it is served.
+    """
+    from adapters.registry import read_peft_folder
     from core_model.base import resolve_base_path
     from core_model.fingerprint import fingerprint
 
     card = _read_card(data_card) or ""
+    read_peft_folder(folder)  # a missing or broken folder is reported before the base is fingerprinted
+    base_path = resolve_base_path(base)
     ref = _registry(registry).register_folder(
-        name, folder, base_fingerprint=fingerprint(resolve_base_path(base)), data_card=card
+        name, folder, base_fingerprint=fingerprint(base_path), check_base=base_path, data_card=card
     )
     _echo({"adapter": ref.key, "path": str(ref.path)}, as_json)
 
@@ -273,9 +280,19 @@ def remove(
     spec: Annotated[str, typer.Argument(help="name (all versions) or name@version")],
     registry: RegistryOption = None,
 ) -> None:
-    """Remove an adapter version (or all versions) from the registry."""
-    for key in _registry(registry).remove(spec):
+    """Remove an adapter version (or all versions) from the registry; say which aliases moved.
+
+    Version numbers are never reused: the next registration of the name gets a new number.
+    """
+    removed = _registry(registry).remove(spec)
+    for key in removed:
         typer.echo(f"removed {key}")
+    name = removed[0].partition("@")[0]
+    for alias_name, (old, new) in sorted(removed.aliases.items()):
+        if new is None:
+            typer.echo(f"dropped alias {name}@{alias_name} (was {name}@{old}; no version is left)")
+        else:
+            typer.echo(f"moved alias {name}@{alias_name}: {name}@{old} -> {name}@{new}")
 
 
 @app.command()
