@@ -101,6 +101,8 @@ class Scheduler:
         self._ids = itertools.count(1)
         self._thread: threading.Thread | None = None
         self._stop = False
+        self._stop_when_idle = False
+        self._looping = False
         self.steps = 0
 
     def submit(self, ids: Sequence[int], max_new_tokens: int = 128, temperature: float = 0.0,
@@ -127,6 +129,9 @@ class Scheduler:
         with self._lock:
             self.waiting.append(request)
             self._lock.notify()
+            restart = self._stop_when_idle and not self._looping  # a late client of a retired scheduler
+        if restart:
+            self.start()
         return request
 
     def _finished(self, request: Request, token: int) -> bool:
@@ -209,10 +214,11 @@ class Scheduler:
             pass
 
     def start(self) -> None:
-        """Run the scheduler loop in a background thread."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop = False
+        """Run the scheduler loop in a background thread (once: a running loop is left as it is)."""
+        with self._lock:
+            if self._looping:
+                return
+            self._stop, self._looping = False, True
         self._thread = threading.Thread(target=self._loop, name="dsuite-scheduler", daemon=True)
         self._thread.start()
 
@@ -225,12 +231,23 @@ class Scheduler:
             self._thread.join(timeout)
             self._thread = None
 
+    def stop_when_idle(self) -> None:
+        """End the background loop once no request is waiting or live (the live ones finish first); for an
+        owner that drops the scheduler while a client may still be reading from it."""
+        with self._lock:
+            self._stop_when_idle = True
+            self._lock.notify_all()
+
     def _loop(self) -> None:
         while True:
             with self._lock:
                 while not self._stop and not self.waiting and not self.active:
+                    if self._stop_when_idle:
+                        self._looping = False  # under the lock: a later submit() sees it and restarts
+                        return
                     self._lock.wait()
                 if self._stop:
+                    self._looping = False
                     return
             try:
                 self.step()

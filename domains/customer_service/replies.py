@@ -11,6 +11,8 @@ reply as it grows. Both carry the same repetition penalty (``REPETITION_PENALTY`
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from functools import lru_cache
 
@@ -71,10 +73,27 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-@lru_cache(maxsize=4)
+_ENGINES: OrderedDict[tuple, _ReplyEngine] = OrderedDict()  # least recently used first
+_ENGINES_LOCK = threading.Lock()
+MAX_ENGINES = 4
+
+
 def reply_engine(base: str | None, precision: str, system: str) -> _ReplyEngine:
-    """The shared engine for ``base`` at ``precision`` with ``system`` cached (built on first use)."""
-    return _ReplyEngine(base, check_precision(precision), system)
+    """The shared engine for ``base`` at ``precision`` with ``system`` cached (built on first use).
+
+    At most ``MAX_ENGINES`` are kept; the least recently used one beyond that is retired: its scheduler
+    thread ends once the replies it is writing are finished (a late one restarts it).
+    """
+    key = (base, check_precision(precision), system)
+    with _ENGINES_LOCK:  # held while building, so two conversations never build the same engine twice
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = _ENGINES[key] = _ReplyEngine(*key)
+        _ENGINES.move_to_end(key)
+        while len(_ENGINES) > MAX_ENGINES:
+            _, retired = _ENGINES.popitem(last=False)
+            retired.scheduler.stop_when_idle()
+        return engine
 
 
 @lru_cache(maxsize=2)

@@ -305,6 +305,21 @@ def test_a_cancelled_request_leaves_the_batch_and_the_others_go_on(llama):
     assert scheduler.steps == len(expected) - 1 and not scheduler.active
 
 
+def test_a_scheduler_stopped_when_idle_finishes_its_requests_and_a_late_one_restarts_it(llama):
+    engine = Engine(llama, policy="fp32", max_batch=2, max_len=64)
+    scheduler = Scheduler(engine)
+    scheduler.start()
+    live = scheduler.submit(PROMPTS[0], max_new_tokens=8, stop_at_eos=False)
+    scheduler.stop_when_idle()
+    assert len(live.result(timeout=60)) == 8  # the live request is finished first
+    scheduler._thread.join(30)
+    assert not scheduler._thread.is_alive()
+    late = scheduler.submit(PROMPTS[1], max_new_tokens=3, stop_at_eos=False)
+    assert len(late.result(timeout=60)) == 3  # served by a restarted loop, which ends again when idle
+    scheduler._thread.join(30)
+    assert not scheduler._thread.is_alive()
+
+
 def test_scheduler_thread_serves_concurrent_streams(llama):
     engine = Engine(llama, policy="int8", max_batch=4, max_len=64)
     scheduler = Scheduler(engine)

@@ -12,6 +12,7 @@ from adapters import AdapterManager, GenerationRequest, Registry
 from adapters.errors import AdapterNotFoundError
 from core_model.errors import DSuiteError
 from core_model.generation import GenerationSettings, generate
+from domains.customer_service import replies
 from domains.customer_service.replies import REPETITION_PENALTY, reply_engine, reply_manager, write_reply
 from domains.customer_service.session import CustomerServiceSession, prompts
 
@@ -50,9 +51,20 @@ def test_session_writes_a_reply_when_no_faq_fits():
     turn = session.respond(UNANSWERED)
     assert turn.source == "generated" and turn.reply.strip()
     assert turn.reply == write_reply(_messages(), max_new_tokens=session.max_new_tokens)  # int8, shared
-    hits = reply_engine.cache_info().hits
+    engines = dict(replies._ENGINES)
     CustomerServiceSession(generate=True).respond(UNANSWERED)
-    assert reply_engine.cache_info().hits > hits  # a second conversation reuses the engine
+    assert replies._ENGINES == engines  # a second conversation reuses the engine
+
+
+def test_a_retired_engine_ends_its_scheduler_thread_once_idle(monkeypatch):
+    monkeypatch.setattr(replies, "MAX_ENGINES", 1)
+    first = reply_engine(None, "fp32", "You are terse.")
+    thread = first.scheduler._thread
+    assert write_reply(_messages(), max_new_tokens=4, precision="fp32") is not None  # another engine
+    thread.join(30)
+    assert not thread.is_alive() and list(replies._ENGINES) == [(None, "fp32", prompts()["system"])]
+    messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi"}]
+    assert "".join(first.stream(messages, 4))  # a late client of the retired engine is still served
 
 
 def test_the_session_streams_a_generated_reply_and_keeps_only_the_finished_turn():
