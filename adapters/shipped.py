@@ -12,6 +12,7 @@ use.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 from pathlib import Path
@@ -56,6 +57,19 @@ def install_shipped(
     folder = shipped_adapters(root).get(name)
     if folder is None or name in registry.names():
         return None
+    # processes asking at the same moment: one installs, the others then see the name (its own lock file:
+    # register_folder takes the registry's lock, and flock does not nest across file handles)
+    with (registry.root / ".install.lock").open("a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            if name in registry.names():
+                return None
+            return _install(registry, name, folder, base_fingerprint)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _install(registry: Registry, name: str, folder: Path, base_fingerprint: str | None) -> AdapterRef:
     meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     if base_fingerprint and meta.get("base_fingerprint") != base_fingerprint:
         retrain = meta.get("retrain") or f"`dsuite adapters train {name} ...` on the base in use"

@@ -79,3 +79,21 @@ def test_shipped_none_installs_nothing(tiny_base, registry, tmp_path):
             manager.resolve("helper")
     finally:
         manager.close()
+
+
+def test_processes_asking_at_once_install_the_shipped_copy_once(tiny_base, registry, tmp_path):
+    import subprocess
+    import sys
+
+    root = tmp_path / "data"
+    _ship(root, tiny_base)
+    script = (
+        "import sys; from pathlib import Path; from adapters.registry import Registry; "
+        "from adapters.shipped import install_shipped; "
+        "ref = install_shipped(Registry(sys.argv[1]), 'helper', sys.argv[2], Path(sys.argv[3])); "
+        "print(ref.key if ref else '-')"
+    )
+    args = [sys.executable, "-c", script, str(registry.root), tiny_base.fingerprint, str(root)]
+    processes = [subprocess.Popen(args, stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [p.communicate(timeout=120)[0].strip() for p in processes]
+    assert sorted(outputs) == ["-", "-", "-", "helper@1"] and registry.versions("helper") == [1]
