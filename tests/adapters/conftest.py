@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -73,3 +74,23 @@ def registry(tmp_path):
     from adapters.registry import Registry
 
     return Registry(tmp_path / "registry")
+
+
+@contextlib.contextmanager
+def crash_after_first_checkpoint(monkeypatch):
+    """Within the block, training stops with KeyboardInterrupt right after writing its first checkpoint
+    (a run killed mid-way, with its checkpoint on disk)."""
+    import adapters.train as train_module
+
+    real_save = train_module.save_checkpoint
+
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(train_module, "save_checkpoint", real_save)

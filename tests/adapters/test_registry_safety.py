@@ -12,14 +12,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import adapters.train as train_module
 from adapters.checkpoint import STATE_FILE, save_checkpoint
 from adapters.config import LoraTrainConfig
 from adapters.data import write_jsonl
 from adapters.registry import ISSUED_FILE, Registry
 from adapters.train import make_scheduler, train_adapter
 from apps.cli import main
-from tests.adapters.conftest import random_lora
+from tests.adapters.conftest import crash_after_first_checkpoint, random_lora
 
 COLOURS = ["red", "green", "blue"]
 
@@ -207,16 +206,8 @@ def test_resumed_run_keeps_the_schedule_and_reports_its_own_speed(tmp_path, tiny
     whole = full.meta["training"]
     assert len(whole["lrs"]) == 6 and whole["tokens_this_run"] == whole["tokens_total"] > 0
 
-    real_save = train_module.save_checkpoint
-
-    def save_then_crash(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_after_first_checkpoint(monkeypatch):
         train_adapter("colours", data, base=tiny_base, config=config, registry=registry, progress=False)
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
     saved = json.loads((registry.root / ".checkpoints" / "colours" / STATE_FILE).read_text())
     assert saved["step"] == 3
 

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-import adapters.train as train_module
 from adapters.config import LoraTrainConfig
 from adapters.data import encode, load_examples, write_jsonl
 from adapters.train import train_adapter
 from core_model.errors import DSuiteError
+from tests.adapters.conftest import crash_after_first_checkpoint
 
 COLOURS = ["red", "green", "blue"]
 
@@ -65,18 +65,10 @@ def test_training_learns_registers_and_resumes(colour_data, tiny_base, registry,
     assert not (registry.root / ".checkpoints" / "colours").exists()
 
     # interrupt a second, identical run right after its first checkpoint, then resume it
-    real_save = train_module.save_checkpoint
-
-    def save_then_crash(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_after_first_checkpoint(monkeypatch):
         train_adapter(
             "colours", colour_data, base=tiny_base, config=config, registry=registry, progress=False
         )
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
     resumed = train_adapter(
         "colours", colour_data, base=tiny_base, config=config, registry=registry, resume=True, progress=False
     )
@@ -90,15 +82,8 @@ def test_training_learns_registers_and_resumes(colour_data, tiny_base, registry,
 def test_resume_refuses_other_data(colour_data, tiny_base, registry, tmp_path, monkeypatch):
     config = LoraTrainConfig.preset("tiny").with_(max_steps=4, checkpoint_every=2)
 
-    def crash(*args, **kwargs):
-        train_module.save_checkpoint.__wrapped__(*args, **kwargs)
-        raise KeyboardInterrupt
-
-    crash.__wrapped__ = train_module.save_checkpoint
-    monkeypatch.setattr(train_module, "save_checkpoint", crash)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_after_first_checkpoint(monkeypatch):
         train_adapter("c2", colour_data, base=tiny_base, config=config, registry=registry, progress=False)
-    monkeypatch.undo()
     other = write_jsonl(tmp_path / "other.jsonl", [{"prompt": "p", "completion": "q"}] * 4)
     with pytest.raises(DSuiteError, match="belongs to a run with other data"):
         train_adapter(
