@@ -18,6 +18,7 @@ from core_model.errors import DSuiteError
 logger = logging.getLogger(__name__)
 
 TITLE = "Customer service"
+MAX_MESSAGE_CHARS = 4000  # a longer message would not fit the reply engine's 2,048 tokens
 STATE_COLUMNS = ["slot", "value"]
 FAQ_COLUMNS = ["faq", "question", "intent", "score"]
 EXAMPLES = [
@@ -88,7 +89,19 @@ def respond(message: str, history: list[dict] | None, session, generate: bool = 
         raise user_error(exc) from exc
 
 
-def busy():
+def check_message(message: str | None):
+    """Gradio validator: an empty or over-long message is refused at the box itself, before anything runs
+    (an error raised inside the reply would leave the buttons as they were during it)."""
+    if not message or not message.strip():
+        return gr.validate(False, "Type a message first: the message box is empty.")
+    return gr.validate(
+        len(message) <= MAX_MESSAGE_CHARS,
+        f"The message has {len(message)} characters; the assistant reads at most {MAX_MESSAGE_CHARS}. "
+        "Shorten it.",
+    )
+
+
+def busy(_message: str | None = None):
     """While a reply streams: Send off (Gradio drops a click on a busy event), Stop on."""
     return gr.update(interactive=False), gr.update(interactive=True)
 
@@ -137,13 +150,13 @@ with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
     inputs = [message, chat, session_state, generate]
     outputs = [chat, message, session_state, intent, state_view, faq_view, banner]
     buttons = [send, stop]
-    for trigger in (send.click, message.submit):
-        trigger(busy, None, buttons, queue=False, api_visibility="private")
-    for reply in (
-        send.click(respond, inputs, outputs, api_name="cs_respond"),
-        message.submit(respond, inputs, outputs, api_visibility="private"),
-    ):
+    triggers = ((send.click, {"api_name": "cs_respond"}), (message.submit, {"api_visibility": "private"}))
+    for trigger, api in triggers:
+        reply = trigger(busy, message, buttons, validator=check_message, api_visibility="private").success(
+            respond, inputs, outputs, **api
+        )
         reply.then(idle, None, buttons, api_visibility="private")
+        reply.failure(idle, None, buttons, api_visibility="private")  # Gradio skips .then after an error
     # Stop asks the session to end the reply (the turn keeps what was shown, the engine frees the slot); the
     # reply's .then above turns the buttons back. Not Gradio's `cancels`: in the hub a cancelled event marks
     # every output of this tab with an error badge.

@@ -86,6 +86,25 @@ def route_card(route: Route, answered_by: str | None, first_token_s: float | Non
     return "\n\n".join(lines)
 
 
+def message_problem(message: str | None) -> str | None:
+    """What is wrong with a hub message (empty, too long), or None."""
+    if not message or not message.strip():
+        return "Type a message first: the message box is empty."
+    if len(message) > MAX_MESSAGE_CHARS:
+        return (
+            f"The message has {len(message)} characters; the hub accepts at most {MAX_MESSAGE_CHARS}. "
+            "Shorten it, or use the industry tab for long documents."
+        )
+    return None
+
+
+def check_message(message: str | None):
+    """Gradio validator of the chat box: a bad message is refused there, before anything runs (an error raised
+    inside the chat would leave its box disabled)."""
+    problem = message_problem(message)
+    return gr.validate(problem is None, problem or "")
+
+
 def respond(message: str, history: list[dict] | None = None,
             max_new_tokens: int = 128) -> Iterator[tuple[str, str]]:
     """Route ``message``, stream the chosen adapter's answer, and report the route beside it.
@@ -98,13 +117,9 @@ def respond(message: str, history: list[dict] | None = None,
     """
     from adapters import GenerationRequest
 
-    if not message or not message.strip():
-        raise gr.Error("Type a message first: the message box is empty.")
-    if len(message) > MAX_MESSAGE_CHARS:
-        raise gr.Error(
-            f"The message has {len(message)} characters; the hub accepts at most {MAX_MESSAGE_CHARS}. "
-            "Shorten it, or use the industry tab for long documents."
-        )
+    problem = message_problem(message)
+    if problem:  # API callers; the page's validator refuses it before this runs
+        raise gr.Error(problem)
     started = time.perf_counter()
     try:
         route = route_request(message)
@@ -155,6 +170,14 @@ def build_hub() -> gr.Blocks:
                                           elem_id="hub-max-tokens")
                             ],
                             additional_outputs=[card],
+                            validator=check_message,  # the message stays in the box, which the limit names
+                            textbox=gr.Textbox(
+                                placeholder=f"Ask anything (up to {MAX_MESSAGE_CHARS:,} characters)...",
+                                show_label=False,
+                                submit_btn=True,
+                                stop_btn=True,
+                                render=False,
+                            ),
                         )
                     with gr.Column(scale=1, min_width=240):
                         gr.Markdown("### Route")

@@ -39,6 +39,14 @@ def test_hub_routes_answers_and_shows_the_route(page, hub_server):
 
     open_hub(page, hub_server)
     expect(page.get_by_role("tab", name="Adapter admin")).to_be_visible()
+    box = page.get_by_role("textbox").first
+    expect(box).to_have_attribute("placeholder", re.compile("up to 4,000 characters"))
+    box.fill("x" * 4001)  # refused at the box itself: not sent, kept there, and the box stays usable
+    box.press("Enter")
+    expect(box).to_have_value("x" * 4001)
+    expect(box).to_be_enabled()
+    expect(page.locator("[data-testid='user']")).to_have_count(0)
+    page.wait_for_timeout(3000)  # the refusal is a round trip to the server; a send during it is dropped
     card = ask_hub(page, "What is the capital of France?", 24)
     assert "Answered by" in card and "Router confidence" in card
     expect(page.locator("[data-testid='bot']").last).to_contain_text("Paris")
@@ -135,6 +143,11 @@ def test_customer_service_chat_shows_state_intent_and_escalation(page, hub_serve
     open_hub(page, hub_server)
     page.get_by_role("tab", name="Customer service").click()
     box = page.locator("#cs-message textarea")
+    box.fill("   ")  # refused at the box: nothing runs, Send stays usable
+    page.locator("#cs-send").click()
+    expect(page.locator("#cs-message")).to_contain_text("Type a message first")
+    expect(page.locator("#cs-send")).to_be_enabled()
+    expect(page.locator("#cs-stop")).to_be_disabled()
     box.fill("Can you recommend a good umbrella?")  # no FAQ answer fits: the model writes, streamed
     page.locator("#cs-send").click()
     expect(page.locator("#cs-send")).to_be_disabled()
