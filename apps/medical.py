@@ -116,6 +116,11 @@ def code_one(text: str | None, file=None, mode: str = "full") -> tuple[dict, pd.
         raise user_error(exc) from exc
     out = Path(tempfile.mkdtemp(prefix="dsuite-medical-")) / "coding.json"
     out.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
+    if not result["codes"]:
+        gr.Info(
+            "No codes: no condition in the note was found, or every one was negated, a family member's or "
+            "hypothetical (see the excluded mentions). Abbreviations such as HTN or SOB are not expanded yet."
+        )
     return highlights(note, result), code_table(result), result, str(out)
 
 
@@ -130,7 +135,7 @@ def code_batch(file, id_col: str = "id", text_col: str = "text", mode: str = "fu
         gr.Error: a bad upload, missing columns, an unknown mode, or a job error.
     """
     try:
-        path = check_upload(file, BATCH_TYPES, "a file of notes")
+        path = check_upload(file, BATCH_TYPES, "clinical notes")
         if mode not in MODES:
             raise DSuiteError(f"Unknown coding mode {mode!r}; choose one of {', '.join(MODES)}.")
         if not (id_col or "").strip() or not (text_col or "").strip():
