@@ -190,6 +190,11 @@ def compare(prompt: str, adapter: str | None, max_new_tokens: float = 64) -> tup
     return base.text.strip(), tuned.text.strip()
 
 
+def chosen(name: str | None):
+    """Gradio validator of the adapter dropdown."""
+    return gr.validate(bool(name), "Choose an adapter first.")
+
+
 def _refresh() -> tuple[pd.DataFrame, dict, dict]:
     choices = adapter_choices()
     return registry_table(), gr.update(choices=choices), gr.update(choices=choices)
@@ -205,7 +210,7 @@ with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
         details_btn = gr.Button("Show details", size="sm")
         rollback_btn = gr.Button("Roll back latest", size="sm", variant="stop")
     rollback_status = gr.Markdown()
-    with gr.Accordion("Details", open=False):
+    with gr.Accordion("Details", open=False) as details_box:
         meta = gr.JSON(label="Meta, settings, metrics")
         card = gr.Markdown()
     gr.Markdown("### Train a new adapter")
@@ -230,8 +235,12 @@ with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
 
     demo.load(_refresh, None, [table, picked, compare_adapter], api_name="admin_refresh")
     refresh_btn.click(_refresh, None, [table, picked, compare_adapter], api_visibility="private")
-    details_btn.click(adapter_details, picked, [meta, card], api_name="admin_details")
-    rollback_btn.click(rollback, picked, [rollback_status, table], api_name="admin_rollback")
+    details = details_btn.click(adapter_details, picked, [meta, card], api_name="admin_details",
+                                validator=chosen)
+    details.success(lambda: gr.Accordion(open=True), None, details_box, api_visibility="private")
+    # refused at the dropdown when nothing is chosen (an error inside would badge the registry table)
+    rollback_btn.click(rollback, picked, [rollback_status, table], api_name="admin_rollback",
+                       validator=chosen)
     train_btn.click(train, [upload, new_name, preset, steps], [train_status, loss_plot, table],
                     api_name="admin_train", concurrency_limit=1).then(
         _refresh, None, [table, picked, compare_adapter], api_visibility="private")
