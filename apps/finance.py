@@ -36,6 +36,18 @@ def new_advisor(draft_with_model: bool, retrieve: bool):
     return FinanceAdvisor(mode="model" if draft_with_model else "extractive", use_retrieval=retrieve)
 
 
+def advisor_for(advisor, draft_with_model: bool, retrieve: bool):
+    """The conversation's advisor with the settings now chosen: the same one, or (first turn, or settings
+    changed) a new one that keeps the conversation's dialog state and history."""
+    mode = "model" if draft_with_model else "extractive"
+    if advisor is not None and (advisor.mode, advisor.use_retrieval) == (mode, retrieve):
+        return advisor
+    fresh = new_advisor(draft_with_model, retrieve)
+    if advisor is not None:  # a changed setting applies from this turn on; what was said stays known
+        fresh.state, fresh.history = advisor.state, advisor.history
+    return fresh
+
+
 def ask(message: str, history: list[dict] | None, advisor, draft_with_model: bool = True,
         retrieve: bool = True):
     """One advisor turn (the advisor is created on the first turn with the chosen settings).
@@ -49,8 +61,7 @@ def ask(message: str, history: list[dict] | None, advisor, draft_with_model: boo
     if not message or not message.strip():
         raise gr.Error("Type a question first: the message box is empty.")
     try:
-        if advisor is None:
-            advisor = new_advisor(draft_with_model, retrieve)
+        advisor = advisor_for(advisor, draft_with_model, retrieve)
         answer = advisor.ask(message.strip())
     except DSuiteError as exc:
         raise user_error(exc) from exc
@@ -147,8 +158,6 @@ with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
     question.submit(ask, inputs, outputs, api_visibility="private")
     clear.click(reset, None, [chat, advisor_state, state_view, terms_view, details_view],
                 api_name="finance_reset")
-    for setting in (draft, retrieve):  # a new setting starts a new advisor on the next question
-        setting.change(lambda: None, None, advisor_state, api_visibility="private")
     show.click(open_chart, [symbol, kind], [plot, facts, chart_state], api_name="finance_chart").then(
         lambda: gr.Timer(active=True), None, timer, api_visibility="private")
     pause.click(lambda: gr.Timer(active=False), None, timer, api_visibility="private")
