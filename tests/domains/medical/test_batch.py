@@ -72,7 +72,8 @@ def test_malformed_rows_are_quarantined_and_good_rows_coded_once(tmp_path):
     assert len(quarantine) == 100 and summary["quarantined"] == 100 and summary["coded"] == 300
     # the coder's loading is reported apart from the coding time the rate is computed on
     assert summary["setup_seconds"] >= 0
-    assert summary["notes_per_s"] == pytest.approx(300 / summary["seconds"], 0.02)
+    seconds = summary["seconds"]  # rounded to 0.01 s: the rate lies within what that rounding allows
+    assert 300 / (seconds + 0.006) <= summary["notes_per_s"] <= 300 / max(seconds - 0.006, 1e-3)
     assert all(q["reason"] for q in quarantine)
     kinds = {q["reason"].split(":")[0] for q in quarantine}
     assert kinds == {
