@@ -116,7 +116,8 @@ class CustomerServiceSession:
 
     def stop_reply(self) -> None:
         """End the reply being written at its next token (a Stop button; safe from another thread). The turn
-        keeps what was written so far; the next message starts as usual."""
+        keeps what was written so far; the next message starts as usual. A Stop that comes while a message is
+        being handled but before its reply starts (the button is on from the click) stops that reply."""
         self._stop.set()
 
     def respond(self, text: str) -> Turn:
@@ -130,7 +131,6 @@ class CustomerServiceSession:
         if not isinstance(text, str) or not text.strip():
             raise DSuiteError("respond() needs a non-empty customer message (got an empty string).")
         text = text.strip()
-        self._stop.clear()
         vector = self.intents.embed([text])
         prediction = self.intents.decide(self.intents.probabilities(vector, [text]))[0]
         self.state = update_retail_state(self.state, text)
@@ -175,6 +175,7 @@ class CustomerServiceSession:
                     yield turn_with(reply)
             except GeneratorExit:  # the reader went away: keep the turn as far as it was shown
                 self.history.append(turn_with(reply.strip(), stopped=True))
+                self._stop.clear()
                 raise
             finally:
                 pieces.close()  # frees the reply's decode slot when it stopped early
@@ -182,6 +183,7 @@ class CustomerServiceSession:
                 reply, source = prompts()["clarify"], "clarify"
         turn = turn_with(reply.strip(), stopped)
         self.history.append(turn)
+        self._stop.clear()  # cleared once the turn is over, so a Stop pressed before the reply began counts
         logger.info(
             "turn intent=%s conf=%.2f source=%s escalation=%s",
             turn.intent,

@@ -109,6 +109,10 @@ def test_stop_reply_ends_the_reply_at_the_next_token_and_the_turn_keeps_it():
         time.sleep(0.01)
     assert not scheduler.active
     assert session.respond("How do I change my delivery address?").source == "faq"  # no repeated failure
+    session.stop_reply()  # pressed while the next message is decided, before its reply starts
+    early = session.respond(UNANSWERED)
+    assert early.stopped and early.reply == "" and early.source == "generated"
+    session.respond("How do I change my delivery address?")  # an answered turn in between
     later = list(session.respond_stream("And a warm scarf?"))
     assert later[-1].source == "generated" and len(later) > 4  # the next reply is not stopped
 
