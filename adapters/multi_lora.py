@@ -78,6 +78,16 @@ def lora_scaling(config: dict, module: str) -> float:
     return alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
 
 
+def linear_shapes(modules) -> dict[str, tuple[int, ...]]:
+    """``(out_features, in_features)`` of the modules with a 2-D weight, by name, from ``(name, module)``
+    pairs (a loaded model's or a meta-device skeleton's ``named_modules()``)."""
+    return {
+        name: tuple(module.weight.shape)
+        for name, module in modules
+        if isinstance(getattr(module, "weight", None), torch.Tensor) and module.weight.dim() == 2
+    }
+
+
 def check_lora_fits(
     key: str,
     tensors: dict[str, torch.Tensor],
@@ -138,11 +148,7 @@ class MultiLora:
         Raises:
             DSuiteError: the adapter targets a module the base lacks, or shapes do not match.
         """
-        shapes = {
-            name: tuple(module.weight.shape)
-            for name, module in self._modules.items()
-            if isinstance(getattr(module, "weight", None), torch.Tensor) and module.weight.dim() == 2
-        }
+        shapes = linear_shapes(self._modules.items())
         grouped = check_lora_fits(key, tensors, config, shapes, type(self.model).__name__)
         factors: dict[str, _Factors] = {}
         size = 0

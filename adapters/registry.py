@@ -199,12 +199,9 @@ def base_linear_shapes(base_folder: str | os.PathLike) -> tuple[dict[str, tuple[
             f"Cannot read the architecture of the base at '{base_folder}' from its config.json ({exc}); "
             "give a base checkpoint folder (--base PATH)."
         ) from exc
-    shapes = {
-        name: tuple(module.weight.shape)
-        for name, module in model.named_modules()
-        if isinstance(getattr(module, "weight", None), torch.Tensor) and module.weight.dim() == 2
-    }
-    return shapes, type(model).__name__
+    from adapters.multi_lora import linear_shapes
+
+    return linear_shapes(model.named_modules()), type(model).__name__
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:

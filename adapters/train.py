@@ -247,18 +247,14 @@ def train_adapter(
     base = base if isinstance(base, Base) else load_base(base)
     run_id = {"data_sha256": sha, "config": config.to_dict(), "base": base.fingerprint}
     tokenizer = base.tokenizer
-    encoded, cut = encode_examples(tokenizer, train, config.max_length)
-    held_encoded, held_cut = encode_examples(tokenizer, held, config.max_length)
-    cut.records += held_cut.records
-    cut.prompts += held_cut.prompts
-    cut.completions += held_cut.completions
-    cut.lines = sorted(cut.lines + held_cut.lines)
+    both, cut = encode_examples(tokenizer, train + held, config.max_length)
+    encoded, held_encoded = both[: len(train)], both[len(train) :]
+    cut.lines.sort()
     if cut.records:
         logger.warning("adapter %s: %s", name, cut.describe(len(train) + len(held), config.max_length))
     lengths = [len(p) + len(c) for p, c in encoded]
     steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
-    _check_layers(config, _depth(base))
     torch.manual_seed(config.seed)
     model = copy.deepcopy(base.model)
     lora_config = LoraConfig(
