@@ -11,6 +11,7 @@ the fingerprint.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -113,12 +114,19 @@ def prepare_embedded(force: bool = False, progress: bool = True) -> Path:
     set_offline()
     llama_dir = prepare_embedded_llama(force=force, progress=progress)
     target = embedded_base_dir()
-    from core_model.convert import CHANNEL_ORDER_FILE
+    from core_model.convert import CHANNEL_ORDER_FILE, CONVERSION_VERSION, VERSION_FILE
 
     if _is_checkpoint(target) and not force:
-        if not (target / CHANNEL_ORDER_FILE).is_file():  # prepared before the channel order was kept
-            _add_channel_order(target, llama_dir)
-        return target
+        if _conversion_version(target) == CONVERSION_VERSION:
+            if not (target / CHANNEL_ORDER_FILE).is_file():  # prepared before the channel order was kept
+                _add_channel_order(target, llama_dir)
+            return target
+        logger.warning(
+            "the embedded base in %s comes from an older conversion (version %s, now %s): converting again",
+            target,
+            _conversion_version(target),
+            CONVERSION_VERSION,
+        )
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -133,11 +141,22 @@ def prepare_embedded(force: bool = False, progress: bool = True) -> Path:
         model.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
         save_channel_order(orders, folder)
+        (folder / VERSION_FILE).write_text(json.dumps({"conversion": CONVERSION_VERSION}) + "\n")
         fingerprint(folder)
 
     _atomic_save(target, write)
     logger.info("embedded base converted at %s", target)
     return target
+
+
+def _conversion_version(folder: Path) -> int:
+    """The conversion version a prepared base was written with (1: before versions were recorded)."""
+    from core_model.convert import VERSION_FILE
+
+    try:
+        return int(json.loads((folder / VERSION_FILE).read_text())["conversion"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1
 
 
 def _add_channel_order(target: Path, llama_dir: Path) -> None:

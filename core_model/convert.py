@@ -125,6 +125,10 @@ def convert_llama(llama, preset: str = "smollm2-135m", progress: bool = True) ->
         layer.post_attention_layernorm.weight.copy_(sd[p + "post_attention_layernorm.weight"])
         for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
             getattr(layer.self_attn, proj).weight.copy_(sd[p + f"self_attn.{proj}.weight"])
+        # the hybrid gate opened fully to its global branch, set here rather than left to the library's
+        # weight initialisation, whose order (and so the values) changed between transformers releases
+        layer.self_attn.attn_gate.weight.zero_()
+        layer.self_attn.attn_gate.bias.fill_(config.hybrid_gate_bias)
         gate, up, down = (sd[p + f"mlp.{n}.weight"] for n in ("gate_proj", "up_proj", "down_proj"))
         if not config.is_moe_layer(i):
             layer.mlp.gate_proj.weight.copy_(gate)
@@ -145,6 +149,10 @@ def convert_llama(llama, preset: str = "smollm2-135m", progress: bool = True) ->
 
 
 CHANNEL_ORDER_FILE = Path("conversion") / "channel_order.safetensors"
+# Bumped when a conversion of the same source gives other weights; a prepared base of an older version
+# is converted again. 2: the hybrid gates are set by the conversion (were left to the random init).
+CONVERSION_VERSION = 2
+VERSION_FILE = Path("conversion") / "version.json"
 
 
 def fused_channel_order(llama, model: DSuiteForCausalLM) -> dict[int, torch.Tensor]:

@@ -70,7 +70,9 @@ def test_generation_settings_reject_bad_values():
 def test_cli_generate_offline_answers_paris():
     proc = subprocess.run(
         dsuite_command("generate", "What is the capital of France?", "--max-new-tokens", "24"),
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert "Paris" in proc.stdout
@@ -111,3 +113,11 @@ def test_cli_base_info_reports_a_truncated_checkpoint(tmp_path):
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "dsuite base prepare --force" in proc.stderr
+
+
+def test_prepared_base_records_its_conversion_version(tmp_path):
+    from core_model.base import _conversion_version
+    from core_model.convert import CONVERSION_VERSION
+
+    assert _conversion_version(prepare_embedded()) == CONVERSION_VERSION
+    assert _conversion_version(tmp_path) == 1  # prepared before versions were recorded: converted again
