@@ -29,14 +29,14 @@ def save_checkpoint(
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = shared_mkdtemp(f".{folder.name}-", folder.parent)
     try:
-        save_file({k: v.detach().contiguous() for k, v in lora.items()}, str(tmp / WEIGHTS_FILE))
+        save_file({k: v.detach().cpu().contiguous() for k, v in lora.items()}, str(tmp / WEIGHTS_FILE))
         moments = {}
         steps = {}
         for name, param in params:
             slot = optimizer.state.get(param, {})
             for moment in ("exp_avg", "exp_avg_sq"):
                 if moment in slot:
-                    moments[f"{name}::{moment}"] = slot[moment].detach().contiguous()
+                    moments[f"{name}::{moment}"] = slot[moment].detach().cpu().contiguous()
             if "step" in slot:
                 steps[name] = float(slot["step"])
         save_file(moments or {"empty": torch.zeros(1)}, str(tmp / OPTIMIZER_FILE))
@@ -65,11 +65,11 @@ def restore_optimizer(
     moments: dict[str, torch.Tensor],
     steps: dict[str, float],
 ) -> None:
-    """Put saved AdamW moments back into a fresh optimizer."""
+    """Put saved AdamW moments back into a fresh optimizer (on the device of each parameter)."""
     for name, param in params:
         if f"{name}::exp_avg" in moments:
             optimizer.state[param] = {
                 "step": torch.tensor(steps.get(name, 0.0)),
-                "exp_avg": moments[f"{name}::exp_avg"].clone(),
-                "exp_avg_sq": moments[f"{name}::exp_avg_sq"].clone(),
+                "exp_avg": moments[f"{name}::exp_avg"].to(param.device, copy=True),
+                "exp_avg_sq": moments[f"{name}::exp_avg_sq"].to(param.device, copy=True),
             }

@@ -70,5 +70,5 @@ def target_logprobs(
     logits = head_of(model)(picked).float()  # (N, V)
     gold = ids[:, 1:][select]  # (N,)
     logprobs = torch.log_softmax(logits, dim=-1).gather(1, gold[:, None]).squeeze(1)
-    rows = torch.arange(ids.shape[0])[:, None].expand_as(select)[select]
+    rows = torch.arange(ids.shape[0], device=ids.device)[:, None].expand_as(select)[select]
     return logprobs, rows

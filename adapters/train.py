@@ -128,6 +128,28 @@ def _batch(tokenizer, encoded: list[tuple[list[int], list[int]]], indices: list[
     return ids, mask, targets
 
 
+def training_device(device: str | None = None) -> torch.device:
+    """The device a training run uses: ``device`` if given, else the first GPU PyTorch sees, else the CPU.
+
+    Raises:
+        DSuiteError: ``device`` is not a device name, or names a GPU this PyTorch cannot use.
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise DSuiteError(f"'{device}' is not a device; use cpu, cuda or cuda:N.") from exc
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise DSuiteError(
+            f"--device {device}: this PyTorch sees no CUDA GPU (torch {torch.__version__}); "
+            "train on the CPU (--device cpu) or install a CUDA build of torch on a GPU machine."
+        )
+    if chosen.type not in ("cpu", "cuda"):
+        raise DSuiteError(f"Training runs on cpu or cuda, not '{device}'.")
+    return chosen
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, lr_at: Callable[[int], float], start_step: int = 0):
     """A ``LambdaLR`` whose next ``scheduler.step()`` follows optimizer step ``start_step`` (0: a fresh run).
 
@@ -142,15 +164,15 @@ def make_scheduler(optimizer: torch.optim.Optimizer, lr_at: Callable[[int], floa
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at, last_epoch=start_step - 1)
 
 
-def _mean_nll(model, tokenizer, encoded, batch_size: int) -> float:
+def _mean_nll(model, tokenizer, encoded, batch_size: int, device: torch.device) -> float:
     from adapters.lm import target_logprobs
 
     total, count = 0.0, 0
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
-            ids, mask, targets = _batch(tokenizer, encoded, order[start : start + batch_size])
-            logprobs, _ = target_logprobs(model, ids, mask, targets)
+            batch = _batch(tokenizer, encoded, order[start : start + batch_size])
+            logprobs, _ = target_logprobs(model, *(t.to(device) for t in batch))
             total -= float(logprobs.sum())
             count += logprobs.numel()
     return total / max(count, 1)
@@ -170,6 +192,7 @@ def train_adapter(
     aliases: tuple[str, ...] = ("latest",),
     exemplars: list[str] | None = None,
     skip_bad_rows: bool = False,
+    device: str | None = None,
 ) -> AdapterRef:
     """Train a LoRA adapter on ``data`` and register it as the next version of ``name``.
 
@@ -190,6 +213,9 @@ def train_adapter(
         exemplars: requests stored for the router (default: the last user turn of up to 400 records).
         skip_bad_rows: train on the valid records of ``data`` and log the bad ones (default: any bad
             record is an error that lists them all).
+        device: where the training copy of the model runs: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (default:
+            the first GPU when PyTorch sees one, else the CPU). On a GPU, float32 matrix products use TF32.
+            The registered adapter is the same either way: its tensors are saved from the CPU.
 
     Returns:
         The registered adapter version (with ``resume``, possibly an existing one, see above). Its
@@ -206,6 +232,7 @@ def train_adapter(
 
     # Everything that can be checked without the model comes first: loading a base takes a while.
     check_name(name)
+    device = training_device(device)
     config = config or LoraTrainConfig()
     registry = registry if registry is not None else Registry()
     path = Path(data)
@@ -256,7 +283,9 @@ def train_adapter(
     steps_per_epoch = math.ceil(len(encoded) / config.batch_size)
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
     torch.manual_seed(config.seed)
-    model = copy.deepcopy(base.model)
+    model = copy.deepcopy(base.model).to(device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
     lora_config = LoraConfig(
         r=config.r,
         lora_alpha=config.alpha,
@@ -305,7 +334,7 @@ def train_adapter(
     bar = tqdm(total=total_steps, initial=start_step, desc=f"train {name}", disable=not progress, unit="step")
     running = None
     for step in range(start_step, total_steps):
-        ids, mask, targets = _batch(tokenizer, encoded, next(batches))
+        ids, mask, targets = (t.to(device) for t in _batch(tokenizer, encoded, next(batches)))
         logprobs, _ = target_logprobs(peft_model, ids, mask, targets)
         loss = -logprobs.mean()
         optimizer.zero_grad(set_to_none=True)
@@ -332,8 +361,8 @@ def train_adapter(
     bar.close()
     seconds = time.perf_counter() - started
     peft_model.eval()
-    eval_loss = _mean_nll(peft_model, tokenizer, held_encoded, config.batch_size)
-    tensors = {k: v.detach().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
+    eval_loss = _mean_nll(peft_model, tokenizer, held_encoded, config.batch_size, device)
+    tensors = {k: v.detach().to("cpu").clone() for k, v in get_peft_model_state_dict(peft_model).items()}
     adapter_config = _jsonable(peft_model.peft_config["default"].to_dict())
     del peft_model, model, optimizer
     training = {

@@ -151,6 +151,10 @@ def train(
     data_card: Annotated[
         Path | None, typer.Option(help="Markdown data card to store with the adapter.")
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="cpu, cuda or cuda:N (default: the first GPU PyTorch sees, else the CPU)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Train a LoRA adapter on a JSONL file and register it as NAME@<next version>."""
@@ -193,6 +197,7 @@ def train(
         resume=resume,
         data_card=card,
         skip_bad_rows=skip_bad_rows,
+        device=device,
     )
     training = ref.meta["training"]
     if ref.version in before:

@@ -134,3 +134,17 @@ def test_training_only_the_top_layers(colour_data, tiny_base, registry):
             registry=registry,
             progress=False,
         )
+
+
+def test_training_device_defaults_to_what_torch_sees_and_names_bad_ones():
+    from adapters.train import training_device
+
+    assert training_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert training_device("cpu") == torch.device("cpu")
+    with pytest.raises(DSuiteError, match="not a device"):
+        training_device("gpu please")
+    with pytest.raises(DSuiteError, match="cpu or cuda"):
+        training_device("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(DSuiteError, match="sees no CUDA GPU.*--device cpu"):
+            training_device("cuda")
