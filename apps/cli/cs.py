@@ -138,12 +138,18 @@ def build_faq() -> None:
 @app.command("dst-data")
 def dst_data(
     out: Annotated[Path, typer.Argument(help="JSONL file to write.")],
-    limit: Annotated[int, typer.Option("--limit", help="User turns to sample from MultiWOZ dev.")] = 800,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit", min=1, help="Cap on each part, generator and verifier records (default: all)."
+        ),
+    ] = None,
 ) -> None:
-    """Write the customer-service adapter's training set (MultiWOZ dev state updates)."""
-    from domains.customer_service.dst_adapter import build_training_set
+    """Write the customer-service adapter's training set from the MultiWOZ dev dialogues not kept for
+    validation: state updates (generator) and candidate decisions (verifier)."""
+    from domains.customer_service.dst_training import build_multitask_set
 
-    typer.echo(json.dumps({"path": str(build_training_set(out, limit=limit))}))
+    typer.echo(json.dumps({"path": str(build_multitask_set(out, limit=limit))}))
 
 
 @app.command("train-dst")
@@ -155,26 +161,27 @@ def train_dst(
         float | None, typer.Option("--epochs", min=0.01, help="Passes over them (default: the recipe's).")
     ] = None,
     base: BaseOption = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="A training set written earlier by `dsuite cs dst-data` (e.g. on a machine with the "
+            "MultiWOZ copy), instead of writing one.",
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: a GPU if PyTorch sees one).")
+    ] = None,
 ) -> None:
-    """Train the DST adapter (the recipe), register it and ship a copy in data/customer_service/adapter/."""
+    """Train the DST adapter (the recipe), register it and ship a copy in data/customer_service/adapter/.
+
+    The recipe (every turn and candidate of the training dialogues, 2 epochs) takes about 6 minutes on one
+    GPU; on 2 CPU cores it would take days, so pass --limit there."""
     from domains.customer_service.dst_training import train_dst_adapter
 
     overrides = {k: v for k, v in {"limit": limit, "epochs": epochs}.items() if v is not None}
-    result = train_dst_adapter(base=base, **overrides)
+    result = train_dst_adapter(base=base, data=data, device=device, **overrides)
     typer.echo(json.dumps({k: v for k, v in result.items() if k != "training"}))
-
-
-@app.command("offers-data")
-def offers_data(
-    out: Annotated[Path, typer.Argument(help="JSONL file to write.")],
-    limit: Annotated[int, typer.Option("--limit", help="Records to keep, half yes and half no.")] = 2000,
-) -> None:
-    """Write offer-decision records from MultiWOZ dev: did the customer take up an offered value?"""
-    from domains.customer_service.offers import write_offer_records
-    from eval.data import multiwoz
-
-    path = write_offer_records(out, multiwoz.load_dialogues("dev"), multiwoz.user_turns, limit=limit)
-    typer.echo(json.dumps({"path": str(path)}))
 
 
 @app.command("dst-ceiling")
@@ -193,6 +200,55 @@ def dst_ceiling(
     typer.echo(json.dumps({"split": split, **ceiling([multiwoz.user_turns(d) for d in dialogues])}))
 
 
+@app.command("verifier-thresholds")
+def verifier_thresholds(
+    adapter: Annotated[str, typer.Option("--adapter", help="The adapter that decides.")] = "customer_service",
+    base: BaseOption = None,
+    write: Annotated[
+        bool, typer.Option("--write", help="Store them in data/customer_service/dst_verifier.json.")
+    ] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit", min=1, help="Only the first N validation dialogues (a quick look; not with --write)."
+        ),
+    ] = None,
+) -> None:
+    """Choose the DST verifier's rule and offer thresholds on the validation dialogues (every 8th MultiWOZ
+    dev dialogue, never trained on) and print them with the joint goal accuracy they give there."""
+    from adapters import AdapterManager, Registry
+    from core_model import load_base
+    from core_model.errors import DSuiteError
+    from domains.customer_service.dst_adapter import gold_state, split_dialogues
+    from domains.customer_service.dst_verifier import choose_thresholds, scored_candidates, write_thresholds
+    from eval.data import multiwoz
+
+    if write and limit is not None:
+        raise DSuiteError("--write stores thresholds chosen on all validation dialogues; drop --limit.")
+    manager = AdapterManager(load_base(base), Registry())
+    ref = manager.resolve(adapter)
+    dialogues = [multiwoz.user_turns(d) for d in split_dialogues("validation")[:limit]]
+    scored = scored_candidates(manager, adapter, dialogues)
+    golds = [[gold_state(t) for t in turns] for turns in dialogues]
+    choice = choose_thresholds(scored, golds)
+    decisions = [(c, m) for turns in scored for turn in turns for c, m in turn]
+    right = sum((m > 0) == bool(c.correct) for c, m in decisions)
+    report = {
+        "adapter": ref.key if ref is not None else None,
+        "turns": sum(len(g) for g in golds),
+        "candidates": len(decisions),
+        "accuracy_at_0": round(right / max(1, len(decisions)), 4),
+        **choice,
+    }
+    if write:
+        write_thresholds(
+            choice,
+            f"Chosen on validation ({report['turns']} turns, adapter {report['adapter']}): JGA "
+            f"{choice['jga']} vs the rules' {choice['rules_jga']} (`dsuite cs verifier-thresholds --write`).",
+        )
+    typer.echo(json.dumps(report, default=str))
+
+
 @app.command()
 def track(
     dialogue: Annotated[Path, typer.Argument(help="JSON list of {system, user} turns.")],
@@ -201,8 +257,18 @@ def track(
     rules: Annotated[
         bool, typer.Option("--rules", help="Use the rule baseline instead of the adapter.")
     ] = False,
+    generate: Annotated[
+        bool,
+        typer.Option(
+            "--generate",
+            help="Let the adapter write each turn's slots instead of deciding the rules' candidates.",
+        ),
+    ] = False,
 ) -> None:
-    """Print the dialog state after each user turn of a dialogue file."""
+    """Print the dialog state after each user turn of a dialogue file (MultiWOZ domains and slots).
+
+    By default the adapter decides which values the rules read in the customer's words, and which values the
+    assistant offered, enter the state (the verifier); --generate lets it write them instead."""
     from core_model.errors import DSuiteError
 
     try:
@@ -222,8 +288,10 @@ def track(
         from adapters import AdapterManager, Registry
         from core_model import load_base
         from domains.customer_service.dst_adapter import ADAPTER_NAME, AdapterTracker
+        from domains.customer_service.dst_verifier import VerifierTracker
 
-        tracker = AdapterTracker(AdapterManager(load_base(base), Registry()), adapter=adapter or ADAPTER_NAME)
-        states = tracker.track([turns])[0]
+        manager = AdapterManager(load_base(base), Registry())
+        kind = AdapterTracker if generate else VerifierTracker
+        states = kind(manager, adapter=adapter or ADAPTER_NAME).track([turns])[0]
     for turn, state in zip(turns, states, strict=True):
         typer.echo(json.dumps({"user": turn["user"], "state": state}, ensure_ascii=False))

@@ -31,13 +31,18 @@ class Candidate:
     correct: bool | None = None
 
 
+def read_candidates(tracker: RuleTracker, turn: dict) -> dict[str, dict[str, str]]:
+    """Feed one user turn to ``tracker``; its candidates by kind: ``{"rule": {...}, "offer": {...}}``."""
+    tracker.update(turn["user"], turn.get("system", ""))
+    return {"rule": dict(tracker.last_found), "offer": offered_values(turn.get("system", ""), tracker)}
+
+
 def turn_candidates(turns: list[dict]) -> list[list[Candidate]]:
     """The candidates of each user turn (``{"system", "user"}``, optionally with a gold ``"state"``)."""
     tracker, out = RuleTracker(), []
     for turn in turns:
-        tracker.update(turn["user"], turn.get("system", ""))
+        found = read_candidates(tracker, turn)
         gold = gold_state(turn) if "state" in turn else None
-        found = {"rule": dict(tracker.last_found), "offer": offered_values(turn.get("system", ""), tracker)}
         out.append(
             [
                 Candidate(kind, slot, value, None if gold is None else gold.get(slot) == value)

@@ -4,7 +4,8 @@
 - ``cs.clinc150``: in-scope accuracy with rejection, OOS recall/precision (threshold from validation).
 - ``cs.bitext_escalation``: escalation recall on ``contact_human_agent`` and false-escalation rate.
 - ``cs.bitext_faq``: FAQ retrieval (answer intent @1, recall @3) over the train-split Q/A pairs.
-- ``cs.multiwoz``: joint goal accuracy and slot F1 (adapter tracker; baseline ``rules``); MultiWOZ 2.1.
+- ``cs.multiwoz``: joint goal accuracy and slot F1 (the adapter deciding the rules' candidates; baseline
+  ``rules``); MultiWOZ 2.1.
 - ``cs.sgd``: zero-shot state tracking on the SGD Payment_1 / RentalCars_3 subset.
 
 The two state-tracking tasks score user turns: one example per user turn (``"<dialogue_id>#<turn>"``).
@@ -310,6 +311,11 @@ def _memo_key(system: SystemSpec, schema: str) -> tuple:
     manager = _manager(system.base)
     ref = manager.resolve(system.adapter)  # installs the shipped adapter on a fresh machine
     adapter = (ref.key, ref.content_hash) if ref is not None else None
+    if schema == "multiwoz":  # the verifier: its decisions also depend on the thresholds
+        from domains.customer_service.dst_verifier import verifier_settings
+
+        thresholds = tuple(sorted(verifier_settings()["thresholds"].items()))
+        return ("verifier", manager.base.fingerprint, adapter, schema, thresholds)
     return ("adapter", manager.base.fingerprint, adapter, schema)
 
 
@@ -343,7 +349,9 @@ def clear_dst_memo() -> None:
 
 
 def dst_predictions(examples: list[dict], system: SystemSpec, schema: str = "multiwoz") -> list[dict]:
-    """The state after each example's user turn: the rule tracker (baseline ``rules``) or the adapter tracker.
+    """The state after each example's user turn: the rule tracker (baseline ``rules``) or the adapter, which
+    on MultiWOZ decides the rules' candidates (``dst_verifier.VerifierTracker``) and elsewhere writes each
+    turn's slots (``dst_adapter.AdapterTracker``).
 
     The examples are grouped by dialogue and each dialogue is tracked from its first turn up to the last
     turn the batch asks for (a turn's prompt depends on the domain focus of the turns before it). How far
@@ -367,8 +375,13 @@ def dst_predictions(examples: list[dict], system: SystemSpec, schema: str = "mul
                 done.record(turn, done.rules.update(turn["user"], turn.get("system", "")))
     elif todo:
         from domains.customer_service.dst_adapter import AdapterTracker
+        from domains.customer_service.dst_verifier import VerifierTracker
 
-        tracker = AdapterTracker(_manager(system.base), adapter=system.adapter, schema=schema)
+        manager = _manager(system.base)
+        if schema == "multiwoz":  # rules exist: the adapter decides their candidates
+            tracker = VerifierTracker(manager, adapter=system.adapter)
+        else:  # no rules (SGD): the adapter writes each turn's slots
+            tracker = AdapterTracker(manager, adapter=system.adapter, schema=schema)
         tracker.advance([tracked[d] for d in todo], [dialogues[d][0] for d in todo])
     for d in todo:
         _remember(key, d, tracked[d])

@@ -25,7 +25,7 @@ def test_cs_help_lists_commands():
         "build-faq",
         "dst-data",
         "train-dst",
-        "offers-data",
+        "verifier-thresholds",
         "dst-ceiling",
         "track",
     ):
@@ -137,6 +137,25 @@ def test_dst_validation_dialogues_are_kept_out_of_training(tmp_path):
     assert not trained & held and len(trained) == len(dev) - len(held)
     task = get_task("cs.multiwoz")
     assert {e["dialogue_id"] for e in task.load("validation")} == held
+
+
+def test_dst_data_writes_both_tasks_of_the_training_dialogues(tmp_path):
+    out = tmp_path / "set.jsonl"
+    done = subprocess.run(
+        dsuite_command("cs", "dst-data", str(out), "--limit", "300"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    answers = [r["messages"][-1]["content"] for r in records]
+    decisions = [a for a in answers if a in ("yes", "no")]
+    assert len(records) == 600 and len(decisions) == 300  # 300 of each part
+    assert all(json.loads(a) is not None for a in answers if a not in ("yes", "no"))  # JSON state updates
+    held = validation_dialogues(d["dialogue_id"] for d in multiwoz.load_dialogues("dev"))
+    assert not {r["dialogue_id"] for r in records} & held
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set.jsonl"]  # no part file left behind
 
 
 def test_ctrl_c_in_cs_chat_stops_the_reply_being_written_and_the_chat_goes_on():
