@@ -69,6 +69,48 @@ def install_shipped(
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def upgrade_shipped(
+    registry: Registry, name: str, base_fingerprint: str, root: Path = PROJECT_DATA
+) -> AdapterRef | None:
+    """Register the shipped copy of ``name`` as its next version when no registered version fits the base.
+
+    A registry filled before the repository shipped a newer copy (say, one trained for a base whose
+    conversion changed) holds only versions the loaded base refuses. Then the shipped copy, when it was
+    trained on this base, is registered as the next version (and becomes ``latest``); versions trained for
+    this base, the user's own among them, are never replaced.
+
+    Returns:
+        The new ref, or None when nothing needed or allowed an upgrade.
+    """
+    name = parse_spec(name)[0]
+    folder = shipped_adapters(root).get(name)
+    if folder is None:
+        return None
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    if meta.get("base_fingerprint") != base_fingerprint:
+        return None
+    with (registry.root / ".install.lock").open("a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            versions = registry.versions(name)
+            fits = [
+                v for v in versions if registry.resolve(f"{name}@{v}").base_fingerprint == base_fingerprint
+            ]
+            if not versions or fits:
+                return None
+            ref = _install(registry, name, folder, base_fingerprint)
+            logger.warning(
+                "no version of adapter %s in %s fits the loaded base %s: installed the shipped copy as %s",
+                name,
+                registry.root,
+                base_fingerprint,
+                ref.key,
+            )
+            return ref
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def _install(registry: Registry, name: str, folder: Path, base_fingerprint: str | None) -> AdapterRef:
     meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     if base_fingerprint and meta.get("base_fingerprint") != base_fingerprint:

@@ -97,3 +97,30 @@ def test_processes_asking_at_once_install_the_shipped_copy_once(tiny_base, regis
     processes = [subprocess.Popen(args, stdout=subprocess.PIPE, text=True) for _ in range(4)]
     outputs = [p.communicate(timeout=120)[0].strip() for p in processes]
     assert sorted(outputs) == ["-", "-", "-", "helper@1"] and registry.versions("helper") == [1]
+
+
+def test_a_registry_whose_versions_fit_no_longer_gets_the_shipped_copy_as_next_version(
+    tiny_base, registry, tmp_path
+):
+    """An older install (trained for a base whose conversion changed) is upgraded on a bare-name request;
+    an explicit version stays what it is, and a version trained for this base is never replaced."""
+    root = tmp_path / "data"
+    folder = _ship(root, tiny_base)
+    tensors, config = random_lora(tiny_base, seed=5)
+    registry.register("helper", tensors, config, base_fingerprint="sha256:an-older-conversion")
+    manager = AdapterManager(tiny_base, registry, shipped=root)
+    try:
+        assert manager.resolve("helper@1").base_fingerprint == "sha256:an-older-conversion"
+        assert registry.versions("helper") == [1]  # an explicit version is not upgraded
+        ref = manager.resolve("helper")
+        assert ref.key == "helper@2" and ref.base_fingerprint == tiny_base.fingerprint
+        assert (ref.path / "adapter_model.safetensors").read_bytes() == (
+            folder / "adapter_model.safetensors"
+        ).read_bytes()
+        registry.register("helper", tensors, config, base_fingerprint=tiny_base.fingerprint)  # the user's own
+        assert manager.resolve("helper").key == "helper@3"
+        registry.alias("helper", "latest", 1)  # the user points latest back at the old version
+        assert manager.resolve("helper").key == "helper@1"  # versions for this base exist: no install
+        assert registry.versions("helper") == [1, 2, 3]
+    finally:
+        manager.close()
