@@ -194,6 +194,16 @@ def _turn_text(turn: dict) -> dict:
     return {"system": turn.get("system", ""), "user": turn["user"]}
 
 
+def check_continuation(tracked: list[TrackedDialogue], dialogues: list[list[dict]]) -> None:
+    """Refuse to go on tracking a dialogue that does not start with the turns already tracked."""
+    for i, (done, turns) in enumerate(zip(tracked, dialogues, strict=True)):
+        if not done.agrees_with(turns):
+            raise DSuiteError(
+                f"Dialogue {i} does not start with the {len(done.turns)} user turns already tracked; "
+                "pass the dialogue from its first turn (or start from a fresh TrackedDialogue)."
+            )
+
+
 class AdapterTracker:
     """Tracks many dialogues at once, one user turn per step, batching the adapter's generations."""
 
@@ -225,12 +235,7 @@ class AdapterTracker:
         """
         from adapters import GenerationRequest
 
-        for i, (done, turns) in enumerate(zip(tracked, dialogues, strict=True)):
-            if not done.agrees_with(turns):
-                raise DSuiteError(
-                    f"Dialogue {i} does not start with the {len(done.turns)} user turns already tracked; "
-                    "pass the dialogue from its first turn (or start from a fresh TrackedDialogue)."
-                )
+        check_continuation(tracked, dialogues)
         use_rules = self.schema_name == "multiwoz"
         first = min((len(t.turns) for t in tracked), default=0)
         for step in range(first, max((len(d) for d in dialogues), default=0)):

@@ -37,20 +37,21 @@ def read_candidates(tracker: RuleTracker, turn: dict) -> dict[str, dict[str, str
     return {"rule": dict(tracker.last_found), "offer": offered_values(turn.get("system", ""), tracker)}
 
 
+def as_candidates(found: dict[str, dict[str, str]], gold: dict | None = None) -> list[Candidate]:
+    """:func:`read_candidates`' values as candidates, labelled right or wrong when a gold state is given."""
+    return [
+        Candidate(kind, slot, value, None if gold is None else gold.get(slot) == value)
+        for kind in KINDS
+        for slot, value in found[kind].items()
+    ]
+
+
 def turn_candidates(turns: list[dict]) -> list[list[Candidate]]:
     """The candidates of each user turn (``{"system", "user"}``, optionally with a gold ``"state"``)."""
-    tracker, out = RuleTracker(), []
-    for turn in turns:
-        found = read_candidates(tracker, turn)
-        gold = gold_state(turn) if "state" in turn else None
-        out.append(
-            [
-                Candidate(kind, slot, value, None if gold is None else gold.get(slot) == value)
-                for kind in KINDS
-                for slot, value in found[kind].items()
-            ]
-        )
-    return out
+    tracker = RuleTracker()
+    return [
+        as_candidates(read_candidates(tracker, t), gold_state(t) if "state" in t else None) for t in turns
+    ]
 
 
 def decided_states(candidates: list[list[Candidate]], keep: Callable[[Candidate], bool]) -> list[dict]:

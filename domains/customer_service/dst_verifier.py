@@ -20,8 +20,14 @@ from collections.abc import Callable
 from functools import lru_cache
 
 from core_model.errors import DSuiteError
-from domains.customer_service.dst_adapter import ADAPTER_NAME, compact_turn, gold_state
-from domains.customer_service.dst_candidates import KINDS, Candidate, decided_states, read_candidates
+from domains.customer_service.dst_adapter import ADAPTER_NAME, check_continuation, compact_turn, gold_state
+from domains.customer_service.dst_candidates import (
+    KINDS,
+    Candidate,
+    as_candidates,
+    decided_states,
+    read_candidates,
+)
 from domains.customer_service.rule_tracker import RuleTracker
 from eval.data.paths import PROJECT_DATA, read_json
 
@@ -52,14 +58,6 @@ def candidate_messages(system: str, user: str, domain: str | None, candidate: Ca
     return [{"role": "system", "content": settings["system"]}, {"role": "user", "content": content}]
 
 
-def _found(found: dict[str, dict[str, str]], gold: dict | None) -> list[Candidate]:
-    return [
-        Candidate(kind, slot, value, None if gold is None else gold.get(slot) == value)
-        for kind in KINDS
-        for slot, value in found[kind].items()
-    ]
-
-
 def verifier_records(dialogues: list[dict], turns_of) -> list[dict]:
     """Labelled decisions of MultiWOZ dialogues: chat records ending in ``yes`` (the gold state after the
     turn holds the value) or ``no``, every candidate of every user turn.
@@ -75,7 +73,7 @@ def verifier_records(dialogues: list[dict], turns_of) -> list[dict]:
         for turn in turns_of(dialogue):
             found = read_candidates(tracker, turn)
             focus = tracker.active or focus
-            for candidate in _found(found, gold_state(turn)):
+            for candidate in as_candidates(found, gold_state(turn)):
                 messages = candidate_messages(turn["system"], turn["user"], focus, candidate)
                 messages.append({"role": "assistant", "content": yes if candidate.correct else no})
                 records.append({"messages": messages, "dialogue_id": dialogue["dialogue_id"]})
@@ -130,12 +128,7 @@ class VerifierTracker:
         """Go on tracking each dialogue from where ``tracked[i]`` (a ``TrackedDialogue``) stopped up to the
         end of ``dialogues[i]``; see ``AdapterTracker.advance``. Each decision depends on its own turn only,
         so the states are the same whatever the batching."""
-        for i, (done, turns) in enumerate(zip(tracked, dialogues, strict=True)):
-            if not done.agrees_with(turns):
-                raise DSuiteError(
-                    f"Dialogue {i} does not start with the {len(done.turns)} user turns already tracked; "
-                    "pass the dialogue from its first turn (or start from a fresh TrackedDialogue)."
-                )
+        check_continuation(tracked, dialogues)
         first = min((len(t.turns) for t in tracked), default=0)
         for step in range(first, max((len(d) for d in dialogues), default=0)):
             active = [i for i, d in enumerate(dialogues) if len(tracked[i].turns) == step < len(d)]
@@ -145,7 +138,7 @@ class VerifierTracker:
                 turn, done = dialogues[i][step], tracked[i]
                 found = read_candidates(done.rules, turn)
                 done.domain = done.rules.active or done.domain
-                for candidate in _found(found, None):
+                for candidate in as_candidates(found):
                     pending.append((i, candidate))
                     prompts.append(
                         candidate_messages(turn.get("system", ""), turn["user"], done.domain, candidate)
@@ -176,7 +169,7 @@ def scored_candidates(manager, adapter: str | None, dialogues: list[list[dict]])
         for turn in turns:
             found = read_candidates(tracker, turn)
             focus = tracker.active or focus
-            candidates = _found(found, gold_state(turn))
+            candidates = as_candidates(found, gold_state(turn))
             prompts.extend(candidate_messages(turn["system"], turn["user"], focus, c) for c in candidates)
             per_turn.append(candidates)
         layout.append(per_turn)
