@@ -180,7 +180,9 @@ def test_first_token_after_the_cached_system_prompt_matches_the_full_forward_on_
 
     Measured: fp32 engine vs the model's own forward within 4e-5 on logits of magnitude ~30. The int8 engine
     cached vs uncached is the same computation up to float rounding in attention, which flips some int8
-    activation roundings, so it agrees to the int8 noise level (about 1% of the logits' norm), not to 1e-4.
+    activation roundings, so it agrees to the int8 noise level, not to 1e-4: no farther from the uncached
+    result than int8 itself is from fp32 on the same prompt (measured 1% to 5% of the logits' norm, depending
+    on the machine; a wrong cache is off by far more).
     """
     system = "You are the help desk of a small public library. Answer in one or two short, polite sentences."
     users = ["When does the library open on Sundays, and can I return books at night?",
@@ -200,7 +202,8 @@ def test_first_token_after_the_cached_system_prompt_matches_the_full_forward_on_
         assert fp32.first_token(ids)[0] == int(ref.argmax())
         cached, cold = int8.prefill(0, ids), int8.prefill(0, ids, use_prefix_cache=False)
         assert int(cached.argmax()) == int(cold.argmax()) == int(ref.argmax())
-        assert float((cached - cold).norm() / cold.norm()) < 0.03
+        int8_noise = float((cold - ref).norm() / ref.norm())  # how far int8 itself is from fp32 here
+        assert float((cached - cold).norm() / cold.norm()) < min(0.1, max(0.03, int8_noise))
     assert fp32.prefixes.stats()["hits"] == 2 * len(users)
 
 
