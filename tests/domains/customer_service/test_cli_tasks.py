@@ -87,6 +87,33 @@ def test_cs_track_refuses_a_bad_file(tmp_path):
     assert out.returncode == 2 and "JSON list" in out.stderr
 
 
+def test_cs_track_prints_a_state_per_turn_with_the_verifier_the_writer_and_the_rules(tmp_path):
+    dialogue = tmp_path / "dialogue.json"
+    turns = [
+        {"system": "", "user": "I need a cheap restaurant in the north."},
+        {
+            "system": "How about Royal Spice? It serves Indian food.",
+            "user": "Sounds great, book it for 4 people.",
+        },
+    ]
+    dialogue.write_text(json.dumps(turns))
+    states = {}
+    for mode in ("", "--generate", "--rules"):
+        out = subprocess.run(
+            dsuite_command("cs", "track", str(dialogue), *([mode] if mode else [])),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr
+        lines = [json.loads(line) for line in out.stdout.splitlines()]
+        assert [line["user"] for line in lines] == [t["user"] for t in turns]
+        states[mode.strip("-") or "verifier"] = [line["state"] for line in lines]
+    first = states["verifier"][0]
+    assert first.get("restaurant-pricerange") == "cheap" and first.get("restaurant-area") == "north"
+    assert set(states["verifier"][1]) <= set(states["rules"][1]) | {"restaurant-name", "restaurant-food"}
+
+
 def test_all_cs_tasks_are_registered():
     import domains.customer_service  # noqa: F401
 
