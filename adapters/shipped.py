@@ -15,6 +15,8 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from adapters.errors import AdapterBaseMismatchError
@@ -57,16 +59,10 @@ def install_shipped(
     folder = shipped_adapters(root).get(name)
     if folder is None or name in registry.names():
         return None
-    # processes asking at the same moment: one installs, the others then see the name (its own lock file:
-    # register_folder takes the registry's lock, and flock does not nest across file handles)
-    with (registry.root / ".install.lock").open("a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            if name in registry.names():
-                return None
-            return _install(registry, name, folder, base_fingerprint)
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with _install_lock(registry):  # processes asking at the same moment: one installs, the others see it
+        if name in registry.names():
+            return None
+        return _install(registry, name, folder, base_fingerprint)
 
 
 def upgrade_shipped(
@@ -89,24 +85,30 @@ def upgrade_shipped(
     meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     if meta.get("base_fingerprint") != base_fingerprint:
         return None
+    with _install_lock(registry):
+        versions = registry.versions(name)
+        fits = [v for v in versions if registry.resolve(f"{name}@{v}").base_fingerprint == base_fingerprint]
+        if not versions or fits:
+            return None
+        ref = _install(registry, name, folder, base_fingerprint)
+    logger.warning(
+        "no version of adapter %s in %s fits the loaded base %s: installed the shipped copy as %s",
+        name,
+        registry.root,
+        base_fingerprint,
+        ref.key,
+    )
+    return ref
+
+
+@contextmanager
+def _install_lock(registry: Registry) -> Iterator[None]:
+    """Serialise installs across processes. Its own lock file: ``register_folder`` takes the registry's lock,
+    and flock does not nest across file handles."""
     with (registry.root / ".install.lock").open("a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            versions = registry.versions(name)
-            fits = [
-                v for v in versions if registry.resolve(f"{name}@{v}").base_fingerprint == base_fingerprint
-            ]
-            if not versions or fits:
-                return None
-            ref = _install(registry, name, folder, base_fingerprint)
-            logger.warning(
-                "no version of adapter %s in %s fits the loaded base %s: installed the shipped copy as %s",
-                name,
-                registry.root,
-                base_fingerprint,
-                ref.key,
-            )
-            return ref
+            yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 

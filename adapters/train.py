@@ -115,7 +115,8 @@ def find_trained(registry: Registry, name: str, run_id: dict) -> AdapterRef | No
     return None
 
 
-def _batch(tokenizer, encoded: list[tuple[list[int], list[int]]], indices: list[int]):
+def _batch(tokenizer, encoded: list[tuple[list[int], list[int]]], indices: list[int], device: torch.device):
+    """(ids, mask, targets) of the records at ``indices``, right-padded, on ``device``."""
     from adapters.lm import pad_right
 
     rows = [encoded[i][0] + encoded[i][1] for i in indices]
@@ -125,7 +126,7 @@ def _batch(tokenizer, encoded: list[tuple[list[int], list[int]]], indices: list[
     for row, i in enumerate(indices):
         start = len(encoded[i][0])
         targets[row, start : start + len(encoded[i][1])] = True
-    return ids, mask, targets
+    return ids.to(device), mask.to(device), targets.to(device)
 
 
 def training_device(device: str | None = None) -> torch.device:
@@ -171,8 +172,8 @@ def _mean_nll(model, tokenizer, encoded, batch_size: int, device: torch.device) 
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
-            batch = _batch(tokenizer, encoded, order[start : start + batch_size])
-            logprobs, _ = target_logprobs(model, *(t.to(device) for t in batch))
+            ids, mask, targets = _batch(tokenizer, encoded, order[start : start + batch_size], device)
+            logprobs, _ = target_logprobs(model, ids, mask, targets)
             total -= float(logprobs.sum())
             count += logprobs.numel()
     return total / max(count, 1)
@@ -334,7 +335,7 @@ def train_adapter(
     bar = tqdm(total=total_steps, initial=start_step, desc=f"train {name}", disable=not progress, unit="step")
     running = None
     for step in range(start_step, total_steps):
-        ids, mask, targets = (t.to(device) for t in _batch(tokenizer, encoded, next(batches)))
+        ids, mask, targets = _batch(tokenizer, encoded, next(batches), device)
         logprobs, _ = target_logprobs(peft_model, ids, mask, targets)
         loss = -logprobs.mean()
         optimizer.zero_grad(set_to_none=True)

@@ -117,14 +117,15 @@ def prepare_embedded(force: bool = False, progress: bool = True) -> Path:
     from core_model.convert import CHANNEL_ORDER_FILE, CONVERSION_VERSION, VERSION_FILE
 
     if _is_checkpoint(target) and not force:
-        if _conversion_version(target) == CONVERSION_VERSION:
+        version = _conversion_version(target)
+        if version == CONVERSION_VERSION:
             if not (target / CHANNEL_ORDER_FILE).is_file():  # prepared before the channel order was kept
                 _add_channel_order(target, llama_dir)
             return target
         logger.warning(
             "the embedded base in %s comes from an older conversion (version %s, now %s): converting again",
             target,
-            _conversion_version(target),
+            version,
             CONVERSION_VERSION,
         )
     import torch

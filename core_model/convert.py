@@ -126,7 +126,7 @@ def convert_llama(llama, preset: str = "smollm2-135m", progress: bool = True) ->
         for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
             getattr(layer.self_attn, proj).weight.copy_(sd[p + f"self_attn.{proj}.weight"])
         # the hybrid gate opened fully to its global branch, set here rather than left to the library's
-        # weight initialisation, whose order (and so the values) changed between transformers releases
+        # random weight initialisation, whose values differed between installs (so did the fingerprint)
         layer.self_attn.attn_gate.weight.zero_()
         layer.self_attn.attn_gate.bias.fill_(config.hybrid_gate_bias)
         gate, up, down = (sd[p + f"mlp.{n}.weight"] for n in ("gate_proj", "up_proj", "down_proj"))

@@ -119,28 +119,31 @@ def gold_delta(previous: dict, current: dict) -> dict:
     return {k: v for k, v in current.items() if previous.get(k) != v}
 
 
-def build_training_set(out_path: str | Path, limit: int | None = 800, seed: int = 0) -> Path:
-    """Write MultiWOZ dev turns as chat JSONL records (prompt -> the turn's gold state update).
+def training_dialogues() -> list[dict]:
+    """The MultiWOZ dev dialogues the adapter trains on: all but the validation ones."""
+    from eval.data import multiwoz
+
+    dialogues = multiwoz.load_dialogues("dev")
+    held_out = validation_dialogues(d["dialogue_id"] for d in dialogues)
+    return [d for d in dialogues if d["dialogue_id"] not in held_out]
+
+
+def generator_records(dialogues: list[dict], limit: int | None = 800, seed: int = 0) -> list[dict]:
+    """The user turns of ``dialogues`` as chat records (prompt -> the turn's gold state update).
 
     A template that shows ``{state}`` gets the gold state before the turn (at inference: the tracked one).
-    The validation dialogues (:func:`validation_dialogues`) are left out.
 
     Args:
-        out_path: the JSONL file to write.
-        limit: keep this many user turns, sampled evenly at random over the training dialogues (None: all).
+        dialogues: MultiWOZ dialogues (:func:`training_dialogues`).
+        limit: keep this many user turns, sampled evenly at random over the dialogues (None: all).
         seed: sampling seed.
     """
-    from adapters.data import write_jsonl
     from eval.data import multiwoz
 
     records = []
     rng = random.Random(seed)
     dropout = float(prompt_template().get("hint_dropout", 0.0))
-    dialogues = multiwoz.load_dialogues("dev")
-    held_out = validation_dialogues(d["dialogue_id"] for d in dialogues)
     for dialogue in dialogues:
-        if dialogue["dialogue_id"] in held_out:
-            continue
         rules, previous, focus = RuleTracker(), {}, None
         for turn in multiwoz.user_turns(dialogue):
             rules.update(turn["user"], turn["system"])
@@ -154,6 +157,14 @@ def build_training_set(out_path: str | Path, limit: int | None = 800, seed: int 
             previous, focus = gold, _domain_of(delta, focus)
     if limit is not None and limit < len(records):
         records = random.Random(seed).sample(records, limit)
+    return records
+
+
+def build_training_set(out_path: str | Path, limit: int | None = 800, seed: int = 0) -> Path:
+    """Write :func:`generator_records` of the training dialogues (the validation ones left out) as JSONL."""
+    from adapters.data import write_jsonl
+
+    records = generator_records(training_dialogues(), limit, seed)
     out = write_jsonl(out_path, records)
     logger.info("wrote %d DST training records to %s", len(records), out)
     return Path(out)

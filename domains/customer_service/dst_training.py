@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 from core_model.paths import dsuite_home
-from domains.customer_service.dst_adapter import ADAPTER_NAME, build_training_set
+from domains.customer_service.dst_adapter import ADAPTER_NAME, generator_records, training_dialogues
 from eval.data.paths import PROJECT_DATA
 
 logger = logging.getLogger(__name__)
@@ -43,31 +43,20 @@ RECIPE = {
 }
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    with Path(path).open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
 def build_multitask_set(out_path: str | Path, limit: int | None = RECIPE["limit"], seed: int = 0) -> Path:
-    """Write the adapter's training set: generator records (:func:`build_training_set`) and verifier
-    records (:func:`~domains.customer_service.dst_verifier.verifier_records`) of the training dialogues,
-    shuffled together. ``limit`` caps each of the two parts (None: all)."""
+    """Write the adapter's training set: generator records
+    (:func:`~domains.customer_service.dst_adapter.generator_records`) and verifier records
+    (:func:`~domains.customer_service.dst_verifier.verifier_records`) of the training dialogues, shuffled
+    together. ``limit`` caps each of the two parts (None: all)."""
     import random
 
     from adapters.data import write_jsonl
-    from domains.customer_service.dst_adapter import validation_dialogues
     from domains.customer_service.dst_verifier import verifier_records
     from eval.data import multiwoz
 
-    out_path = Path(out_path)
-    part = build_training_set(out_path.with_suffix(".generator.jsonl"), limit=limit, seed=seed)
-    generator = _read_jsonl(part)
-    part.unlink()
-    dialogues = multiwoz.load_dialogues("dev")
-    held_out = validation_dialogues(d["dialogue_id"] for d in dialogues)
-    verifier = verifier_records(
-        [d for d in dialogues if d["dialogue_id"] not in held_out], multiwoz.user_turns
-    )
+    dialogues = training_dialogues()
+    generator = generator_records(dialogues, limit, seed)
+    verifier = verifier_records(dialogues, multiwoz.user_turns)
     rng = random.Random(seed)
     if limit is not None and limit < len(verifier):
         verifier = rng.sample(verifier, limit)
@@ -121,7 +110,8 @@ def train_dst_adapter(
     work_dir = Path(work_dir or dsuite_home() / "customer_service")
     work_dir.mkdir(parents=True, exist_ok=True)
     data = Path(data) if data is not None else build_multitask_set(work_dir / "dst_train.jsonl", limit=limit)
-    records = len(_read_jsonl(data))
+    with data.open(encoding="utf-8") as handle:
+        records = sum(1 for line in handle if line.strip())
     loaded = load_base(base)
     card = data_card(records)
     config = LoraTrainConfig(

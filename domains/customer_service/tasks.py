@@ -303,6 +303,12 @@ def _dialogue_prefixes(examples: list[dict]) -> dict[str, tuple[list[dict], str 
     }
 
 
+def _verifies(schema: str) -> bool:
+    """Whether the adapter decides the rule tracker's candidates (MultiWOZ, where rules exist) rather than
+    writing each turn's slots (SGD, no rules)."""
+    return schema == "multiwoz"
+
+
 def _memo_key(system: SystemSpec, schema: str) -> tuple:
     """What the states of a dialogue depend on besides its turns: the tracker and, for the model, exactly
     which weights answer (base fingerprint, adapter version and content hash)."""
@@ -311,7 +317,7 @@ def _memo_key(system: SystemSpec, schema: str) -> tuple:
     manager = _manager(system.base)
     ref = manager.resolve(system.adapter)  # installs the shipped adapter on a fresh machine
     adapter = (ref.key, ref.content_hash) if ref is not None else None
-    if schema == "multiwoz":  # the verifier: its decisions also depend on the thresholds
+    if _verifies(schema):  # its decisions also depend on the thresholds
         from domains.customer_service.dst_verifier import verifier_settings
 
         thresholds = tuple(sorted(verifier_settings()["thresholds"].items()))
@@ -378,9 +384,9 @@ def dst_predictions(examples: list[dict], system: SystemSpec, schema: str = "mul
         from domains.customer_service.dst_verifier import VerifierTracker
 
         manager = _manager(system.base)
-        if schema == "multiwoz":  # rules exist: the adapter decides their candidates
+        if _verifies(schema):
             tracker = VerifierTracker(manager, adapter=system.adapter)
-        else:  # no rules (SGD): the adapter writes each turn's slots
+        else:
             tracker = AdapterTracker(manager, adapter=system.adapter, schema=schema)
         tracker.advance([tracked[d] for d in todo], [dialogues[d][0] for d in todo])
     for d in todo:
