@@ -115,11 +115,20 @@ def train_intents_command(
         int | None,
         typer.Option("--heads", min=1, help="LoRA + head pairs (other seeds), averaged (default: recipe)."),
     ] = None,
+    oos_folds: Annotated[
+        int | None,
+        typer.Option(
+            "--oos-folds",
+            min=0,
+            help="Extra fits that score the OOS training queries out of fold for the threshold; 0: "
+            "validation alone (default: recipe).",
+        ),
+    ] = None,
 ) -> None:
     """Train an intent classifier (the data set's recipe) and save it under data/customer_service/intents/."""
     from domains.customer_service.intent_training import recipe, train_intents
 
-    chosen = {"epochs": epochs, "split_layer": split_layer, "heads": heads}
+    chosen = {"epochs": epochs, "split_layer": split_layer, "heads": heads, "oos_folds": oos_folds}
     overrides = {k: v for k, v in chosen.items() if v is not None}
     meta = train_intents(dataset, recipe(dataset, **overrides))
     typer.echo(json.dumps({"metrics": meta["metrics"], "baseline_metrics": meta["baseline_metrics"]}))

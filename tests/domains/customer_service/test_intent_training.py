@@ -1,5 +1,6 @@
 """Intent training: the validation choices (OOS operating point, ensemble weights) and a real small run."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -106,6 +107,8 @@ def test_train_a_small_clinc_slice_and_reload_it(tmp_path, monkeypatch):
     meta = train_intents("clinc-slice", config, out_dir=folder)
     assert (folder / "adapter_model.safetensors").is_file() and (folder / "baseline_lr.safetensors").is_file()
     assert (folder / "lora_head2" / "adapter_model.safetensors").is_file() and meta["heads"] == 2
+    modules = json.loads((folder / "adapter_config.json").read_text())["target_modules"]
+    assert modules == sorted(modules)  # the same file from every run (peft saves a set)
     assert meta["familiarity_alpha"] == 2.0 and (folder / "familiarity.faiss").is_file()
     assert sum(meta["weights"].values()) == pytest.approx(1.0) and meta["threshold"] is not None
     assert meta["metrics"]["validation"]["in_scope_accuracy"] >= 0.8
@@ -148,3 +151,66 @@ def test_more_heads_need_the_encoder_lora():
         train_intents("bitext", recipe("bitext", heads=2), evaluate_test=False)
     with pytest.raises(DSuiteError, match="heads=0"):
         train_intents("clinc150", recipe("clinc150", heads=0), evaluate_test=False)
+
+
+def test_subset_batches_keeps_the_rows_and_renumbers_them():
+    import torch
+
+    from domains.customer_service.intent_training import _subset_batches
+
+    hidden = torch.arange(6 * 2 * 3, dtype=torch.float16).reshape(6, 2, 3)
+    mask = torch.ones(6, 2, dtype=torch.long)
+    batches = [
+        (torch.tensor([4, 0, 2]), hidden[:3], mask[:3]),
+        (torch.tensor([1, 5, 3]), hidden[3:], mask[3:]),
+    ]
+    out = _subset_batches(batches, [1, 2, 5])  # split rows 1, 2, 5 become 0, 1, 2
+    got = {int(i): h for idx, h, _ in out for i, h in zip(idx, h, strict=True)}
+    assert sorted(got) == [0, 1, 2]
+    assert (
+        torch.equal(got[0], hidden[3]) and torch.equal(got[1], hidden[2]) and torch.equal(got[2], hidden[4])
+    )
+
+
+@pytest.mark.slow
+def test_out_of_fold_oos_queries_join_validation_for_the_choices(tmp_path, monkeypatch):
+    """The OOS training queries are scored by fits that did not see them, and the final model is the one a
+    run without folds trains."""
+    from domains.customer_service.intent_training import recipe, train_intents
+
+    monkeypatch.setitem(
+        INTENT_SETS, "clinc-slice", IntentSet("clinc-slice", "clinc150_oos", _clinc_slice, True)
+    )
+    config = recipe("clinc-slice", split_layer=6, lora=False, alphas=(0.0, 2.0))
+    n_oos_train = sum(r["label"] == "oos" for r in _clinc_slice("train"))
+    with pytest.raises(Exception, match="at most that many"):
+        train_intents(
+            "clinc-slice", dataclasses.replace(config, oos_folds=n_oos_train + 1), evaluate_test=False
+        )
+    plain = train_intents("clinc-slice", config, out_dir=tmp_path / "plain", evaluate_test=False)
+    folded = train_intents(
+        "clinc-slice",
+        dataclasses.replace(config, oos_folds=3),
+        out_dir=tmp_path / "folded",
+        evaluate_test=False,
+    )
+    n_validation = len(_clinc_slice("validation"))
+    assert plain["chosen_on"] == {"validation": n_validation, "oos_train_out_of_fold": 0}
+    assert folded["chosen_on"] == {"validation": n_validation, "oos_train_out_of_fold": n_oos_train}
+    selection = folded["metrics"]["selection"]
+    assert selection["n"] == n_validation + n_oos_train
+    assert selection["n_oos"] == folded["metrics"]["validation"]["n_oos"] + n_oos_train
+    assert "selection" not in plain["metrics"]
+    # the folds are fitted after the final model and leave it as it was
+    head = "head.safetensors"
+    assert (tmp_path / "plain" / head).read_bytes() == (tmp_path / "folded" / head).read_bytes()
+
+
+def test_out_of_fold_needs_two_folds_and_oos_queries():
+    from core_model.errors import DSuiteError
+    from domains.customer_service.intent_training import recipe, train_intents
+
+    with pytest.raises(DSuiteError, match="oos_folds=1"):
+        train_intents("clinc150", recipe("clinc150", oos_folds=1), evaluate_test=False)
+    with pytest.raises(DSuiteError, match="banking77 has none"):
+        train_intents("banking77", recipe("banking77", oos_folds=3), evaluate_test=False)
