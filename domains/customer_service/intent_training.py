@@ -440,11 +440,14 @@ def train_intents(
             f"heads={config.heads}: use 1, or more than 1 with lora=True (head-only mode trains a single "
             "cosine head on frozen embeddings, so more heads would be copies of it)."
         )
-    if config.oos_folds < 0 or config.oos_folds == 1 or (config.oos_folds and not spec.has_oos):
+    if config.oos_folds and not spec.has_oos:
         raise DSuiteError(
-            f"oos_folds={config.oos_folds}: use 0, or 2 or more on a data set with out-of-scope queries "
-            f"({name} has {'some' if spec.has_oos else 'none'}); one fold would leave no OOS query to "
-            "train on."
+            f"oos_folds={config.oos_folds}: {name} has no out-of-scope queries to score out of fold; use 0."
+        )
+    if config.oos_folds < 0 or config.oos_folds == 1:
+        raise DSuiteError(
+            f"oos_folds={config.oos_folds}: use 0 (validation alone) or 2 or more (one fold would leave no "
+            "OOS query to train on)."
         )
     if config.refit and spec.has_oos:
         raise DSuiteError(

@@ -212,5 +212,5 @@ def test_out_of_fold_needs_two_folds_and_oos_queries():
 
     with pytest.raises(DSuiteError, match="oos_folds=1"):
         train_intents("clinc150", recipe("clinc150", oos_folds=1), evaluate_test=False)
-    with pytest.raises(DSuiteError, match="banking77 has none"):
+    with pytest.raises(DSuiteError, match="banking77 has no out-of-scope"):
         train_intents("banking77", recipe("banking77", oos_folds=3), evaluate_test=False)
