@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 
 from core_model.errors import DSuiteError
@@ -69,15 +69,22 @@ def verifier_records(dialogues: list[dict], turns_of) -> list[dict]:
     yes, no = verifier_settings()["answers"]
     records = []
     for dialogue in dialogues:
-        tracker, focus = RuleTracker(), None
-        for turn in turns_of(dialogue):
-            found = read_candidates(tracker, turn)
-            focus = tracker.active or focus
-            for candidate in as_candidates(found, gold_state(turn)):
-                messages = candidate_messages(turn["system"], turn["user"], focus, candidate)
+        for candidates, prompts in labelled_decisions(turns_of(dialogue)):
+            for candidate, messages in zip(candidates, prompts, strict=True):
                 messages.append({"role": "assistant", "content": yes if candidate.correct else no})
                 records.append({"messages": messages, "dialogue_id": dialogue["dialogue_id"]})
     return records
+
+
+def labelled_decisions(turns: list[dict]) -> Iterator[tuple[list[Candidate], list[list[dict]]]]:
+    """Per user turn of one dialogue (with its gold ``"state"``): the candidates, labelled right or wrong,
+    and the prompt of each."""
+    tracker, focus = RuleTracker(), None
+    for turn in turns:
+        found = read_candidates(tracker, turn)
+        focus = tracker.active or focus
+        candidates = as_candidates(found, gold_state(turn))
+        yield candidates, [candidate_messages(turn["system"], turn["user"], focus, c) for c in candidates]
 
 
 def score_messages(manager, adapter: str | None, prompts: list[list[dict]]) -> list[float]:
@@ -165,13 +172,10 @@ def scored_candidates(manager, adapter: str | None, dialogues: list[list[dict]])
     """
     layout, prompts = [], []
     for turns in dialogues:
-        tracker, focus, per_turn = RuleTracker(), None, []
-        for turn in turns:
-            found = read_candidates(tracker, turn)
-            focus = tracker.active or focus
-            candidates = as_candidates(found, gold_state(turn))
-            prompts.extend(candidate_messages(turn["system"], turn["user"], focus, c) for c in candidates)
+        per_turn = []
+        for candidates, messages in labelled_decisions(turns):
             per_turn.append(candidates)
+            prompts.extend(messages)
         layout.append(per_turn)
     margins = iter(score_messages(manager, adapter, prompts))
     return [[[(c, next(margins)) for c in turn] for turn in turns] for turns in layout]

@@ -514,16 +514,13 @@ def train_intents(
             _mix(weights, probs[chosen_on]), near[chosen_on], y[chosen_on], labels, config.alphas, **oos_rule
         )
         base_threshold = choose_threshold(probs[chosen_on]["lr"], y[chosen_on], labels, **oos_rule)
-    scored_chosen_on = _scored(weights, probs, near, alpha, labels, chosen_on)
-    threshold = choose_threshold(scored_chosen_on, y[chosen_on], labels, **oos_rule) if spec.has_oos else None
-    metrics = {
-        s: intent_metrics(_scored(weights, probs, near, alpha, labels, s), y[s], labels, threshold)
-        for s in dict.fromkeys(("validation", chosen_on))
-    }
-    base_metrics = {
-        s: intent_metrics(probs[s]["lr"], y[s], labels, base_threshold)
-        for s in dict.fromkeys(("validation", chosen_on))
-    }
+    reported = tuple(dict.fromkeys(("validation", chosen_on)))  # the splits whose metrics the meta keeps
+    scored = {s: _scored(weights, probs, near, alpha, labels, s) for s in reported}
+    threshold = (
+        choose_threshold(scored[chosen_on], y[chosen_on], labels, **oos_rule) if spec.has_oos else None
+    )
+    metrics = {s: intent_metrics(p, y[s], labels, threshold) for s, p in scored.items()}
+    base_metrics = {s: intent_metrics(probs[s]["lr"], y[s], labels, base_threshold) for s in reported}
     chosen_with = {s: members.joint(s) for s in caches}  # the train-only fit's, which validation saw
     if config.refit:
         logger.info("refitting %s on train + validation with weights %s", name, weights)
