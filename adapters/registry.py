@@ -213,6 +213,11 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name, (selector or None)
 
 
+def undo_hint(before: AdapterRef, alias: str = "latest") -> str:
+    """How to point ``alias`` back at ``before`` after a rollback moved it (shown to whoever rolled back)."""
+    return f"undo: dsuite adapters alias {before.name} {alias} {before.version}"
+
+
 def check_name(name: str) -> str:
     """Validate an adapter name (letters, digits, ``_ . -``; up to 64 characters)."""
     if not _NAME.match(name or ""):

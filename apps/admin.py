@@ -159,11 +159,17 @@ def rollback(name: str | None) -> tuple[str, pd.DataFrame]:
     """
     if not name:
         raise gr.Error("Choose an adapter to roll back.")
+    from adapters.registry import undo_hint
+
+    base_name = name.partition("@")[0]
     try:
-        ref = services.registry().rollback(name.partition("@")[0])
+        registry = services.registry()
+        before = registry.resolve(f"{base_name}@latest")
+        ref = registry.rollback(base_name)
     except DSuiteError as exc:
         raise user_error(exc) from exc
-    return f"`{name}` now serves **{ref.key}**.", registry_table()
+    status = f"`{base_name}@latest` now serves **{ref.key}** (was {before.key}; `{undo_hint(before)}`)."
+    return status, registry_table()
 
 
 def compare(prompt: str, adapter: str | None, max_new_tokens: float = 64) -> tuple[str, str]:

@@ -318,9 +318,13 @@ def rollback(
     alias_name: Annotated[str, typer.Option("--alias", help="Alias to move back.")] = "latest",
     registry: RegistryOption = None,
 ) -> None:
-    """Move NAME@latest (or --alias) back to the previous version."""
-    ref = _registry(registry).rollback(name, alias_name)
-    typer.echo(f"{name}@{alias_name} -> {ref.key}")
+    """Move NAME@latest (or --alias) back to the previous version (prints how to undo it)."""
+    from adapters.registry import undo_hint
+
+    reg = _registry(registry)
+    before = reg.resolve(f"{name}@{alias_name}")
+    ref = reg.rollback(name, alias_name)
+    typer.echo(f"{name}@{alias_name} -> {ref.key} (was {before.key}; {undo_hint(before, alias_name)})")
 
 
 @app.command()

@@ -64,7 +64,7 @@ def test_train_and_manage(capsys, tmp_path, tiny_base, monkeypatch):
     code, out, _ = run(capsys, "adapters", "alias", "yn", "stable", "1")
     assert "yn@stable -> yn@1" in out
     code, out, _ = run(capsys, "adapters", "rollback", "yn")
-    assert "yn@latest -> yn@1" in out
+    assert "yn@latest -> yn@1 (was yn@2; undo: dsuite adapters alias yn latest 2)" in out
     code, out, _ = run(capsys, "adapters", "show", "yn", "--json")
     assert json.loads(out)["training"]["settings"]["r"] == 4
     code, out, _ = run(capsys, "adapters", "remove", "yn@2")

@@ -60,3 +60,16 @@ def test_train_rejects_a_malformed_record_naming_its_line(client):
 def test_details_of_an_unknown_adapter_names_what_exists(client, astro):
     with pytest.raises(Exception, match="No adapter named 'nope'"):
         client.predict("nope", api_name="/admin_details")
+
+
+def test_rollback_serves_the_earlier_version_and_says_how_to_undo(client):
+    from gradio_client import handle_file
+
+    for version in (1, 2):
+        status, _, _ = client.predict(handle_file(str(DATA / "astronomy.jsonl")), "comet", "tiny", 1,
+                                      api_name="/admin_train")
+        assert f"Registered **comet@{version}**" in status
+    status, table = client.predict("comet@2", api_name="/admin_rollback")
+    assert status == ("`comet@latest` now serves **comet@1** (was comet@2; "
+                      "`undo: dsuite adapters alias comet latest 2`).")
+    assert ["comet@1", "1, 2"] in [row[:2] for row in table["data"]]  # both versions kept
