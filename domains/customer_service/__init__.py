@@ -32,11 +32,13 @@ def track_state(turns: list[dict]) -> list[dict]:
     return track_dialogue(turns)
 
 
-def build_training_set(out_path: str | Path, limit: int | None = 800) -> Path:
-    """The customer-service adapter's training set (MultiWOZ dev state updates, chat JSONL)."""
-    from domains.customer_service.dst_adapter import build_training_set as build
+def build_training_set(out_path: str | Path, limit: int | None = None) -> Path:
+    """The customer-service adapter's training set, as the shipped adapter was trained: the state updates
+    and the yes/no candidate decisions of the MultiWOZ dev training dialogues (chat JSONL; ``limit`` caps
+    each of the two parts)."""
+    from domains.customer_service.dst_training import build_multitask_set
 
-    return build(out_path, limit=limit)
+    return build_multitask_set(out_path, limit=limit)
 
 
 def register_tasks() -> None:

@@ -212,3 +212,12 @@ def test_ctrl_c_in_cs_chat_stops_the_reply_being_written_and_the_chat_goes_on():
     assert process.returncode == 0, err
     replies = [line for line in lines if line.startswith("assistant> ")]
     assert replies[0].endswith(" [reply stopped]") and "ESCALATED (requested" in (seen + out)
+
+
+def test_the_domain_training_set_holds_both_tasks_of_the_shipped_adapter(tmp_path):
+    from domains.registry import get_domain
+
+    path = get_domain("customer_service").build_training_set(tmp_path / "cs.jsonl", limit=40)
+    answers = [json.loads(line)["messages"][-1]["content"] for line in path.read_text().splitlines()]
+    decisions = [a for a in answers if a in ("yes", "no")]
+    assert len(answers) == 80 and len(decisions) == 40  # state updates and candidate decisions, 40 each
