@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 FAQ_DIR = PROJECT_DATA / "customer_service" / "faq"
 BUSINESS_FILE = PROJECT_DATA / "customer_service" / "business.json"
 _PLACEHOLDER = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
+_TOKEN_CHAR = re.compile(r"[\w#$€£]")  # characters of an entity token (an order number, an amount)
+# an order or bill number in an answer (Bitext sometimes wraps it as a placeholder: {{370795561790}})
+_ID_NUMBER = re.compile(r"(?:\{\{\s*)?(?<!\d)#?\d{5,}(?!\d)(?:\s*\}\})?")
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,38 @@ def fill_placeholders(answer: str, state: dict | None = None) -> str:
     return _PLACEHOLDER.sub(replace, answer)
 
 
+def _request_token(request: str, value: str) -> str | None:
+    """The whole token of ``request`` that holds ``value`` (Bitext's value can be cut short: ``3707955617``
+    of ``370795561790``), or None when the request does not hold it."""
+    at = request.lower().find(value.lower())
+    if at < 0:
+        return None
+    start, end = at, at + len(value)
+    while start > 0 and _TOKEN_CHAR.match(request[start - 1]):
+        start -= 1
+    while end < len(request) and (
+        _TOKEN_CHAR.match(request[end]) or (request[end] in ".," and request[end + 1 : end + 2].isdigit())
+    ):
+        end += 1
+    return request[start:end]
+
+
+def entity_as_placeholder(row: dict) -> str:
+    """The answer of a Bitext ``row`` with its own request's entity (``entity_type``/``entity_value``) turned
+    into the placeholder of its type (``entity_placeholders`` in the business profile), so the answer is
+    filled from the customer's state, not from the request it was written for."""
+    answer, kind, value = row["response"], row.get("entity_type"), row.get("entity_value")
+    name = business_profile()["entity_placeholders"].get(kind or "")
+    token = _request_token(row["text"], value) if name and value else None
+    if not token:
+        return answer
+    if len(re.findall(r"\d", token)) >= 5:  # an id: the answer may echo it longer or garbled, so every id
+        pattern = _ID_NUMBER
+    else:
+        pattern = re.compile(rf"(?:\{{\{{\s*)?(?<!\w){re.escape(token)}(?!\w)(?:\s*\}}\}})?", re.I)
+    return pattern.sub(lambda _: f"{{{{{name}}}}}", answer)
+
+
 class FaqIndex:
     """A faiss index of a business's questions with their answers."""
 
@@ -72,6 +107,7 @@ class FaqIndex:
         if len(rows) != len(embeddings):
             raise DSuiteError(f"FAQ index '{name}': {len(rows)} rows but {len(embeddings)} embeddings.")
         self.name, self.rows = name, rows
+        self.answers = [entity_as_placeholder(r) for r in rows]  # what a hit answers, before filling
         vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
         self.index = faiss.IndexFlatIP(vectors.shape[1])
         self.index.add(vectors)
@@ -141,7 +177,7 @@ class FaqIndex:
                 if i < 0:
                     continue
                 r = self.rows[i]
-                hits.append(FaqHit(r["id"], r["text"], r["response"], r["label"], float(score)))
+                hits.append(FaqHit(r["id"], r["text"], self.answers[i], r["label"], float(score)))
             out.append(hits)
         return out
 

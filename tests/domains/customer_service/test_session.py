@@ -62,7 +62,7 @@ def test_placeholders_unknown_to_state_come_from_the_business_profile():
 def test_every_faq_answer_reads_without_placeholders():
     from domains.customer_service.faq import FaqIndex, business_profile
 
-    answers = [row["response"] for row in FaqIndex.load("bitext").rows]
+    answers = FaqIndex.load("bitext").answers
     filled = [fill_placeholders(answer, {}) for answer in answers]
     assert not [text for text in filled if "{{" in text or "}}" in text]
     hours = business_profile()["placeholders"]["Customer Support Availability"]
@@ -70,6 +70,27 @@ def test_every_faq_answer_reads_without_placeholders():
     assert sum("via live chat on our website" in text for text in filled) > 100
     text = fill_placeholders("Go to the {{Billing}} section and press {{Cancel Order}}.", {})
     assert text == "Go to the Billing section and press Cancel Order."  # page labels keep their names
+
+
+def test_an_answer_never_shows_the_order_number_or_city_of_the_request_it_was_written_for():
+    import re
+
+    from domains.customer_service.faq import FaqIndex
+
+    index = FaqIndex.load("bitext")
+    assert not [a for a in index.answers if re.search(r"\d{5,}", a)]  # Bitext echoes ids like 370795561790
+    by_type = {}
+    for row, answer in zip(index.rows, index.answers, strict=True):
+        if row["entity_value"] and row["entity_value"][:5] in row["response"]:  # the answer echoes it
+            by_type.setdefault(row["entity_type"], (row, answer))
+    row, answer = by_type["order_id"]
+    number = re.search(r"\d{5,}", row["response"]).group()
+    filled = fill_placeholders(answer, {"retail-order_id": "12345"})
+    assert number not in filled and "12345" in filled
+    assert "(your order number)" in fill_placeholders(answer, {})
+    row, answer = by_type["delivery_city"]
+    assert row["entity_value"] in row["response"] and row["entity_value"] not in answer
+    assert "Leeds" in fill_placeholders(answer, {"retail-delivery_city": "Leeds"})
 
 
 def test_empty_message_is_refused(session_factory):
