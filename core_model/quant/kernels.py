@@ -9,11 +9,11 @@ dequantizes the weight and calls ``torch.matmul``: same numbers, slower.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import threading
-import time
 from pathlib import Path
 
 import torch
@@ -28,7 +28,7 @@ _LOCK = threading.Lock()
 _STATE: dict[str, object] = {}
 
 
-STALE_LOCK_SECONDS = 900  # a build takes one or two minutes; a lock this old was left by a killed build
+GUARD_FILE = "dsuite-build.lock"  # held (flock) by the process that builds; the OS frees it if that one dies
 
 
 def build_directory() -> Path:
@@ -46,18 +46,34 @@ def build_directory() -> Path:
     return folder
 
 
-def clear_stale_lock(folder: Path, max_age: float = STALE_LOCK_SECONDS) -> bool:
-    """Remove the build lock a killed build left behind (torch would wait on it forever); True if removed."""
-    lock = Path(folder) / "lock"
-    try:
-        age = time.time() - lock.stat().st_mtime
-    except FileNotFoundError:
-        return False
-    if age <= max_age:
-        return False
-    lock.unlink(missing_ok=True)
-    logger.warning("removed a stale kernel build lock (%.0f s old) in %s", age, folder)
-    return True
+@contextlib.contextmanager
+def build_guard(folder: Path, wait: bool = True):
+    """Hold the build of ``folder`` for this process; yields False when ``wait`` is off and another holds it.
+
+    torch's own lock file (``lock``) stays behind when a build is killed (an app closed in its first minute),
+    and torch then waits on it forever. The guard is an OS lock (``flock``) on ``dsuite-build.lock``, which
+    the OS releases when its process dies, so whoever holds the guard knows a ``lock`` file is left over
+    from a killed build and removes it. A process that finds the guard held waits for that build.
+    """
+    import fcntl
+
+    with (Path(folder) / GUARD_FILE).open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                yield False
+                return
+            logger.info("another process is building the quantized kernels in %s; waiting for it", folder)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            left = Path(folder) / "lock"
+            if left.exists():
+                left.unlink(missing_ok=True)
+                logger.warning("removed the build lock a killed build left in %s", folder)
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _cpu_has_avx2() -> bool:
@@ -82,15 +98,15 @@ def native():
                 from torch.utils.cpp_extension import load
 
                 build = build_directory()
-                clear_stale_lock(build)
-                module = load(
-                    name="dsuite_qgemm",
-                    sources=[str(p) for p in _SOURCES],
-                    build_directory=str(build),
-                    extra_cflags=["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"],
-                    extra_ldflags=["-fopenmp"],
-                    verbose=False,
-                )
+                with build_guard(build):
+                    module = load(
+                        name="dsuite_qgemm",
+                        sources=[str(p) for p in _SOURCES],
+                        build_directory=str(build),
+                        extra_cflags=["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp"],
+                        extra_ldflags=["-fopenmp"],
+                        verbose=False,
+                    )
             except Exception as exc:  # no compiler, headers or OpenMP: fall back, loudly
                 logger.warning("could not build the quantized kernels (%s); using the reference path", exc)
         _STATE["module"] = module

@@ -31,21 +31,33 @@ def test_native_kernels_are_built():
     assert kernels.native() is not None, "the AVX2 kernels should build on this CPU (g++ and AVX2 present)"
 
 
-def test_kernel_build_folder_follows_the_sources_and_a_stale_lock_is_cleared(tmp_path, monkeypatch):
-    import os
-    import time
+def test_kernel_build_folder_follows_the_sources_and_a_killed_builds_lock_is_cleared(tmp_path, monkeypatch):
+    import subprocess
+    import sys
 
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     folder = kernels.build_directory()
     assert folder.parent == tmp_path and folder.name.startswith("dsuite_qgemm-")
     assert kernels.build_directory() == folder  # same sources, same folder
-    assert not kernels.clear_stale_lock(folder)  # no lock
-    lock = folder / "lock"
-    lock.write_text("")
-    assert not kernels.clear_stale_lock(folder) and lock.exists()  # a build may be running
-    old = time.time() - kernels.STALE_LOCK_SECONDS - 60
-    os.utime(lock, (old, old))
-    assert kernels.clear_stale_lock(folder) and not lock.exists()
+    lock = folder / "lock"  # torch's lock file, as a killed build leaves it (torch would wait on it forever)
+    # a live builder: another process holds the guard, so its lock file is left alone
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+         str(folder / kernels.GUARD_FILE)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        lock.write_text("")
+        with kernels.build_guard(folder, wait=False) as held:
+            assert held is False and lock.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the builder was killed: the OS freed its guard, so the next build clears the lock at once
+    with kernels.build_guard(folder, wait=False) as held:
+        assert held is True and not lock.exists()
 
 
 @pytest.mark.parametrize("group", [32, 64, 128])
