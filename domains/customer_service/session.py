@@ -35,6 +35,18 @@ def prompts() -> dict:
     return read_json(PROMPTS_FILE)
 
 
+def small_talk(text: str) -> str | None:
+    """The kind of a message that is only a greeting, a thanks or a goodbye (``small_talk`` in
+    ``prompts.json``, whole message, trailing punctuation ignored), else None."""
+    import re
+
+    message = re.sub(r"[\s!.,?:)(]+$", "", text.strip().lower())
+    for kind in prompts()["small_talk"]["kinds"]:
+        if re.fullmatch(kind["pattern"], message):
+            return kind["name"]
+    return None
+
+
 @dataclass
 class Turn:
     """What the assistant did with one user message.
@@ -47,7 +59,8 @@ class Turn:
         state: the dialog state after this turn (retail schema slots).
         faq_sources: the FAQ entries the answer came from (empty for generated replies).
         escalation: the handover and its reason, or None.
-        source: ``faq``, ``generated``, ``clarify`` or ``handover``.
+        source: ``faq``, ``generated``, ``clarify``, ``handover`` or ``small_talk`` (a greeting, thanks or
+            goodbye, answered from ``prompts.json`` without counting as a turn left unanswered).
         stopped: the generated reply was stopped before it was finished (``stop_reply``, or its reader went
             away); ``reply`` is what had been written.
     """
@@ -134,20 +147,25 @@ class CustomerServiceSession:
         vector = self.intents.embed([text])
         prediction = self.intents.decide(self.intents.probabilities(vector, [text]))[0]
         self.state = update_retail_state(self.state, text)
-        hits = self._faq_hits(text, vector)
-        good = [h for h in hits if h.score >= FAQ_MIN_SCORE and h.intent == prediction.best]
-        answered = bool(good) and not prediction.out_of_scope
-        escalation = self.policy.decide(prediction, negativity(text), answered)
-        sources: list[FaqHit] = []
-        if escalation:
-            self.escalated = escalation
-            reply, source = prompts()["handover"][escalation.reason], "handover"
-        elif answered:
-            reply, source, sources = fill_placeholders(good[0].answer, self.state), "faq", good[:1]
-        elif self.generate:
-            reply, source = "", "generated"
+        chat = small_talk(text)
+        escalation, sources = None, []
+        if chat:  # no FAQ, no escalation, and the policy's count of unanswered turns stays as it was
+            replies = {kind["name"]: kind["reply"] for kind in prompts()["small_talk"]["kinds"]}
+            reply, source = replies[chat], "small_talk"
         else:
-            reply, source = prompts()["clarify"], "clarify"
+            hits = self._faq_hits(text, vector)
+            good = [h for h in hits if h.score >= FAQ_MIN_SCORE and h.intent == prediction.best]
+            answered = bool(good) and not prediction.out_of_scope
+            escalation = self.policy.decide(prediction, negativity(text), answered)
+            if escalation:
+                self.escalated = escalation
+                reply, source = prompts()["handover"][escalation.reason], "handover"
+            elif answered:
+                reply, source, sources = fill_placeholders(good[0].answer, self.state), "faq", good[:1]
+            elif self.generate:
+                reply, source = "", "generated"
+            else:
+                reply, source = prompts()["clarify"], "clarify"
 
         def turn_with(reply: str, stopped: bool = False) -> Turn:
             return Turn(

@@ -93,6 +93,25 @@ def test_an_answer_never_shows_the_order_number_or_city_of_the_request_it_was_wr
     assert "Leeds" in fill_placeholders(answer, {"retail-delivery_city": "Leeds"})
 
 
+def test_greetings_thanks_and_goodbyes_get_their_reply_and_are_not_failures(session_factory):
+    from domains.customer_service.session import prompts, small_talk
+
+    assert [small_talk(t) for t in ("Hi!", "hello there", "Thanks so much.", "bye :)")] == [
+        "greeting",
+        "greeting",
+        "thanks",
+        "goodbye",
+    ]
+    assert small_talk("hi, I want to cancel my order") is None  # a request that opens with a greeting
+    session = session_factory()
+    session.policy.failures = 1  # one turn already went unanswered
+    turn = session.respond("Hello")
+    greeting = prompts()["small_talk"]["kinds"][0]
+    assert (turn.source, turn.reply, turn.escalation) == ("small_talk", greeting["reply"], None)
+    assert session.policy.failures == 1 and session.history == [turn]
+    assert session.respond("hi, I want to cancel order 4471923").source == "faq"
+
+
 def test_empty_message_is_refused(session_factory):
     with pytest.raises(DSuiteError, match="non-empty"):
         session_factory().respond("   ")
