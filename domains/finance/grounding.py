@@ -58,17 +58,26 @@ def check_numbers(answer: str, sources: list[str]) -> GroundingCheck:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of a model draft (split after . ! ? followed by space, not inside numbers)."""
-    return [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])", text.strip()) if s.strip()]
+    """Sentences of a model draft: split after . ! ? followed by space (not inside numbers) and at line
+    breaks (a draft of lines without full stops)."""
+    parts = re.split(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|\s*\n\s*", text.strip())
+    return [s.strip() for s in parts if s.strip()]
 
 
 def keep_grounded_sentences(draft: str, sources: list[str]) -> tuple[str, list[str]]:
-    """Drop the draft's sentences that contain an ungrounded number.
+    """Drop the draft's sentences that contain an ungrounded number, and its repeats of what it has already
+    said (the same words, or four or more words of an earlier sentence, e.g. cut short by the token limit: a
+    greedy draft of a small model can loop).
 
     Returns:
-        The kept text and the dropped sentences.
+        The kept text and the dropped (ungrounded) sentences.
     """
-    kept, dropped = [], []
+    kept, dropped, said = [], [], []
     for sentence in split_sentences(draft):
+        words = " ".join(re.findall(r"\w+", sentence.lower()))
+        long = words.count(" ") >= 3
+        if any(words == earlier or (long and f" {words} " in f" {earlier} ") for earlier in said):
+            continue
+        said.append(words)
         (kept if check_numbers(sentence, sources).ok else dropped).append(sentence)
     return " ".join(kept), dropped

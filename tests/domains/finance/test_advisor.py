@@ -56,6 +56,9 @@ def test_grounding_check_against_sources():
     assert not bad.ok and bad.ungrounded == ["400"]
     kept, dropped = keep_grounded_sentences("RSI is 79.7. It will rise 12% next week.", sources)
     assert kept == "RSI is 79.7." and dropped == ["It will rise 12% next week."]
+    looped = "AAPL: ticker symbol for Apple Inc.\n\nAAPL: ticker symbol for Apple\nRSI is 79.7. RSI is 79.7!"
+    assert keep_grounded_sentences(looped, sources) == ("AAPL: ticker symbol for Apple Inc. RSI is 79.7.", [])
+    assert keep_grounded_sentences("Yes, buy. Yes. Buy.", [])[0] == "Yes, buy. Yes. Buy."  # short ones stay
 
 
 def test_empty_question_is_an_error():
