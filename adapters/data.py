@@ -29,6 +29,17 @@ FORMAT_HELP = (
 )
 
 
+# question/answer pairs as other data sets name them, for the error that says which names to use
+_PAIR_NAMES = (
+    ("question", "answer"),
+    ("instruction", "response"),
+    ("instruction", "output"),
+    ("input", "output"),
+    ("query", "response"),
+    ("text", "label"),
+)
+
+
 @dataclass(frozen=True)
 class Example:
     """One training record: the conversation before the answer and the answer to learn."""
@@ -82,7 +93,12 @@ def record_problem(record: object) -> str | None:
         if problems:
             return f"{' and '.join(problems)} ('prompt' and 'completion' must both be non-empty text)"
         return None
-    return f"record has keys {sorted(record)}, none of 'messages', 'prompt', 'completion'"
+    known = f"record has keys {sorted(record)}, none of 'messages', 'prompt', 'completion'"
+    pair = [(q, a) for q, a in _PAIR_NAMES if q in record and a in record]
+    if pair:  # a question/answer pair under other names: say which names to use
+        question, answer = pair[0]
+        return f"{known}; rename '{question}' to 'prompt' and '{answer}' to 'completion'"
+    return known
 
 
 def parse_record(record: object, where: str) -> Example:

@@ -164,6 +164,18 @@ def test_all_bad_rows_are_listed_together(tmp_path):
     with pytest.raises(DSuiteError, match="'prompt' is int, not text and 'completion' is NoneType, not text"):
         load_examples(path)
     assert len(load_examples(tmp_path / "mixed.jsonl", skip_bad_rows=True)) == 3
+    path = write_jsonl(
+        tmp_path / "qa.jsonl", [{"question": "q", "answer": "a"}, {"input": "i", "x": 1}] + good
+    )
+    with pytest.raises(DSuiteError) as caught:
+        load_examples(path)
+    assert (
+        "qa.jsonl:1: record has keys ['answer', 'question'], none of 'messages', 'prompt', 'completion'; "
+        "rename 'question' to 'prompt' and 'answer' to 'completion'" in str(caught.value)
+    )
+    assert "qa.jsonl:2: record has keys ['input', 'x'], none of 'messages', 'prompt', 'completion'\n" in str(
+        caught.value
+    )
 
 
 def test_skip_bad_rows_trains_on_the_good_ones(isolated_env, monkeypatch, capsys, caplog, tiny_base, yes_no):
