@@ -26,6 +26,32 @@ from core_model.paths import PROJECT_DATA
 logger = logging.getLogger(__name__)
 
 SHIPPED_FOLDER = "adapter"  # data/<domain>/adapter/
+PEFT_FILES = ("adapter_model.safetensors", "adapter_config.json")
+
+
+def ship(ref: AdapterRef, folder: Path, retrain: str, **record) -> dict:
+    """Copy the registered adapter ``ref`` into ``folder`` (``data/<domain>/adapter/``) as a shipped adapter:
+    its peft files, its data card and a ``meta.json`` naming it, its base, how to train it again
+    (``retrain``, a command), ``record`` (e.g. the training set's size) and its training record.
+
+    Returns:
+        The written meta.
+    """
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (*PEFT_FILES, CARD_FILE):
+        shutil.copy2(ref.path / name, folder / name)
+    meta = {
+        "adapter": ref.key,
+        "base_fingerprint": ref.base_fingerprint,
+        "retrain": retrain,
+        **record,
+        "training": ref.meta.get("training", {}),
+    }
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+    logger.info("shipped %s in %s", ref.key, folder)
+    return meta
 
 
 def shipped_adapters(root: Path = PROJECT_DATA) -> dict[str, Path]:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from apps.cli.options import JsonOption
+from apps.cli.options import BaseOption, JsonOption
 
 app = typer.Typer(help="Finance advisory: advisor, market feeds, term dictionary.", no_args_is_help=True)
 
@@ -156,3 +156,18 @@ def train_set(out: Annotated[Path, typer.Argument(help="JSONL file to write.")])
     from domains.finance.training import build_training_set
 
     typer.echo(str(build_training_set(out)))
+
+
+@app.command("train-adapter")
+def train_adapter_command(
+    base: BaseOption = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: a GPU if PyTorch sees one).")
+    ] = None,
+) -> None:
+    """Train the finance adapter (the train set, the recipe), register it and ship a copy in
+    data/finance/adapter/ (a fresh clone installs that copy on first use)."""
+    from domains.finance.training import train_finance_adapter
+
+    result = train_finance_adapter(base=base, device=device)
+    typer.echo(json.dumps({k: v for k, v in result.items() if k != "training"}))

@@ -13,9 +13,7 @@ the adapter manager installs that shipped copy into the user's registry on first
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 from pathlib import Path
 
 from core_model.paths import dsuite_home
@@ -25,7 +23,6 @@ from eval.data.paths import PROJECT_DATA
 logger = logging.getLogger(__name__)
 
 SHIPPED_ADAPTER = PROJECT_DATA / "customer_service" / "adapter"
-SHIPPED_FILES = ("adapter_model.safetensors", "adapter_config.json", "DATA_CARD.md")
 RETRAIN = "`dsuite cs train-dst --base PATH`"  # shown when the shipped copy does not fit the loaded base
 
 
@@ -105,6 +102,7 @@ def train_dst_adapter(
         ``{"adapter": "name@version", "shipped": folder, "training": ...}``.
     """
     from adapters import LoraTrainConfig, Registry, train_adapter
+    from adapters.shipped import ship
     from core_model import load_base
 
     work_dir = Path(work_dir or dsuite_home() / "customer_service")
@@ -129,19 +127,5 @@ def train_dst_adapter(
     ref = train_adapter(
         ADAPTER_NAME, data, base=loaded, config=config, registry=registry, data_card=card, device=device
     )
-    SHIPPED_ADAPTER.mkdir(parents=True, exist_ok=True)
-    for name in SHIPPED_FILES:
-        shutil.copy2(ref.path / name, SHIPPED_ADAPTER / name)
-    meta = {
-        "adapter": ref.key,
-        "base_fingerprint": loaded.fingerprint,
-        "retrain": RETRAIN,
-        "training_records": records,
-        "epochs": epochs,
-        "training": ref.meta.get("training", {}),
-    }
-    (SHIPPED_ADAPTER / "meta.json").write_text(
-        json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8"
-    )
-    logger.info("trained %s; shipped copy in %s", ref.key, SHIPPED_ADAPTER)
+    meta = ship(ref, SHIPPED_ADAPTER, RETRAIN, training_records=records, epochs=epochs)
     return {"adapter": ref.key, "shipped": str(SHIPPED_ADAPTER), "training": meta["training"]}

@@ -1,4 +1,6 @@
-"""The finance adapter's training set: Financial PhraseBank sentiment (train split) plus glossary definitions.
+"""The finance adapter: its training set (Financial PhraseBank sentiment, train split, plus glossary
+definitions), its LoRA settings, and ``train_finance_adapter``, which trains it and ships a copy in
+``data/finance/adapter/`` (installed into a user's registry on first request, ``adapters.shipped``).
 
 Records are chat JSONL (``{"messages": [...]}``) for ``adapters.train_adapter``. The sentiment part is
 balanced across labels and drawn only from the ``train`` split (``eval.data.phrasebank.fpb_split``), so
@@ -12,11 +14,15 @@ import random
 from pathlib import Path
 
 from core_model.errors import DSuiteError
+from core_model.paths import PROJECT_DATA, dsuite_home
 from domains.finance.resources import dumps
 from domains.finance.sentiment import LABELS, SYSTEM_PROMPT, sentiment_prompt
 
 logger = logging.getLogger(__name__)
 
+ADAPTER_NAME = "finance"
+SHIPPED_ADAPTER = PROJECT_DATA / "finance" / "adapter"
+RETRAIN = "`dsuite finance train-adapter --base PATH`"  # shown when the shipped copy does not fit the base
 DEFAULT_PER_LABEL = 160
 DEFAULT_DEFINITIONS = 48
 DEFINE_PROMPT = "In one sentence, what is {term} in finance?"
@@ -110,3 +116,50 @@ def adapter_config():
         checkpoint_every=10,
         warmup_steps=5,
     )
+
+
+def data_card(records: int) -> str:
+    """The adapter's data card (``records``: the size of its training set)."""
+    return (
+        "# Training data of adapter `finance`\n\n"
+        f"- source: `dsuite finance train-set`: {records} records, Financial PhraseBank sentences of the "
+        f"`train` split (agreement >= 75%, up to {DEFAULT_PER_LABEL} per label) with their one-word label, "
+        f"and {DEFAULT_DEFINITIONS} definition questions answered from the project's glossary\n"
+        "- license: CC BY-NC-SA 3.0 (Financial PhraseBank: non-commercial, share-alike); glossary "
+        "Apache-2.0\n"
+        "- known limits: see data_cards/finance_adapter.md\n"
+    )
+
+
+def train_finance_adapter(
+    base: str | None = None, device: str | None = None, work_dir: Path | None = None
+) -> dict:
+    """Train the finance adapter (``adapter_config``) on ``build_training_set``, register it, ship a copy.
+
+    Args:
+        base: the base checkpoint (default: the embedded one).
+        device: where to train (default: a GPU when PyTorch sees one, else the CPU).
+        work_dir: where the training set is written (default ``$DSUITE_HOME/finance``).
+
+    Returns:
+        ``{"adapter": "name@version", "shipped": folder, "training": ...}``.
+    """
+    from adapters import Registry, train_adapter
+    from adapters.shipped import ship
+    from core_model import load_base
+
+    work_dir = Path(work_dir or dsuite_home() / "finance")
+    data = build_training_set(work_dir / "finance_train.jsonl")
+    with data.open(encoding="utf-8") as handle:
+        records = sum(1 for line in handle if line.strip())
+    ref = train_adapter(
+        ADAPTER_NAME,
+        data,
+        base=load_base(base),
+        config=adapter_config(),
+        registry=Registry(),
+        data_card=data_card(records),
+        device=device,
+    )
+    meta = ship(ref, SHIPPED_ADAPTER, RETRAIN, training_records=records)
+    return {"adapter": ref.key, "shipped": str(SHIPPED_ADAPTER), "training": meta["training"]}

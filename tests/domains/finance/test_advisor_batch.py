@@ -58,12 +58,12 @@ def test_batched_advisors_answer_like_sequential_ones():
 @pytest.mark.usefixtures("embedded_base")
 def test_batched_adapter_fallback_warns_and_answers_with_the_base(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("DSUITE_ADAPTERS", str(tmp_path / "empty-registry"))
-    advisors = [_model_advisor("finance"), _model_advisor("finance")]
+    advisors = [_model_advisor("finance-v9"), _model_advisor("finance-v9")]  # not registered, not shipped
     with caplog.at_level(logging.WARNING, logger="domains.finance.advisor"):
         answers = ask_many(advisors, ["What is an index fund?", "How is SPY doing?"])
     assert [a.answered_by for a in answers] == ["base", "base"]
     assert [a.model.adapter for a in advisors] == [None, None]
-    assert "finance adapter 'finance' unavailable" in caplog.text
+    assert "finance adapter 'finance-v9' unavailable" in caplog.text
 
 
 def test_prepare_finishes_refusals_and_finish_assembles_the_answer():
