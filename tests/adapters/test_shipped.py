@@ -124,3 +124,24 @@ def test_a_registry_whose_versions_fit_no_longer_gets_the_shipped_copy_as_next_v
         assert registry.versions("helper") == [1, 2, 3]
     finally:
         manager.close()
+
+
+def test_ship_writes_a_copy_that_a_fresh_registry_installs_as_it_was(tiny_base, registry, tmp_path):
+    from adapters.registry import Registry
+    from adapters.shipped import ship
+
+    source = _ship(tmp_path / "given", tiny_base)
+    ref = registry.register_folder(
+        "helper", source, base_fingerprint=tiny_base.fingerprint, training={"steps": 7}, data_card="# card\n"
+    )
+    folder = tmp_path / "data" / "support" / "adapter"
+    meta = ship(ref, folder, "`dsuite helper train`", training_records=3)
+    assert meta["adapter"] == "helper@1" and meta["retrain"] == "`dsuite helper train`"
+    assert json.loads((folder / "meta.json").read_text()) == meta
+    assert meta["training_records"] == 3 and meta["training"] == {"steps": 7}
+    fresh = Registry(tmp_path / "fresh")
+    installed = install_shipped(fresh, "helper", tiny_base.fingerprint, tmp_path / "data")
+    assert installed.key == "helper@1" and fresh.show("helper")["data_card"] == "# card\n"
+    assert (installed.path / "adapter_model.safetensors").read_bytes() == (
+        source / "adapter_model.safetensors"
+    ).read_bytes()
