@@ -24,7 +24,7 @@ from domains.finance.dictionary import Term, load_dictionary
 from domains.finance.extraction import extract
 from domains.finance.grounding import GroundingCheck, check_numbers, keep_grounded_sentences
 from domains.finance.market import Snapshot, latest_snapshot
-from domains.finance.policy import check_request, disclaimer
+from domains.finance.policy import Refusal, check_no_draft, check_request, disclaimer
 from domains.finance.sentiment import SYSTEM_PROMPT
 from domains.finance.state import DialogState, load_dialog_rules
 
@@ -53,7 +53,7 @@ class Answer:
         grounding: the check of the final text; ``draft_grounding`` the check of the model's draft.
         dropped: draft sentences removed for ungrounded numbers.
         disclaimer: the disclaimer (always present in ``text``).
-        refused: the refusal rule name, or None.
+        refused: the refusal rule name, or the ``no_draft`` rule that kept the model from drafting, or None.
         mentions: what the extractor found in the user's text.
         answered_by: ``adapter:finance``, ``base`` or ``extractive``.
     """
@@ -93,8 +93,11 @@ class Turn:
         terms: dictionary entries cited.
         snapshots: feed snapshots cited.
         documents: passages from the user's documents cited.
-        prompt: what the model is asked, or None when no model drafts (extractive mode or a refusal).
+        prompt: what the model is asked, or None when no model drafts (extractive mode, a refusal, or a
+            ``no_draft`` request).
         answer: the finished Answer when the turn needs no draft at all (a policy refusal), else None.
+        no_draft: the policy's ``no_draft`` rule the turn triggered (a buy/sell question on a named
+            security): answered with its explanation and the cited figures and terms, never a draft.
     """
 
     text: str
@@ -107,6 +110,7 @@ class Turn:
     documents: list[dict] = field(default_factory=list)
     prompt: str | None = None
     answer: Answer | None = None
+    no_draft: Refusal | None = None
 
 
 @dataclass
@@ -296,8 +300,12 @@ class FinanceAdvisor:
         snapshots = [self.snapshot(s) for s in symbols]
         sources = user_words + [s.summary() for s in snapshots] + [t.definition for t in terms]
         sources += [d["text"] for d in documents]
-        prompt = self._prompt(text, terms, snapshots, documents) if self.model is not None else None
-        return Turn(text, mentions, changed, note, sources, terms, snapshots, documents, prompt)
+        no_draft = check_no_draft(text) if turn_symbols else None
+        drafts = self.model is not None and no_draft is None
+        prompt = self._prompt(text, terms, snapshots, documents) if drafts else None
+        return Turn(
+            text, mentions, changed, note, sources, terms, snapshots, documents, prompt, no_draft=no_draft
+        )
 
     def finish(self, turn: Turn, draft: str) -> Answer:
         """Check ``draft`` (the model's answer to ``turn.prompt``), assemble the Answer, record the turn.
@@ -308,11 +316,15 @@ class FinanceAdvisor:
         if turn.answer is not None:
             raise DSuiteError("This turn was refused in prepare; use turn.answer instead of calling finish.")
         answered_by = "extractive"
-        if turn.prompt is not None and self.model is not None:
+        if turn.no_draft is not None:
+            answered_by = "policy"
+        elif turn.prompt is not None and self.model is not None:
             answered_by = self.model.label or "model"
         sources, terms, snapshots, documents = turn.sources, turn.terms, turn.snapshots, turn.documents
         draft_check = check_numbers(draft, sources)
         body, dropped = keep_grounded_sentences(draft, sources) if draft else ("", [])
+        if turn.no_draft is not None:
+            body = turn.no_draft.explanation
         parts = [body] if body else []
         if snapshots:
             parts.append("Figures: " + " | ".join(s.summary() for s in snapshots))
@@ -338,7 +350,7 @@ class FinanceAdvisor:
             draft_check,
             dropped,
             turn.note,
-            None,
+            turn.no_draft.rule if turn.no_draft is not None else None,
             [m.to_dict() for m in turn.mentions],
             answered_by,
         )

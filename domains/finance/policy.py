@@ -7,23 +7,24 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 POLICY_FILE = "policy.json"
+_RULES = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["name", "patterns", "explanation"],
+        "properties": {
+            "patterns": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            "explanation": {"type": "string", "minLength": 20},
+        },
+    },
+}
 POLICY_SCHEMA = {
     "type": "object",
     "required": ["disclaimer", "refusals"],
     "properties": {
         "disclaimer": {"type": "string", "minLength": 20},
-        "refusals": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["name", "patterns", "explanation"],
-                "properties": {
-                    "patterns": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                    "explanation": {"type": "string", "minLength": 20},
-                },
-            },
-        },
+        "refusals": {**_RULES, "minItems": 1},
+        "no_draft": _RULES,
     },
 }
 
@@ -42,10 +43,11 @@ def load_policy() -> dict:
     from domains.finance.resources import validated_json
 
     policy = validated_json(POLICY_FILE, POLICY_SCHEMA)
-    policy["compiled"] = [
-        (r["name"], [re.compile(p, re.IGNORECASE) for p in r["patterns"]], r["explanation"])
-        for r in policy["refusals"]
-    ]
+    for key in ("refusals", "no_draft"):
+        policy[f"compiled_{key}"] = [
+            (r["name"], [re.compile(p, re.IGNORECASE) for p in r["patterns"]], r["explanation"])
+            for r in policy.get(key, [])
+        ]
     return policy
 
 
@@ -56,7 +58,17 @@ def disclaimer() -> str:
 
 def check_request(text: str) -> Refusal | None:
     """The refusal rule ``text`` triggers, or None when the request may be answered."""
-    for name, patterns, explanation in load_policy()["compiled"]:
+    return _first_match(text, "refusals")
+
+
+def check_no_draft(text: str) -> Refusal | None:
+    """The ``no_draft`` rule ``text`` triggers (a recommendation on a named security: the answer gives the
+    rule's explanation and the cited figures and terms, and no model draft), or None."""
+    return _first_match(text, "no_draft")
+
+
+def _first_match(text: str, key: str) -> Refusal | None:
+    for name, patterns, explanation in load_policy()[f"compiled_{key}"]:
         if any(p.search(text) for p in patterns):
             return Refusal(name, explanation)
     return None

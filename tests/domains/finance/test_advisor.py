@@ -68,3 +68,19 @@ def test_empty_question_is_an_error():
 
 def test_disclaimer_text():
     assert "not personal financial advice" in disclaimer()
+
+
+def test_a_buy_or_sell_question_on_a_named_security_gets_figures_and_no_draft():
+    advisor = FinanceAdvisor(mode="extractive", use_retrieval=False)
+    answer = advisor.ask("Is AAPL a good buy right now?")
+    assert answer.refused == "security_recommendation" and answer.answered_by == "policy"
+    assert answer.text.startswith("I can't tell you whether to buy, sell or hold a particular security")
+    assert "Figures: AAPL" in answer.text and answer.disclaimer in answer.text and answer.grounding.ok
+    model = FinanceAdvisor(mode="model", use_retrieval=False)  # prepare alone loads no model
+    for question in ("Should I sell my KO shares?", "Will SPY go up next week?"):
+        turn = model.prepare(question)
+        assert turn.prompt is None and turn.no_draft.rule == "security_recommendation", question
+    general = ("Is an index fund a good investment for 10 years?", "What is the P/E ratio of KO telling me?")
+    for question in general:
+        turn = model.prepare(question)  # no named security asked about, or no recommendation asked for
+        assert turn.no_draft is None and turn.prompt is not None, question
