@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 MODES = ("model", "extractive")
 MAX_TERMS = 3
 MAX_SNAPSHOTS = 2
+# a draft of fewer words is no answer ("low" to "How is SPY?": the adapter also learned one-word sentiment
+# labels); the cited figures and terms answer alone
+MIN_DRAFT_WORDS = 3
 ADVICE_PROMPT = (
     "Context:\n{context}\n\nClient profile: {state}\n\nQuestion: {question}\n\n"
     "Answer in two or three short sentences, using only the context. Do not invent figures."
@@ -323,6 +326,8 @@ class FinanceAdvisor:
         sources, terms, snapshots, documents = turn.sources, turn.terms, turn.snapshots, turn.documents
         draft_check = check_numbers(draft, sources)
         body, dropped = keep_grounded_sentences(draft, sources) if draft else ("", [])
+        if len(body.split()) < MIN_DRAFT_WORDS:
+            body = ""
         if turn.no_draft is not None:
             body = turn.no_draft.explanation
         parts = [body] if body else []

@@ -84,3 +84,11 @@ def test_a_buy_or_sell_question_on_a_named_security_gets_figures_and_no_draft():
     for question in general:
         turn = model.prepare(question)  # no named security asked about, or no recommendation asked for
         assert turn.no_draft is None and turn.prompt is not None, question
+
+
+def test_a_draft_of_a_word_or_two_is_left_out_and_the_figures_answer():
+    advisor = FinanceAdvisor(mode="model", use_retrieval=False)  # finish takes the draft as given
+    answer = advisor.finish(advisor.prepare("How is SPY doing?"), "low")
+    assert answer.body == "" and answer.text.startswith("Figures: SPY")
+    answer = advisor.finish(advisor.prepare("How is SPY doing?"), "SPY has a 14-day RSI.")
+    assert answer.body == "SPY has a 14-day RSI."
