@@ -38,13 +38,14 @@ def _turn_json(turn) -> str:
 @app.command()
 def chat(
     base: BaseOption = None,
-    generate: GenerateOption = True,
+    generate: GenerateOption = False,
     adapter: AdapterOption = None,
     precision: PrecisionOption = "int8",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per turn.")] = False,
 ) -> None:
-    """Talk to the support assistant; one message per line, an empty line or Ctrl-D ends. Ctrl-C while a
-    reply is being written stops that reply and the conversation goes on."""
+    """Talk to the support assistant; one message per line, an empty line or Ctrl-D ends. Where no FAQ answer
+    fits it asks for more, or with --generate (as the app's checkbox) the model writes the reply; Ctrl-C while
+    a reply is being written stops that reply and the conversation goes on."""
     from domains.customer_service.session import CustomerServiceSession
 
     session = CustomerServiceSession(generate=generate, adapter=adapter, base=base, precision=precision)

@@ -63,9 +63,22 @@ def test_cs_ask_writes_a_reply_and_refuses_a_bad_precision():
     assert out.returncode == 2 and "fp32, int8, int4" in out.stderr
 
 
+def test_cs_chat_asks_for_more_where_no_faq_fits_unless_told_to_generate():
+    out = subprocess.run(
+        dsuite_command("cs", "chat", "--json"),
+        input="Can you recommend a good umbrella?\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    turn = json.loads(out.stdout.strip().splitlines()[-1])
+    assert turn["source"] == "clarify" and "tell me a bit more" in turn["reply"]
+
+
 def test_cs_chat_streams_replies_in_the_terminal_and_stops_at_a_handover():
     out = subprocess.run(
-        dsuite_command("cs", "chat"),
+        dsuite_command("cs", "chat", "--generate"),
         input="Can you recommend a good umbrella?\nLet me talk to a real person please.\nStill there?\n",
         capture_output=True,
         text=True,
@@ -191,7 +204,7 @@ def test_ctrl_c_in_cs_chat_stops_the_reply_being_written_and_the_chat_goes_on():
     import time
 
     process = subprocess.Popen(
-        dsuite_command("cs", "chat"),
+        dsuite_command("cs", "chat", "--generate"),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
