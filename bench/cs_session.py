@@ -1,8 +1,8 @@
 """What a customer waits for in the support chat: the first token of a generated reply, end to end.
 
-Ours: ``CustomerServiceSession`` as the app and ``dsuite cs chat --generate`` run it: intent, FAQ search, state and
-escalation, then the reply streamed from the engine (int8 by default) with the system prompt in its prefix
-cache and the continuous-batching scheduler. Baseline, same process and same messages: the same session
+Ours: ``CustomerServiceSession`` as the app and ``dsuite cs chat --generate`` run it: intent, FAQ search,
+state and escalation, then the reply streamed from the engine (int8 by default) with the system prompt in its
+prefix cache and the continuous-batching scheduler. Baseline, same process and same messages: the same session
 with the reply written by transformers' ``generate`` on the fp32 base without a prompt cache
 (``core_model.generation.stream``, the path the session used before the engine).
 
