@@ -63,28 +63,28 @@ def test_cs_ask_writes_a_reply_and_refuses_a_bad_precision():
     assert out.returncode == 2 and "fp32, int8, int4" in out.stderr
 
 
-def test_cs_chat_asks_for_more_where_no_faq_fits_unless_told_to_generate():
+def _chat(*flags: str, messages: list[str]) -> subprocess.CompletedProcess:
+    """``dsuite cs chat FLAGS`` fed one message per line; it must exit cleanly."""
     out = subprocess.run(
-        dsuite_command("cs", "chat", "--json"),
-        input="Can you recommend a good umbrella?\n",
+        dsuite_command("cs", "chat", *flags),
+        input="".join(f"{m}\n" for m in messages),
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_cs_chat_asks_for_more_where_no_faq_fits_unless_told_to_generate():
+    out = _chat("--json", messages=["Can you recommend a good umbrella?"])
     turn = json.loads(out.stdout.strip().splitlines()[-1])
     assert turn["source"] == "clarify" and "tell me a bit more" in turn["reply"]
 
 
 def test_cs_chat_streams_replies_in_the_terminal_and_stops_at_a_handover():
-    out = subprocess.run(
-        dsuite_command("cs", "chat", "--generate"),
-        input="Can you recommend a good umbrella?\nLet me talk to a real person please.\nStill there?\n",
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
+    messages = ["Can you recommend a good umbrella?", "Let me talk to a real person please.", "Still there?"]
+    out = _chat("--generate", messages=messages)
     replies = [line for line in out.stdout.splitlines() if line.startswith("assistant> ")]
     details = [line for line in out.stdout.splitlines() if line.startswith("   [intent ")]
     assert len(replies) == 2 and len(replies[0]) > len("assistant> ") + 10  # the written reply
