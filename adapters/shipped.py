@@ -15,7 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -52,6 +52,48 @@ def ship(ref: AdapterRef, folder: Path, retrain: str, **record) -> dict:
     (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
     logger.info("shipped %s in %s", ref.key, folder)
     return meta
+
+
+def train_and_ship(
+    name: str,
+    data: Path,
+    folder: Path,
+    *,
+    retrain: str,
+    config,
+    card: Callable[[int], str],
+    base: str | None = None,
+    device: str | None = None,
+    **record,
+) -> dict:
+    """Train adapter ``name`` on the JSONL ``data`` with ``config``, register it in the default registry
+    and ``ship`` a copy to ``folder``; the meta records ``training_records`` (the lines of ``data``) and
+    ``record``.
+
+    Args:
+        card: the data card, given the number of training records.
+        base: the base checkpoint (default: the embedded one).
+        device: where to train (default: a GPU when PyTorch sees one, else the CPU).
+
+    Returns:
+        ``{"adapter": "name@version", "shipped": folder, "training": ...}``.
+    """
+    from adapters.train import train_adapter
+    from core_model import load_base
+
+    with Path(data).open(encoding="utf-8") as handle:
+        records = sum(1 for line in handle if line.strip())
+    ref = train_adapter(
+        name,
+        data,
+        base=load_base(base),
+        config=config,
+        registry=Registry(),
+        data_card=card(records),
+        device=device,
+    )
+    meta = ship(ref, folder, retrain, training_records=records, **record)
+    return {"adapter": ref.key, "shipped": str(folder), "training": meta["training"]}
 
 
 def shipped_adapters(root: Path = PROJECT_DATA) -> dict[str, Path]:

@@ -101,17 +101,12 @@ def train_dst_adapter(
     Returns:
         ``{"adapter": "name@version", "shipped": folder, "training": ...}``.
     """
-    from adapters import LoraTrainConfig, Registry, train_adapter
-    from adapters.shipped import ship
-    from core_model import load_base
+    from adapters import LoraTrainConfig
+    from adapters.shipped import train_and_ship
 
     work_dir = Path(work_dir or dsuite_home() / "customer_service")
     work_dir.mkdir(parents=True, exist_ok=True)
     data = Path(data) if data is not None else build_multitask_set(work_dir / "dst_train.jsonl", limit=limit)
-    with data.open(encoding="utf-8") as handle:
-        records = sum(1 for line in handle if line.strip())
-    loaded = load_base(base)
-    card = data_card(records)
     config = LoraTrainConfig(
         epochs=epochs,
         batch_size=RECIPE["batch_size"],
@@ -123,9 +118,14 @@ def train_dst_adapter(
         max_eval=40,
         checkpoint_every=0,
     )
-    registry = Registry()
-    ref = train_adapter(
-        ADAPTER_NAME, data, base=loaded, config=config, registry=registry, data_card=card, device=device
+    return train_and_ship(
+        ADAPTER_NAME,
+        data,
+        SHIPPED_ADAPTER,
+        retrain=RETRAIN,
+        config=config,
+        card=data_card,
+        base=base,
+        device=device,
+        epochs=epochs,
     )
-    meta = ship(ref, SHIPPED_ADAPTER, RETRAIN, training_records=records, epochs=epochs)
-    return {"adapter": ref.key, "shipped": str(SHIPPED_ADAPTER), "training": meta["training"]}

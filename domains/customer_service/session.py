@@ -8,6 +8,7 @@ sentiment, each with its reason), and a generated reply when no FAQ fits.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -38,8 +39,6 @@ def prompts() -> dict:
 def small_talk(text: str) -> str | None:
     """The kind of a message that is only a greeting, a thanks or a goodbye (``small_talk`` in
     ``prompts.json``, whole message, trailing punctuation ignored), else None."""
-    import re
-
     message = re.sub(r"[\s!.,?:)(]+$", "", text.strip().lower())
     for kind in prompts()["small_talk"]["kinds"]:
         if re.fullmatch(kind["pattern"], message):

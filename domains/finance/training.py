@@ -144,22 +144,16 @@ def train_finance_adapter(
     Returns:
         ``{"adapter": "name@version", "shipped": folder, "training": ...}``.
     """
-    from adapters import Registry, train_adapter
-    from adapters.shipped import ship
-    from core_model import load_base
+    from adapters.shipped import train_and_ship
 
-    work_dir = Path(work_dir or dsuite_home() / "finance")
-    data = build_training_set(work_dir / "finance_train.jsonl")
-    with data.open(encoding="utf-8") as handle:
-        records = sum(1 for line in handle if line.strip())
-    ref = train_adapter(
+    data = build_training_set(Path(work_dir or dsuite_home() / "finance") / "finance_train.jsonl")
+    return train_and_ship(
         ADAPTER_NAME,
         data,
-        base=load_base(base),
+        SHIPPED_ADAPTER,
+        retrain=RETRAIN,
         config=adapter_config(),
-        registry=Registry(),
-        data_card=data_card(records),
+        card=data_card,
+        base=base,
         device=device,
     )
-    meta = ship(ref, SHIPPED_ADAPTER, RETRAIN, training_records=records)
-    return {"adapter": ref.key, "shipped": str(SHIPPED_ADAPTER), "training": meta["training"]}

@@ -145,3 +145,31 @@ def test_ship_writes_a_copy_that_a_fresh_registry_installs_as_it_was(tiny_base, 
     assert (installed.path / "adapter_model.safetensors").read_bytes() == (
         source / "adapter_model.safetensors"
     ).read_bytes()
+
+
+def test_train_and_ship_trains_registers_and_ships_with_the_record_count(tiny_base, tmp_path, monkeypatch):
+    from adapters.config import LoraTrainConfig
+    from adapters.data import write_jsonl
+    from adapters.registry import Registry
+    from adapters.shipped import train_and_ship
+
+    monkeypatch.delenv("DSUITE_REGISTRY", raising=False)
+    monkeypatch.delenv("DSUITE_ADAPTERS", raising=False)
+    monkeypatch.setenv("DSUITE_HOME", str(tmp_path / "home"))
+    data = write_jsonl(tmp_path / "yn.jsonl", [{"prompt": f"q{i}", "completion": "yes"} for i in range(12)])
+    folder = tmp_path / "data" / "support" / "adapter"
+    result = train_and_ship(
+        "yn",
+        data,
+        folder,
+        retrain="`retrain yn`",
+        config=LoraTrainConfig(max_steps=1, checkpoint_every=0),
+        card=lambda records: f"# Training data of adapter `yn`: {records} records\n",
+        base=str(tiny_base.path),
+        epochs=1.0,
+    )
+    assert result["adapter"] == "yn@1" and result["shipped"] == str(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    assert (meta["training_records"], meta["epochs"], meta["retrain"]) == (12, 1.0, "`retrain yn`")
+    assert "12 records" in (folder / "DATA_CARD.md").read_text()
+    assert Registry().versions("yn") == [1]
