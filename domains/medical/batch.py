@@ -37,7 +37,15 @@ from typing import Any
 from tqdm import tqdm
 
 from core_model.errors import DSuiteError
-from domains.medical.batch_io import RawRow, check_input, fingerprint, input_format, read_rows, write_output
+from domains.medical.batch_io import (
+    RawRow,
+    check_input,
+    count_rows,
+    fingerprint,
+    input_format,
+    read_rows,
+    write_output,
+)
 
 log = logging.getLogger(__name__)
 ENGINES = ("local", "ray")
@@ -451,7 +459,15 @@ def run_batch(cfg: JobConfig) -> dict:
     setup = time.perf_counter() - setup_started
     started = time.perf_counter()
     counts: Counter[str] = Counter()
-    bar = tqdm(desc="coding notes", unit="note", disable=not cfg.progress, dynamic_ncols=True)
+    # the bar counts input rows (a quarantined row is done too) and starts at what earlier runs committed
+    bar = tqdm(
+        desc="coding notes",
+        unit="note",
+        total=count_rows(cfg.input) if cfg.progress else None,
+        initial=sum(_committed_counts(cfg)) if cfg.progress else 0,
+        disable=not cfg.progress,
+        dynamic_ncols=True,
+    )
 
     def pending() -> Iterator[Chunk]:
         for chunk in _chunks(cfg):
@@ -464,7 +480,7 @@ def run_batch(cfg: JobConfig) -> dict:
     def done(chunk: Chunk, outcomes: list[dict]) -> None:
         coded, quarantined = _commit(cfg, chunk, outcomes)
         counts["coded_this_run"] += coded
-        bar.update(len(chunk.notes))
+        bar.update(chunk.rows)
 
     try:
         if cfg.engine == "ray":
@@ -486,16 +502,22 @@ def _count_lines(path: Path) -> int:
         return sum(1 for _ in handle)
 
 
+def _committed_counts(cfg: JobConfig) -> tuple[int, int]:
+    """``(coded, quarantined)`` rows in the committed parts."""
+    committed = _committed(cfg)
+    coded = sum(_count_lines(p) for p in committed)
+    quarantined = sum(
+        _count_lines(p.with_name(p.name.replace(".results.", ".quarantine."))) for p in committed
+    )
+    return coded, quarantined
+
+
 def _finish(cfg: JobConfig, counts: Counter, seconds: float, setup: float = 0.0) -> dict:
     """Check the row count, merge the parts into the outputs, write and return the summary.
 
     ``seconds`` is the coding time of this run and ``setup`` the coder's loading before it (one local worker;
     with more workers or Ray their start-up is inside ``seconds``)."""
-    committed = _committed(cfg)
-    in_parts = sum(_count_lines(p) for p in committed)
-    in_quarantine = sum(
-        _count_lines(p.with_name(p.name.replace(".results.", ".quarantine."))) for p in committed
-    )
+    in_parts, in_quarantine = _committed_counts(cfg)
     if in_parts + in_quarantine != counts["rows"]:
         raise DSuiteError(
             f"Row count check failed: the input has {counts['rows']} rows, but the committed parts hold "

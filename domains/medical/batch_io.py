@@ -69,6 +69,22 @@ def read_rows(path: Path) -> Iterator[RawRow]:
         yield from _parquet(path)
 
 
+def count_rows(path: Path) -> int:
+    """How many rows ``read_rows`` yields (bad ones included): for a progress bar's total.
+
+    JSONL and CSV are read once more (CSV parsed, since a quoted text may span lines); Parquet from its
+    footer."""
+    path = Path(path)
+    fmt = _existing(path)
+    if fmt == "jsonl":
+        return sum(1 for _ in _jsonl_lines(path))
+    if fmt == "csv":
+        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+        with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+            return sum(1 for _ in csv.DictReader(handle))
+    return _parquet_file(path).metadata.num_rows
+
+
 def _existing(path: Path) -> str:
     if not path.is_file():
         raise DSuiteError(f"Input file '{path}' not found. Pass a CSV, JSONL or Parquet file of notes.")

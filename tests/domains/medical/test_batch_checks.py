@@ -18,7 +18,7 @@ from core_model.errors import DSuiteError
 from domains.medical import batch
 from domains.medical.batch import Chunk, JobConfig, run_batch
 from tests.conftest import REPO, dsuite_command
-from tests.domains.medical.test_batch import _good_rows
+from tests.domains.medical.test_batch import _good_rows, _write_jsonl_with_bad_rows
 
 
 def _write_csv(path: Path, rows: list[dict], encoding: str = "utf-8") -> Path:
@@ -72,6 +72,40 @@ def test_resume_with_the_same_settings_is_byte_identical(tmp_path):
     assert summary["rows"] == summary["coded"] == 30
     assert out.read_bytes() == reference.read_bytes()
     assert not _parts(out).exists()
+
+
+def test_progress_counts_rows_of_the_whole_input_from_what_is_committed(tmp_path, capsys):
+    """The bar's total is the input's rows (bad rows too) and a resumed run starts it at the rows committed
+    before, so it ends at total/total whatever was quarantined or done earlier."""
+    rows = _good_rows(28) + [{"id": "", "text": "no id"}, {"id": "x", "text": " "}]  # 2 quarantined rows
+    source = _write_csv(tmp_path / "notes.csv", rows)
+    out = tmp_path / "out.jsonl"
+    committed = _interrupted(source, out, chunk_size=10)
+    last = committed[-1]  # the chunk with both bad rows: forget it, as if the crash came before its commit
+    last.unlink()
+    last.with_name(last.name.replace(".results.", ".quarantine.")).unlink()
+    capsys.readouterr()
+    summary = run_batch(_job(source, out, chunk_size=10, progress=True))
+    bar = capsys.readouterr().err
+    assert summary["coded_this_run"] == 8 and summary["quarantined"] == 2
+    assert "20/30" in bar and "30/30" in bar and "/28" not in bar
+
+
+def test_count_rows_matches_the_rows_read(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from domains.medical.batch_io import count_rows, read_rows
+
+    multiline = [{"id": "a", "text": "line one\nline two"}, {"id": "b", "text": 'quote "x", comma'}]
+    csv_source = _write_csv(tmp_path / "notes.csv", multiline + _good_rows(3), encoding="utf-8-sig")
+    _write_jsonl_with_bad_rows(tmp_path / "bad.jsonl")
+    (tmp_path / "blank.jsonl").write_bytes(b'{"id": "1", "text": "x"}\n\n   \n{"id": "2"}\nnot json\n')
+    parquet = tmp_path / "notes.parquet"
+    pq.write_table(pa.Table.from_pylist(_good_rows(7)), parquet)
+    for path in (csv_source, tmp_path / "bad.jsonl", tmp_path / "blank.jsonl", parquet):
+        assert count_rows(path) == sum(1 for _ in read_rows(path)), path.name
+    assert count_rows(csv_source) == 5 and count_rows(tmp_path / "blank.jsonl") == 3
 
 
 @pytest.mark.parametrize(
