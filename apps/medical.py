@@ -121,8 +121,8 @@ def code_one(text: str | None, file=None, mode: str = "full") -> tuple[dict, pd.
     if not result["codes"]:
         gr.Info(
             "No codes: no condition in the note was found, or every one was negated, a family member's or "
-            "hypothetical (see the excluded mentions). The full coder ranks mentions written only as "
-            "abbreviations (HTN, SOB, CHF) below its threshold; the dictionary coder codes them."
+            "hypothetical (see the excluded mentions). Abbreviations are read as written out only when "
+            "they are listed in data/medical/abbreviations.json (HTN, CHF, COPD ...); add yours there."
         )
     return highlights(note, result), code_table(result), result, str(out)
 

@@ -22,6 +22,7 @@ The summary's ``status`` is ``"ok"``, or ``"no notes coded"`` when the input had
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -46,12 +47,18 @@ from domains.medical.batch_io import (
     read_rows,
     write_output,
 )
+from domains.medical.resources import MEDICAL_DATA
 
 log = logging.getLogger(__name__)
 ENGINES = ("local", "ray")
 DEFAULT_MAX_CHARS = 100_000
 MANIFEST = "job.json"
 MANIFEST_VERSION = 1
+# the data files whose edits change the coding results (a resumed job must have coded with the same)
+RULE_FILES = tuple(
+    MEDICAL_DATA / name
+    for name in ("context_rules.json", "sections.json", "condition_synonyms.json", "abbreviations.json")
+)
 # the settings that change results or chunking, with their CLI flags (for the resume-refusal message)
 JOB_SETTINGS = {
     "id_col": "--id-col",
@@ -349,15 +356,20 @@ def _check_output(cfg: JobConfig) -> None:
 
 
 def _coder_version(mode: str) -> str:
-    """The mode, plus the ranker version for the full coder (a retrained ranker changes the results)."""
-    if mode != "full":
-        return mode
+    """The mode, the ranker version for the full coder (a retrained ranker changes the results) and a digest
+    of the rule files (``RULE_FILES``: edited rules change them too)."""
     from domains.medical.resources import RANKER
 
+    digest = hashlib.sha256()
+    for path in RULE_FILES:
+        digest.update(path.read_bytes() if path.is_file() else b"(missing)")
+    rules = f"rules:{digest.hexdigest()[:8]}"
+    if mode != "full":
+        return f"{mode} {rules}"
     try:
-        return f"full:{json.loads(RANKER.read_text(encoding='utf-8'))['version']}"
+        return f"full:{json.loads(RANKER.read_text(encoding='utf-8'))['version']} {rules}"
     except (OSError, ValueError, KeyError, TypeError):
-        return "full:unknown"
+        return f"full:unknown {rules}"
 
 
 def _manifest(cfg: JobConfig) -> dict:
@@ -383,7 +395,10 @@ def _differences(old: dict, new: dict) -> list[str]:
         if old.get(name) != new[name]:
             out.append(f"{flag} ({old.get(name)!r} then, {new[name]!r} now)")
     if old.get("coder") != new["coder"] and old.get("mode") == new["mode"]:
-        out.append(f"the coder ({old.get('coder')!r} then, {new['coder']!r} now: the ranker was retrained)")
+        out.append(
+            f"the coder ({old.get('coder')!r} then, {new['coder']!r} now: the ranker was retrained or "
+            "the rule files in data/medical changed)"
+        )
     if not out and old != new:
         out.append(f"the manifest format ({old.get('manifest')!r} then, {new['manifest']!r} now)")
     return out

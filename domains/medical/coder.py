@@ -28,6 +28,7 @@ from functools import lru_cache
 from spacy.tokens import Doc, Span
 
 from core_model.errors import DSuiteError
+from domains.medical.abbreviations import Expanded, expand, expand_phrase
 from domains.medical.context import CATEGORY_TO_STATUS, NOT_CODED, assert_targets, sentence_assertion
 from domains.medical.icd_codes import ancestors, describe, is_billable, is_valid
 from domains.medical.lexicon import ngram_spans
@@ -49,9 +50,7 @@ REASONS = {
 def exclusion_reason(span: Span, status: str) -> str:
     """Why a mention is not coded, with the trigger phrases that decided it ("denies", "mother", "if"), or
     its section when no phrase did (a family history section)."""
-    phrases = [
-        m["phrase"] for m in span._.modifiers or [] if CATEGORY_TO_STATUS.get(m["category"]) == status
-    ]
+    phrases = [m["phrase"] for m in span._.modifiers or [] if CATEGORY_TO_STATUS.get(m["category"]) == status]
     trigger = ", ".join(f"'{p}'" for p in dict.fromkeys(phrases)) if phrases else "its section"
     return f"{REASONS[status]}: {trigger}"
 
@@ -168,9 +167,9 @@ class IcdCoder:
         """Embed and retrieve the mentions (and, for the full coder, the sentences) of several docs in one
         batch; the batch job calls this per chunk, so the per-note calls find their hits cached."""
         if self.mode in ("rules+retrieval", "full"):
-            self._retrieve([span.text.lower() for doc in docs for span in doc.spans["conditions"]])
+            self._retrieve([_query(span.text) for doc in docs for span in doc.spans["conditions"]])
         if self.mode == "full":
-            self._retrieve_sentences([text for doc in docs for _, _, text in _sentences(doc)])
+            self._retrieve_sentences([expand_phrase(text) for doc in docs for _, _, text in _sentences(doc)])
 
     def candidates(self, text: str, doc: Doc | None = None) -> tuple[Doc, dict[str, Candidate], list[dict]]:
         """Run the pipeline and collect candidate codes.
@@ -222,7 +221,7 @@ class IcdCoder:
                     cand.dict_count += 1
                     cand.dict_first = cand.dict_first or rank == 0
         if self.mode in ("rules+retrieval", "full") and mentions:
-            hits_of = self._retrieve([r["text"].lower() for r in records])
+            hits_of = self._retrieve([_query(r["text"]) for r in records])
             for dict_record, hits in zip(records, hits_of, strict=True):
                 record = {**dict_record, "source": "retrieval"}
                 for code, sim in hits:
@@ -237,14 +236,16 @@ class IcdCoder:
         return doc, cands, excluded
 
     def _full_candidates(self, doc: Doc, text: str, get, cands: dict[str, Candidate]) -> None:
-        """The full coder's extra sources: lexicon n-grams, sentence retrieval, neighbour votes."""
+        """The full coder's extra sources: lexicon n-grams, sentence retrieval, neighbour votes; each reads
+        the note with its abbreviations written out (``abbreviations.py``)."""
         rules = self.nlp.get_pipe("dsuite_context").rules
-        matches = self.lexicon.matches(text) if self.lexicon is not None else {}
-        self._lexicon_evidence(doc, text, matches, rules, get)
+        expanded = expand(text)
+        matches = self.lexicon.matches(expanded.text) if self.lexicon is not None else {}
+        self._lexicon_evidence(doc, expanded, matches, rules, get)
         sentences = _sentences(doc)
         best_sentence: dict[str, float] = {}
         for (start, end, _), hits in zip(
-            sentences, self._retrieve_sentences([t for *_, t in sentences]), strict=True
+            sentences, self._retrieve_sentences([expand_phrase(t) for *_, t in sentences]), strict=True
         ):
             status = sentence_assertion(doc, start, end, rules)
             record = None
@@ -255,7 +256,7 @@ class IcdCoder:
                     record = record or _sentence_record(doc, start, end, status)
                     get(code).sentences.append(record)
         if self.neighbours is not None:
-            votes, _ = self.neighbours.votes(text)
+            votes, _ = self.neighbours.votes(expanded.text)
             for code, vote in votes.items():
                 get(code).knn = vote
         for code, cand in cands.items():
@@ -266,13 +267,17 @@ class IcdCoder:
                 cand.lexicon_top2 = match.top2
                 cand.lexicon_noisy_or = match.noisy_or
 
-    def _lexicon_evidence(self, doc: Doc, text: str, matches: dict, rules, get) -> None:
+    def _lexicon_evidence(self, doc: Doc, expanded: Expanded, matches: dict, rules, get) -> None:
         """Lexicon evidence of each code: the first occurrence of its best n-gram that the note does not
         negate (or attribute to family, or make hypothetical); when every occurrence is so, the first one,
-        and the code is excluded. Weaker n-grams never stand in for a denied best one."""
+        and the code is excluded. Weaker n-grams never stand in for a denied best one. An n-gram of an
+        expanded abbreviation points at the abbreviation in the note."""
         if not matches:
             return
-        occurrences = ngram_spans(text)
+        occurrences = {
+            gram: [expanded.to_original(*offsets) for offsets in found]
+            for gram, found in ngram_spans(expanded.text).items()
+        }
         spans: dict[tuple[int, int], Span] = {}
         for match in matches.values():
             for offsets in occurrences.get(match.gram, ()):
@@ -396,6 +401,11 @@ def _cached_search(cache: dict, texts: list[str], k: int) -> list[list[tuple[str
             for text in [t for t in cache if t not in keep]:
                 del cache[text]
     return [cache[t] for t in texts]
+
+
+def _query(mention: str) -> str:
+    """The retrieval query of a mention: lower case, its abbreviations written out."""
+    return expand_phrase(mention).lower()
 
 
 def _sentences(doc: Doc) -> list[tuple[int, int, str]]:

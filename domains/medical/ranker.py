@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core_model.errors import DSuiteError
+from domains.medical.abbreviations import expand_phrase
 from domains.medical.artifacts import write_json
 from domains.medical.icd_codes import describe
 from domains.medical.lexicon import Lexicon
@@ -101,8 +102,9 @@ def _desc_words(code: str) -> frozenset[str]:
 
 
 def feature_matrix(cands: list, text: str, prior: dict[str, int]) -> np.ndarray:
-    """Feature rows (``FEATURES`` order) of the candidates of one note."""
-    note_words = _words(text)
+    """Feature rows (``FEATURES`` order) of the candidates of one note (its abbreviations written out, as the
+    coder reads them)."""
+    note_words = _words(expand_phrase(text))
     rows = []
     for c in cands:
         desc = _desc_words(c.code)
