@@ -51,7 +51,9 @@ def code(
 @app.command("code-batch")
 def code_batch(
     input: Annotated[Path, typer.Argument(help="Notes: a .csv, .jsonl or .parquet file.")],
-    out: Annotated[Path, typer.Option("--out", help="Results: a .jsonl or .parquet file.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Results: a .jsonl, .parquet or .csv file (CSV: one row per code).")
+    ],
     id_col: Annotated[str, typer.Option("--id-col", help="Column holding the note id.")] = "id",
     text_col: Annotated[str, typer.Option("--text-col", help="Column holding the note text.")] = "text",
     workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel worker processes.")] = 1,

@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from core_model.errors import DSuiteError
 from domains.medical.batch_io import (
+    OUTPUT_SUFFIXES,
     RawRow,
     check_input,
     count_rows,
@@ -311,8 +312,11 @@ def _committed(cfg: JobConfig) -> list[Path]:
 
 # -- checks before coding -----------------------------------------------------------------------------------
 def _check_settings(cfg: JobConfig) -> None:
-    if cfg.output.suffix.lower() not in (".jsonl", ".ndjson", ".parquet"):
-        raise DSuiteError(f"Output '{cfg.output}' must end in .jsonl or .parquet.")
+    if cfg.output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise DSuiteError(
+            f"Output '{cfg.output}' must end in .jsonl, .parquet or .csv (one row per code); got "
+            f"'{cfg.output.suffix or '(no suffix)'}'."
+        )
     if cfg.engine not in ENGINES:
         raise DSuiteError(f"Unknown engine '{cfg.engine}'; expected one of {', '.join(ENGINES)}.")
     if cfg.workers < 1 or cfg.chunk_size < 1 or cfg.max_chars < 1:

@@ -20,6 +20,20 @@ from typing import Any
 from core_model.errors import DSuiteError
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+OUTPUT_SUFFIXES = (".jsonl", ".ndjson", ".parquet", ".csv")
+# --out results.csv: one row per assigned code (a note without codes: one row with its id alone)
+CSV_COLUMNS = [
+    "id",
+    "code",
+    "description",
+    "score",
+    "assertion",
+    "billable",
+    "evidence",
+    "start",
+    "end",
+    "section",
+]
 JSONL_PROBE_LINES = 100  # JSONL has no header: the id/text columns must appear in one of these first lines
 
 
@@ -245,7 +259,8 @@ def fingerprint(path: Path) -> dict[str, Any]:
 
 
 def write_output(records: Iterator[dict], path: Path) -> int:
-    """Write coding results as JSONL or Parquet (by suffix), atomically; returns the row count."""
+    """Write coding results as JSONL, Parquet or CSV (by suffix; CSV: ``csv_rows``, UTF-8 with a byte-order
+    mark, which Excel needs to read it as UTF-8), atomically; returns the number of notes."""
     path = Path(path)
     suffix = path.suffix.lower()
     tmp = path.with_name(path.name + ".tmp")
@@ -276,7 +291,37 @@ def write_output(records: Iterator[dict], path: Path) -> int:
                     buffer = []
             if buffer:
                 writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
+    elif suffix == ".csv":
+        with tmp.open("w", encoding="utf-8-sig", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            for record in records:
+                writer.writerows(csv_rows(record))
+                count += 1
     else:
-        raise DSuiteError(f"Output '{path}' has suffix '{path.suffix}'; expected .jsonl or .parquet.")
+        raise DSuiteError(f"Output '{path}' has suffix '{path.suffix}'; expected .jsonl, .parquet or .csv.")
     tmp.replace(path)
     return count
+
+
+def csv_rows(record: dict) -> list[dict]:
+    """The flat rows of one note's result (``CSV_COLUMNS``): one per code, the first evidence span's text,
+    offsets and section; a note without codes gets one row with its id alone, so every note is listed."""
+    rows = []
+    for code in record["codes"]:
+        first = code["evidence"][0] if code["evidence"] else {}
+        rows.append(
+            {
+                "id": record["id"],
+                "code": code["code"],
+                "description": code["description"],
+                "score": code["score"],
+                "assertion": code["assertion"],
+                "billable": code["billable"],
+                "evidence": first.get("text", ""),
+                "start": first.get("start", ""),
+                "end": first.get("end", ""),
+                "section": first.get("section") or "",
+            }
+        )
+    return rows or [{"id": record["id"]}]

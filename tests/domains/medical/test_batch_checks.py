@@ -17,6 +17,7 @@ import pytest
 from core_model.errors import DSuiteError
 from domains.medical import batch
 from domains.medical.batch import Chunk, JobConfig, run_batch
+from domains.medical.batch_io import CSV_COLUMNS
 from tests.conftest import REPO, dsuite_command
 from tests.domains.medical.test_batch import _good_rows, _write_jsonl_with_bad_rows
 
@@ -152,6 +153,27 @@ def test_resume_after_the_rule_files_changed_is_refused(tmp_path, monkeypatch):
     rules[0].write_text(rules[0].read_text(encoding="utf-8") + "\n", encoding="utf-8")
     with pytest.raises(DSuiteError, match="rule files in data/medical changed"):
         run_batch(_job(source, out, chunk_size=10))
+
+
+def test_csv_output_has_one_row_per_code_and_lists_every_note(tmp_path):
+    rows = _good_rows(6) + [{"id": "plain", "text": "Routine visit, feeling well."}]
+    source = _write_csv(tmp_path / "notes.csv", rows)
+    run_batch(_job(source, tmp_path / "coded.jsonl"))
+    summary = run_batch(_job(source, tmp_path / "coded.csv"))
+    assert summary["coded"] == 7
+    assert (tmp_path / "coded.csv").read_bytes().startswith(codecs.BOM_UTF8)  # Excel reads it as UTF-8
+    with (tmp_path / "coded.csv").open(encoding="utf-8-sig", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert list(table[0]) == CSV_COLUMNS
+    results = _lines(tmp_path / "coded.jsonl")
+    expected = [(r["id"], c["code"]) for r in results for c in r["codes"]] + [("plain", "")]
+    assert sorted((row["id"], row["code"]) for row in table) == sorted(expected)
+    texts = {r["id"]: r["text"] for r in rows}
+    for row in table:
+        if row["code"]:
+            assert texts[row["id"]][int(row["start"]) : int(row["end"])] == row["evidence"]
+    with pytest.raises(DSuiteError, match=r"\.jsonl, \.parquet or \.csv"):
+        run_batch(_job(source, tmp_path / "coded.xlsx"))
 
 
 def test_parts_without_a_manifest_are_refused(tmp_path):
