@@ -20,6 +20,7 @@ import pandas as pd
 from apps.ui import user_error
 from apps.uploads import check_upload
 from core_model.errors import DSuiteError
+from domains.medical.batch_io import write_output
 
 logger = logging.getLogger(__name__)
 
@@ -128,11 +129,12 @@ def code_one(text: str | None, file=None, mode: str = "full") -> tuple[dict, pd.
 
 
 def code_batch(file, id_col: str = "id", text_col: str = "text", mode: str = "full",
-               progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[dict, str, str]:  # noqa: B008
+               progress: gr.Progress = gr.Progress()) -> tuple[dict, str, str, str]:  # noqa: B008
     """Run the batch coding job over an uploaded CSV/JSONL/Parquet of notes, with a progress bar.
 
     Returns:
-        ``(summary, path of the results JSONL, path of the quarantine JSONL)``.
+        ``(summary, path of the results JSONL, path of the same as CSV (one row per code), path of the
+        quarantine JSONL)``.
 
     Raises:
         gr.Error: a bad upload, missing columns, an unknown mode, or a job error.
@@ -149,13 +151,17 @@ def code_batch(file, id_col: str = "id", text_col: str = "text", mode: str = "fu
         started = time.perf_counter()
         summary = _domain().pipeline["batch"](
             input=path, output=output, id_col=id_col.strip(), text_col=text_col.strip(), mode=mode,
-            chunk_size=BATCH_CHUNK, progress=True,
+            chunk_size=BATCH_CHUNK, progress=False,
+            on_progress=lambda done, total: progress((done, total), desc="coding notes", unit="notes"),
         )
     except DSuiteError as exc:
         raise user_error(exc) from exc
+    table = output.with_suffix(".csv")
+    with output.open(encoding="utf-8") as handle:
+        write_output((json.loads(line) for line in handle), table)
     logger.info("batch of %s coded in %.1f s", path.name, time.perf_counter() - started)
     shown = {key: value for key, value in summary.items() if key not in ("input", "output", "quarantine")}
-    return shown, str(output), summary["quarantine"]
+    return shown, str(output), str(table), summary["quarantine"]
 
 
 with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
@@ -190,9 +196,11 @@ with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
         summary = gr.JSON(label="Summary", elem_id="medical-batch-summary")
         with gr.Row():
             coded_file = gr.File(label="Results (JSONL)", elem_id="medical-batch-results")
+            table_file = gr.File(label="Results (CSV, one row per code)", elem_id="medical-batch-csv")
             quarantine_file = gr.File(label="Quarantine (JSONL)", elem_id="medical-batch-quarantine")
 
     code_btn.click(code_one, [note, note_file, mode], [marked, codes, result_json, result_file],
                    api_name="medical_code")
-    batch_btn.click(code_batch, [batch_file, id_col, text_col, mode], [summary, coded_file, quarantine_file],
-                    api_name="medical_batch", concurrency_limit=1)
+    batch_btn.click(code_batch, [batch_file, id_col, text_col, mode],
+                    [summary, coded_file, table_file, quarantine_file], api_name="medical_batch",
+                    concurrency_limit=1)

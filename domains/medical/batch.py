@@ -30,7 +30,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,8 @@ class JobConfig:
     max_chars: int = DEFAULT_MAX_CHARS
     progress: bool = True
     restart: bool = False  # delete the parts of an earlier, unfinished run of this output first
+    # called as on_progress(rows done, rows in the input) after each committed chunk (and once at the start)
+    on_progress: Callable[[int, int], None] | None = None
 
 
 @dataclass
@@ -479,14 +481,17 @@ def run_batch(cfg: JobConfig) -> dict:
     started = time.perf_counter()
     counts: Counter[str] = Counter()
     # the bar counts input rows (a quarantined row is done too) and starts at what earlier runs committed
+    tracked = cfg.progress or cfg.on_progress is not None
     bar = tqdm(
         desc="coding notes",
         unit="note",
-        total=count_rows(cfg.input) if cfg.progress else None,
-        initial=sum(_committed_counts(cfg)) if cfg.progress else 0,
+        total=count_rows(cfg.input) if tracked else None,
+        initial=sum(_committed_counts(cfg)) if tracked else 0,
         disable=not cfg.progress,
         dynamic_ncols=True,
     )
+    if cfg.on_progress is not None:
+        cfg.on_progress(bar.n, bar.total)
 
     def pending() -> Iterator[Chunk]:
         for chunk in _chunks(cfg):
@@ -500,6 +505,8 @@ def run_batch(cfg: JobConfig) -> dict:
         coded, quarantined = _commit(cfg, chunk, outcomes)
         counts["coded_this_run"] += coded
         bar.update(chunk.rows)
+        if cfg.on_progress is not None:
+            cfg.on_progress(bar.n, bar.total)
 
     try:
         if cfg.engine == "ray":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
@@ -39,11 +40,16 @@ def test_medical_batch_codes_a_file_and_quarantines_bad_rows(client, tmp_path):
         writer.writerow(["c", ""])
     from gradio_client import handle_file
 
-    summary, results, quarantine = client.predict(handle_file(str(path)), "id", "text", "rules+retrieval",
-                                                  api_name="/medical_batch")
+    summary, results, table, quarantine = client.predict(
+        handle_file(str(path)), "id", "text", "rules+retrieval", api_name="/medical_batch"
+    )
     assert summary["coded"] == 2 and summary["quarantined"] == 1
     with open(results) as handle:
-        assert len(handle.read().strip().splitlines()) == 2
+        coded = [json.loads(line) for line in handle]
+    assert len(coded) == 2
+    with open(table, encoding="utf-8-sig", newline="") as handle:  # the same codes, one row each
+        rows = [(row["id"], row["code"]) for row in csv.DictReader(handle)]
+    assert sorted(rows) == sorted((r["id"], c["code"]) for r in coded for c in r["codes"]) and rows
     with open(quarantine) as handle:
         assert '"c"' in handle.read()
 

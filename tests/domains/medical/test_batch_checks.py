@@ -86,10 +86,13 @@ def test_progress_counts_rows_of_the_whole_input_from_what_is_committed(tmp_path
     last.unlink()
     last.with_name(last.name.replace(".results.", ".quarantine.")).unlink()
     capsys.readouterr()
-    summary = run_batch(_job(source, out, chunk_size=10, progress=True))
+    calls: list[tuple[int, int]] = []  # the callback an app's progress bar uses sees the same counts
+    job = _job(source, out, chunk_size=10, progress=True, on_progress=lambda *c: calls.append(c))
+    summary = run_batch(job)
     bar = capsys.readouterr().err
     assert summary["coded_this_run"] == 8 and summary["quarantined"] == 2
     assert "20/30" in bar and "30/30" in bar and "/28" not in bar
+    assert calls == [(20, 30), (30, 30)]
 
 
 def test_count_rows_matches_the_rows_read(tmp_path):
