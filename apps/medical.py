@@ -32,7 +32,7 @@ NOTE_TYPES = (".txt", ".md")
 BATCH_TYPES = (".csv", ".jsonl", ".parquet")
 MAX_NOTE_CHARS = 100_000
 BATCH_CHUNK = 20  # notes per committed chunk: the progress bar moves every 20 notes
-CODE_COLUMNS = ["code", "description", "score", "asserted", "billable", "evidence"]
+CODE_COLUMNS = ["code", "description", "score", "asserted", "support", "billable", "evidence"]
 ASSERTION_COLORS = {
     "present": "#2e7d32", "possible": "#f9a825", "historical": "#1565c0",
     "negated": "#c62828", "family": "#6a1b9a", "hypothetical": "#757575",
@@ -87,7 +87,8 @@ def highlights(text: str, result: dict) -> dict:
 
 def code_table(result: dict) -> pd.DataFrame:
     """One row per code: code, description, score, how the note asserts it (present, historical, possible),
-    whether it is billable, and the evidence (text, assertion, section)."""
+    whether the note names it (stated) or it is inferred, whether it is billable, and the evidence (text,
+    assertion, section)."""
     rows = []
     for code in result.get("codes", []):
         evidence = "; ".join(
@@ -96,7 +97,15 @@ def code_table(result: dict) -> pd.DataFrame:
         )
         billable = {True: "yes", False: "no (pick a subcode)"}.get(code.get("billable"), "")
         rows.append(
-            [code["code"], code["description"], code["score"], code.get("assertion", ""), billable, evidence]
+            [
+                code["code"],
+                code["description"],
+                code["score"],
+                code.get("assertion", ""),
+                code.get("support", ""),
+                billable,
+                evidence,
+            ]
         )
     return pd.DataFrame(rows, columns=CODE_COLUMNS)
 

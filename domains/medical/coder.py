@@ -349,6 +349,7 @@ class IcdCoder:
                     "score": round(float(score), 4),
                     "assertion": code_assertion(evidence),
                     "billable": is_billable(cand.code),
+                    "support": code_support(cand.code, cand.phrase_evidence()),
                     "evidence": evidence[:5],
                 }
             )
@@ -377,6 +378,20 @@ class IcdCoder:
     def describe(self) -> str:
         """``mode`` plus the ranker version for the full coder."""
         return f"full:{self.ranker.version}" if self.ranker else self.mode
+
+
+def code_support(code: str, phrases: list[dict]) -> str:
+    """``stated`` when the note names the code's condition: a dictionary term of the code, or a phrase of
+    evidence that shares a content word with the code's description (abbreviations written out); else
+    ``inferred``: the code comes only from words that go with it in coded training notes (the lexicon) or
+    from a similar sentence, and wants a coder's review.
+    """
+    from domains.medical.ranker import _desc_words, _words
+
+    if any(e["source"] == "dictionary" for e in phrases):
+        return "stated"
+    described = _desc_words(code)
+    return "stated" if any(_words(expand_phrase(e["text"])) & described for e in phrases) else "inferred"
 
 
 def code_assertion(evidence: list[dict]) -> str:

@@ -78,3 +78,18 @@ def test_cli_code_prints_valid_json_and_rejects_bad_input(tmp_path):
     assert both.exit_code != 0
     assert runner.invoke(app, ["--help"]).exit_code == 0
     assert runner.invoke(app, ["code-batch", "--help"]).exit_code == 0
+
+
+def test_each_code_says_whether_the_note_names_it_or_it_is_inferred(result):
+    from domains.medical.coder import code_support
+
+    validate_result(result)
+    assert {c["support"] for c in result["codes"]} <= {"stated", "inferred"}
+    by_code = {c["code"]: c for c in result["codes"]}
+    assert by_code["I10"]["support"] == "stated"  # "Hypertension", a dictionary term of I10
+    # a phrase sharing a word with the description (abbreviations written out) states it; a lexicon
+    # association alone ("CHF" goes with a coma-scale code in training notes) does not
+    assert code_support("I10", [{"source": "lexicon", "text": "HTN"}]) == "stated"
+    assert code_support("J18.9", [{"source": "retrieval", "text": "pneumonia"}]) == "stated"
+    assert code_support("R40.243", [{"source": "lexicon", "text": "CHF"}]) == "inferred"
+    assert code_support("R40.243", []) == "inferred"
