@@ -30,16 +30,40 @@ def _registry(root: str | None):
     return Registry(root)
 
 
+LIST_SHOWN = 8  # a longer list (per-step losses, learning rates) is summarised unless --json
+
+
 def _echo(record, as_json: bool) -> None:
+    """Print a record: one JSON line with ``--json``; else one line per field, a field that is a dict one
+    line per entry below it (empty entries left out), long lists summarised (``_brief``)."""
     if as_json:
         typer.echo(json.dumps(record, default=str))
     elif isinstance(record, dict):
         for key, value in record.items():
-            typer.echo(
-                f"{key:>18}: {json.dumps(value, default=str) if isinstance(value, dict | list) else value}"
-            )
+            if isinstance(value, dict) and value:
+                typer.echo(f"{key:>18}:")
+                for inner, item in value.items():
+                    if item not in (None, "", [], {}):
+                        typer.echo(f"{'':>20}{inner}: {_brief(item)}")
+            else:
+                typer.echo(f"{key:>18}: {_brief(value)}")
     else:
         typer.echo(record)
+
+
+def _brief(value) -> str:
+    """A value for the human-readable output: lists longer than ``LIST_SHOWN`` as their length and, for
+    numbers, first / last / min / max."""
+    if isinstance(value, list) and len(value) > LIST_SHOWN:
+        numbers = [v for v in value if isinstance(v, int | float) and not isinstance(v, bool)]
+        if len(numbers) == len(value):
+            return (
+                f"{len(value)} values, first {value[0]:.4g}, last {value[-1]:.4g}, min {min(numbers):.4g}, "
+                f"max {max(numbers):.4g} (--json lists them)"
+            )
+        shown = json.dumps(value[:LIST_SHOWN], default=str)[:-1]
+        return f"{shown}, ... {len(value)} items in all] (--json lists them)"
+    return json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
 
 
 def _read_card(path: Path | None) -> str | None:

@@ -66,7 +66,13 @@ def test_train_and_manage(capsys, tmp_path, tiny_base, monkeypatch):
     code, out, _ = run(capsys, "adapters", "rollback", "yn")
     assert "yn@latest -> yn@1 (was yn@2; undo: dsuite adapters alias yn latest 2)" in out
     code, out, _ = run(capsys, "adapters", "show", "yn", "--json")
-    assert json.loads(out)["training"]["settings"]["r"] == 4
+    record = json.loads(out)
+    assert record["training"]["settings"]["r"] == 4
+    code, out, _ = run(capsys, "adapters", "show", "yn")  # readable: one line per training entry
+    lines = out.splitlines()
+    assert "          training:" in lines and any(line.strip().startswith("settings: {") for line in lines)
+    losses = next(line for line in lines if line.strip().startswith("losses: "))
+    assert losses.strip() == "losses: " + json.dumps(record["training"]["losses"])  # 4 steps: listed in full
     code, out, _ = run(capsys, "adapters", "remove", "yn@2")
     assert "removed yn@2" in out
     code, _, err = run(capsys, "adapters", "show", "nope")
@@ -82,3 +88,12 @@ def test_bad_data_exits_2_naming_the_line(capsys, tmp_path, tiny_base, monkeypat
     )
     assert code == 2
     assert "bad.jsonl:2" in err and "completion" in err
+
+
+def test_long_lists_are_summarised_unless_json():
+    from apps.cli.adapters import _brief
+
+    assert _brief([0.5, 0.25]) == "[0.5, 0.25]"
+    losses = [2.0 - i / 100 for i in range(120)]
+    assert _brief(losses) == "120 values, first 2, last 0.81, min 0.81, max 2 (--json lists them)"
+    assert _brief(list("abcdefghij")).endswith('"h", ... 10 items in all] (--json lists them)')
