@@ -386,12 +386,13 @@ def code_support(code: str, phrases: list[dict]) -> str:
     ``inferred``: the code comes only from words that go with it in coded training notes (the lexicon) or
     from a similar sentence, and wants a coder's review.
     """
-    from domains.medical.ranker import _desc_words, _words
+    from domains.medical.ranker import content_words, description_words
 
     if any(e["source"] == "dictionary" for e in phrases):
         return "stated"
-    described = _desc_words(code)
-    return "stated" if any(_words(expand_phrase(e["text"])) & described for e in phrases) else "inferred"
+    described = description_words(code)
+    named = any(content_words(expand_phrase(e["text"])) & described for e in phrases)
+    return "stated" if named else "inferred"
 
 
 def code_assertion(evidence: list[dict]) -> str:

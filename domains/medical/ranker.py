@@ -92,22 +92,24 @@ _STOP = {
 }
 
 
-def _words(text: str) -> set[str]:
+def content_words(text: str) -> set[str]:
+    """The normalised words of ``text``."""
     return {normalize_token(w) for w in _WORD.findall(text.lower())}
 
 
 @lru_cache(maxsize=100_000)
-def _desc_words(code: str) -> frozenset[str]:
-    return frozenset(w for w in _words(describe(code)) if w not in _STOP)
+def description_words(code: str) -> frozenset[str]:
+    """The normalised words of a code's description, without stop words ("unspecified", "other", "of" ...)."""
+    return frozenset(w for w in content_words(describe(code)) if w not in _STOP)
 
 
 def feature_matrix(cands: list, text: str, prior: dict[str, int]) -> np.ndarray:
     """Feature rows (``FEATURES`` order) of the candidates of one note (its abbreviations written out, as the
     coder reads them)."""
-    note_words = _words(expand_phrase(text))
+    note_words = content_words(expand_phrase(text))
     rows = []
     for c in cands:
-        desc = _desc_words(c.code)
+        desc = description_words(c.code)
         overlap = len(desc & note_words) / len(desc) if desc else 0.0
         coded = c.phrase_evidence()
         p = math.log1p(prior.get(c.code, 0))
