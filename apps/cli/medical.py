@@ -30,6 +30,9 @@ def code(
     ] = None,
     mode: ModeOption = "full",
     note_id: Annotated[str | None, typer.Option("--id", help="Id copied into the result.")] = None,
+    brief: Annotated[
+        bool, typer.Option("--brief", help="One line per code and per excluded mention instead of JSON.")
+    ] = False,
 ) -> None:
     """Code one note and print its JSON result (codes with evidence, excluded mentions)."""
     from domains.medical.coder import get_coder, validate_result
@@ -45,7 +48,26 @@ def code(
             raise DSuiteError(f"--file '{file}' is not UTF-8 text ({exc.reason}); convert it first.") from exc
     result = get_coder(mode).code(text, note_id or (file.stem if file else None))
     validate_result(result)
-    typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    typer.echo(brief_lines(result) if brief else json.dumps(result, indent=2, ensure_ascii=False))
+
+
+def brief_lines(result: dict) -> str:
+    """A coding result for the terminal: a line per code (code, score, assertion, support, description and
+    the evidence it quotes, with its section), then a line per excluded mention and why."""
+    lines = []
+    for code in result["codes"]:
+        quoted = ", ".join(
+            dict.fromkeys(f"'{e['text']}'" for e in code["evidence"] if e["text"] != e["sentence"])
+        )
+        section = next((e["section"] for e in code["evidence"] if e.get("section")), None)
+        where = f" in {section}" if section else ""
+        lines.append(
+            f"{code['code']:<8} {code['score']:.2f}  {code['assertion']:<10} {code['support']:<8} "
+            f"{code['description']}  <- {quoted or repr(code['evidence'][0]['text'])}{where}"
+        )
+    for mention in result["excluded"]:
+        lines.append(f"not coded: '{mention['text']}' ({mention['reason']})")
+    return "\n".join(lines) if lines else "No codes and no excluded mentions."
 
 
 @app.command("code-batch")

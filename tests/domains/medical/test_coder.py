@@ -74,6 +74,14 @@ def test_cli_code_prints_valid_json_and_rejects_bad_input(tmp_path):
     parsed = json.loads(ok.output)
     validate_result(parsed)
     assert parsed["id"] == "note" and "J18.9" in {c["code"] for c in parsed["codes"]}
+    brief = runner.invoke(app, ["code", "--file", str(note), "--mode", "dictionary", "--brief"])
+    assert brief.exit_code == 0, brief.output
+    lines = brief.output.splitlines()  # a line per code, then one per excluded mention
+    assert len(lines) == len(parsed["codes"]) + len(parsed["excluded"])
+    pneumonia = next(line for line in lines if line.startswith("J18.9"))
+    assert "Pneumonia, unspecified organism" in pneumonia and "<- 'pneumonia' in assessment" in pneumonia
+    assert "stated" in pneumonia and "present" in pneumonia
+    assert "not coded: 'chest pain'" in lines[-1] and "'denies'" in lines[-1]
     both = runner.invoke(app, ["code", "text", "--file", str(note)])
     assert both.exit_code != 0
     assert runner.invoke(app, ["--help"]).exit_code == 0
