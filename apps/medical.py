@@ -91,9 +91,11 @@ def code_table(result: dict) -> pd.DataFrame:
     assertion, section)."""
     rows = []
     for code in result.get("codes", []):
-        evidence = "; ".join(
-            f"“{e['text']}” ({e.get('assertion', 'present')}, {e.get('section') or 'no section'})"
-            for e in code.get("evidence", [])
+        evidence = "; ".join(  # one entry per span: the JSON lists a span once per source that found it
+            dict.fromkeys(
+                f"“{e['text']}” ({e.get('assertion', 'present')}, {e.get('section') or 'no section'})"
+                for e in code.get("evidence", [])
+            )
         )
         billable = {True: "yes", False: "no (pick a subcode)"}.get(code.get("billable"), "")
         rows.append(

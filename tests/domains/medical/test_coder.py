@@ -61,6 +61,10 @@ def test_each_code_says_how_the_note_asserts_it_and_whether_it_is_billable():
     table = code_table(result).set_index("code")
     assert table.loc["I63.9", "asserted"] == "historical" and table.loc["J18.9", "billable"] == "yes"
     assert table.loc["K80.2", "billable"].startswith("no")
+    full = get_coder("full").code("Assessment: CHF exacerbation.")  # "CHF" found by three sources
+    spans = [e["text"] for e in next(c for c in full["codes"] if c["code"] == "I50.9")["evidence"]]
+    assert spans.count("CHF") > 1
+    assert code_table(full).set_index("code").loc["I50.9", "evidence"].count("“CHF”") == 1  # shown once
 
 
 def test_cli_code_prints_valid_json_and_rejects_bad_input(tmp_path):
