@@ -70,6 +70,11 @@ def train_and_ship(
     and ``ship`` a copy to ``folder``; the meta records ``training_records`` (the lines of ``data``) and
     ``record``.
 
+    A shipped adapter serves its domain's pipeline (state tracking, sentiment), not free chat, so it is
+    registered without router exemplars: the hub's router never sends a chat message to it. Asked "I want to
+    cancel my order, it never arrived." the customer-service adapter wrote "nouser nouser nouser" and the
+    finance adapter "No error."; the bare base answers such messages better.
+
     Args:
         card: the data card, given the number of training records.
         base: the base checkpoint (default: the embedded one).
@@ -91,6 +96,7 @@ def train_and_ship(
         registry=Registry(),
         data_card=card(records),
         device=device,
+        exemplars=[],  # not routed (see above)
     )
     meta = ship(ref, folder, retrain, training_records=records, **record)
     return {"adapter": ref.key, "shipped": str(folder), "training": meta["training"]}

@@ -173,3 +173,4 @@ def test_train_and_ship_trains_registers_and_ships_with_the_record_count(tiny_ba
     assert (meta["training_records"], meta["epochs"], meta["retrain"]) == (12, 1.0, "`retrain yn`")
     assert "12 records" in (folder / "DATA_CARD.md").read_text()
     assert Registry().versions("yn") == [1]
+    assert Registry().exemplars(Registry().resolve("yn")) == []  # a pipeline's adapter: never routed chat
