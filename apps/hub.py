@@ -22,12 +22,18 @@ from core_model.errors import DSuiteError
 
 logger = logging.getLogger(__name__)
 
+# questions the base (or a routed adapter) answers well; ICD coding and support requests have their own tabs:
+# asked here, the bare base invented codes ("CXP-1: Chest Pain") and coded the denied chest pain
 EXAMPLES = [
     "What is the capital of France?",
     "Explain what a stock dividend is in one sentence.",
-    "Patient denies chest pain; history of type 2 diabetes. Which ICD-10 codes apply?",
-    "I want to cancel my order, it never arrived.",
+    "What does a diversified portfolio mean?",
+    "Give me three tips for writing a clear email.",
 ]
+PIPELINE_HINT = (
+    "ICD-10 coding of a note, finance advice with market figures and customer-support requests run their "
+    "own pipelines: use the **Medical coding**, **Finance** and **Customer service** tabs."
+)
 MAX_MESSAGE_CHARS = 4000
 # the tabs after the routed chat: one module per app, each with TITLE and a module-level `demo`
 APP_MODULES = ("apps.medical", "apps.finance", "apps.customer_service", "apps.admin")
@@ -182,6 +188,7 @@ def build_hub() -> gr.Blocks:
                     with gr.Column(scale=1, min_width=240):
                         gr.Markdown("### Route")
                         card.render()
+                        gr.Markdown(PIPELINE_HINT, elem_id="hub-pipeline-hint")
             for module in apps:
                 with gr.Tab(module.TITLE, id=module.__name__.rsplit(".", 1)[-1]):
                     module.demo.render()

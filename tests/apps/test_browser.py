@@ -50,6 +50,7 @@ def test_hub_routes_answers_and_shows_the_route(page, hub_server):
     card = ask_hub(page, "What is the capital of France?", 24)
     assert "Answered by" in card and "Router confidence" in card
     expect(page.locator("[data-testid='bot']").last).to_contain_text("Paris")
+    expect(page.locator("#hub-pipeline-hint")).to_contain_text("Medical coding")  # where coding requests go
     screenshot(page, "hub")
 
 
