@@ -551,7 +551,14 @@ def _finish(cfg: JobConfig, counts: Counter, seconds: float, setup: float = 0.0)
             f"written to '{cfg.output}'; the parts are kept in '{_parts_dir(cfg)}' for inspection. Start "
             "over with --restart (or delete that folder)."
         )
-    coded = write_output(_read_parts(cfg, 0), cfg.output)
+    support: Counter[str] = Counter()  # codes by support: how many a coder should review (inferred)
+
+    def tallied(records: Iterator[dict]) -> Iterator[dict]:
+        for record in records:
+            support.update(code.get("support", "stated") for code in record["codes"])
+            yield record
+
+    coded = write_output(tallied(_read_parts(cfg, 0)), cfg.output)
     quarantine_path = cfg.output.with_name(cfg.output.name + ".quarantine.jsonl")
     reasons: Counter[str] = Counter()
     quarantined = []
@@ -568,6 +575,8 @@ def _finish(cfg: JobConfig, counts: Counter, seconds: float, setup: float = 0.0)
         "coded": coded,
         "quarantined": len(quarantined),
         "quarantine_reasons": dict(sorted(reasons.items())),
+        "codes": sum(support.values()),
+        "codes_inferred": support["inferred"],
         "coded_this_run": counts["coded_this_run"],
         "skipped_already_committed": counts["skipped_committed_notes"],
         "engine": cfg.engine,

@@ -170,6 +170,8 @@ def test_csv_output_has_one_row_per_code_and_lists_every_note(tmp_path):
     assert list(table[0]) == CSV_COLUMNS
     results = _lines(tmp_path / "coded.jsonl")
     expected = [(r["id"], c["code"]) for r in results for c in r["codes"]] + [("plain", "")]
+    inferred = sum(c["support"] == "inferred" for r in results for c in r["codes"])
+    assert (summary["codes"], summary["codes_inferred"]) == (len(expected) - 1, inferred)
     assert sorted((row["id"], row["code"]) for row in table) == sorted(expected)
     texts = {r["id"]: r["text"] for r in rows}
     for row in table:
