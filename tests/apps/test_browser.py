@@ -141,6 +141,23 @@ def test_finance_advisor_answers_and_the_chart_moves(page, hub_server):
     screenshot(page, "finance")
 
 
+def click_while_enabled(button, attempts: int = 20) -> None:
+    """Click ``button`` once it is enabled, again while it stays enabled: the streaming chat above it can take
+    the pointer for a moment (Playwright: "message-wrap ... intercepts pointer events"), and a single click's
+    retries then outlast the reply."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import expect
+
+    expect(button).to_be_enabled(timeout=30_000)
+    for _ in range(attempts):
+        try:
+            button.click(timeout=1_500)
+            return
+        except PlaywrightError:
+            assert button.is_enabled(), "the reply ended before Stop could be clicked"
+    raise AssertionError(f"Stop stayed covered for {attempts} clicks")
+
+
 def test_customer_service_chat_shows_state_intent_and_escalation(page, hub_server):
     from playwright.sync_api import expect
 
@@ -161,7 +178,7 @@ def test_customer_service_chat_shows_state_intent_and_escalation(page, hub_serve
     expect(page.locator("#cs-stop")).to_be_disabled()
     box.fill("Can you recommend a warm scarf for winter?")  # Stop ends this reply where it is
     page.locator("#cs-send").click()
-    page.locator("#cs-stop").click(timeout=30_000)
+    click_while_enabled(page.locator("#cs-stop"))
     expect(page.locator("#cs-send")).to_be_enabled(timeout=30_000)
     expect(page.locator("#cs-stop")).to_be_disabled()
     expect(page.locator("#cs-chat")).to_contain_text("scarf")
