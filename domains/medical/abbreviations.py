@@ -33,6 +33,10 @@ class Expanded:
     original: str
     text: str
     edits: list[tuple[int, int, int, int]] = field(default_factory=list)
+    starts: list[int] = field(init=False, repr=False)  # each edit's start in ``text``, for bisect
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "starts", [edit[0] for edit in self.edits])
 
     def to_original(self, start: int, end: int) -> tuple[int, int]:
         """The original offsets of ``text[start:end]``; a range that touches a replacement grows to cover
@@ -40,7 +44,7 @@ class Expanded:
         return self._position(start, at_end=False), self._position(end, at_end=True)
 
     def _position(self, pos: int, at_end: bool) -> int:
-        i = bisect.bisect_right([e[0] for e in self.edits], pos - 1 if at_end else pos) - 1
+        i = bisect.bisect_right(self.starts, pos - 1 if at_end else pos) - 1
         if i < 0:
             return pos
         new_start, new_end, old_start, old_end = self.edits[i]

@@ -85,19 +85,13 @@ def read_rows(path: Path) -> Iterator[RawRow]:
 
 
 def count_rows(path: Path) -> int:
-    """How many rows ``read_rows`` yields (bad ones included): for a progress bar's total.
-
-    JSONL and CSV are read once more (CSV parsed, since a quoted text may span lines); Parquet from its
-    footer."""
+    """How many rows ``read_rows`` yields (bad ones included): for a progress bar's total. JSONL and CSV are
+    read once more by ``read_rows`` itself (so the count is the same by construction); Parquet's comes from
+    its footer."""
     path = Path(path)
-    fmt = _existing(path)
-    if fmt == "jsonl":
-        return sum(1 for _ in _jsonl_lines(path))
-    if fmt == "csv":
-        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-        with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-            return sum(1 for _ in csv.DictReader(handle))
-    return _parquet_file(path).metadata.num_rows
+    if _existing(path) == "parquet":
+        return _parquet_file(path).metadata.num_rows
+    return sum(1 for _ in read_rows(path))
 
 
 def _existing(path: Path) -> str:

@@ -274,9 +274,10 @@ class IcdCoder:
         expanded abbreviation points at the abbreviation in the note."""
         if not matches:
             return
-        occurrences = {
-            gram: [expanded.to_original(*offsets) for offsets in found]
-            for gram, found in ngram_spans(expanded.text).items()
+        grams = ngram_spans(expanded.text)
+        occurrences = {  # only the matched n-grams, at the note's own offsets
+            match.gram: [expanded.to_original(*offsets) for offsets in grams.get(match.gram, ())]
+            for match in matches.values()
         }
         spans: dict[tuple[int, int], Span] = {}
         for match in matches.values():
