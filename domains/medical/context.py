@@ -2,9 +2,11 @@
 
 The algorithm follows ConText (Harkema et al., 2009) as medspaCy implements it: trigger phrases from a
 rules file, each with a category and a direction; a trigger modifies the targets within its scope in the
-same sentence (``max_scope_tokens`` tokens, cut at a terminating phrase); pseudo-triggers ("no change",
-"gram negative") mask the triggers they contain. Section defaults (``family_history`` -> family) apply when
-no rule in the sentence decides the same category.
+same sentence (``max_scope_tokens`` tokens, cut at a terminating phrase unless the terminator ``spares`` the
+trigger's category: "risk of death secondary to DVT" keeps DVT hypothetical); pseudo-triggers ("no change",
+"gram negative") mask the triggers they contain; a ``self`` trigger is a finding negated in one word
+("nontender"): it qualifies no other mention, only a sentence that is itself the evidence. Section defaults
+(``family_history`` -> family) apply when no rule in the sentence decides the same category.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ CATEGORY_TO_STATUS = {
 # the status a mention reports when several categories apply (most decisive for coding first)
 STATUS_PRECEDENCE = ("negated", "family", "hypothetical", "possible", "historical")
 NOT_CODED = frozenset({"negated", "family", "hypothetical"})
+# rules with a scope this short qualify only the words beside them, never a whole sentence
+ADJACENT_SCOPE = 3
 
 for _name in ("assertion", "modifiers", "section"):
     if not Span.has_extension(_name):
@@ -43,6 +47,7 @@ class Rule:
     category: str
     direction: str
     max_scope: int
+    spares: frozenset[str] = frozenset()  # terminators only: the categories whose scope this one does not cut
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,11 @@ class ContextRules:
         for item in data["rules"]:
             tokens = tuple(_split(item["literal"]))
             rule = Rule(
-                tokens, item["category"], item["direction"], int(item.get("max_scope_tokens", default_scope))
+                tokens,
+                item["category"],
+                item["direction"],
+                int(item.get("max_scope_tokens", default_scope)),
+                frozenset(item.get("spares", ())),
             )
             self.by_first.setdefault(tokens[0], []).append(rule)
         for rules in self.by_first.values():
@@ -137,13 +146,15 @@ def sentence_assertion(doc: Doc, start: int, end: int, rules: ContextRules) -> s
     """Assertion status of a whole sentence (tokens ``[start, end)``), for evidence that is a sentence.
 
     Conservative: every trigger in the sentence applies, whatever its direction and scope (a sentence
-    that denies anything counts as negated), plus the section default.
+    that denies anything counts as negated), plus the section default. Triggers that reach only the word
+    or two beside them (``max_scope_tokens`` < ``ADJACENT_SCOPE``: "PE study") say nothing of a whole
+    sentence ("A Doppler study revealed thrombosis.") and are left out.
     """
     words = [w.lower() for w in token_texts(doc)[start:end]]
     statuses = {
         CATEGORY_TO_STATUS[t.rule.category]
         for t in rules.find(words, 0, len(words))
-        if t.rule.category in CATEGORY_TO_STATUS
+        if t.rule.category in CATEGORY_TO_STATUS and t.rule.max_scope >= ADJACENT_SCOPE
     }
     section_status = section_assertion(doc, doc[start].idx) if end > start else None
     if section_status:
@@ -166,7 +177,10 @@ def _modifiers_for(span: Span, triggers: list[Trigger]) -> list[Trigger]:
             continue
         if gap[1] - gap[0] > rule.max_scope:
             continue
-        if any(gap[0] <= term.start and term.end <= gap[1] for term in terminators):
+        if any(
+            gap[0] <= term.start and term.end <= gap[1] and rule.category not in term.rule.spares
+            for term in terminators
+        ):
             continue
         best = chosen.get(rule.category)
         if best is None or abs(trig.start - span.start) < abs(best.start - span.start):

@@ -25,6 +25,13 @@ from domains.medical.context import ContextRules
         ("She has hypertension.", "hypertension", "present"),
         ("No change in the size of the nodule.", "nodule", "present"),  # pseudo-trigger
         ("No fever but reports a productive cough.", "cough", "present"),  # terminated scope
+        ("No fever secondary to pneumonia.", "pneumonia", "present"),  # a cause ends a negation ...
+        # ... but not a hypothetical: the cause of a risk is as hypothetical as the risk (consent text)
+        ("Complications including death secondary to DVT were explained.", "DVT", "hypothetical"),
+        ("Return if short of breath due to pneumonia.", "pneumonia", "hypothetical"),
+        ("CTA chest PE study showed a clear chest.", "PE", "possible"),  # a test for it, not a finding
+        ("A stroke workup was ordered.", "stroke", "possible"),
+        ("ABDOMEN: Bowel sounds are present, nontender.", "Bowel sounds", "present"),  # "self": no scope
     ],
 )
 def test_hand_written_sentences(text, concept, expected):
@@ -44,6 +51,21 @@ def test_user_rules_extend_the_shipped_ones(tmp_path):
     text = "Zero seizures since the last visit."
     assert assert_concepts([(text, "seizures")])[0]["assertion"] == "present"
     assert assert_concepts([(text, "seizures")], rules_path=str(path))[0]["assertion"] == "negated"
+
+
+def test_a_terminator_spares_only_the_categories_it_lists(tmp_path):
+    rules = json.loads(ContextRules.__init__.__globals__["CONTEXT_RULES"].read_text())
+    for rule in rules["rules"]:
+        if rule["literal"] == "secondary to":
+            rule["spares"] = ["HYPOTHETICAL", "NEGATED_EXISTENCE"]
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(rules))
+    text = "No fever secondary to pneumonia."
+    assert assert_concepts([(text, "pneumonia")], rules_path=str(path))[0]["assertion"] == "negated"
+    rules["rules"][0]["spares"] = ["BOGUS"]
+    path.write_text(json.dumps(rules))
+    with pytest.raises(DSuiteError, match="rules/0"):
+        ContextRules(path)
 
 
 def test_invalid_rules_file_names_the_problem(tmp_path):

@@ -105,3 +105,19 @@ def test_each_code_says_whether_the_note_names_it_or_it_is_inferred(result):
     assert code_support("J18.9", [{"source": "retrieval", "text": "pneumonia"}]) == "stated"
     assert code_support("R40.243", [{"source": "lexicon", "text": "CHF"}]) == "inferred"
     assert code_support("R40.243", []) == "inferred"
+
+
+def test_normal_exam_findings_and_tests_ordered_are_not_coded_as_conditions():
+    """Found by coding MTSamples: "Abdomen: soft, nontender" gave acute abdomen or abdominal pain by meaning,
+    a consent list cut at "secondary to" was coded as present, and "PE study" as a pulmonary embolism."""
+    coder = get_coder("full")
+    exam = coder.code("ABDOMEN: Soft, nontender, nondistended. Bowel sounds present.", "e")
+    assert not [c["code"] for c in exam["codes"] if c["code"].startswith(("R10", "R14"))]
+    risks = coder.code("Complications including rare cases of death secondary to DVT, PE, sepsis and shock.")
+    assert risks["codes"] == []
+    assert {e["assertion"] for e in risks["excluded"]} == {"hypothetical"}
+    study = coder.code("CTA chest PE study was done. History of pulmonary embolism.", "s")
+    embolism = next(c for c in study["codes"] if c["code"].startswith("I26"))
+    assert embolism["assertion"] == "historical"  # the study says nothing of a present one
+    found = coder.code("A Doppler venous study revealed right popliteal vein thrombosis.", "d")
+    assert {c["assertion"] for c in found["codes"] if c["code"].startswith("I82")} == {"present"}
