@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -33,13 +34,16 @@ from domains.medical.context import CATEGORY_TO_STATUS, NOT_CODED, assert_target
 from domains.medical.icd_codes import ancestors, describe, is_billable, is_valid
 from domains.medical.lexicon import ngram_spans
 from domains.medical.pipeline import default_nlp
-from domains.medical.text import section_at, sentence_bounds
+from domains.medical.text import blank_known_headers, section_at, sentence_bounds
 
 MODES = ("dictionary", "retrieval", "rules+retrieval", "full")
 RETRIEVAL_K = 5
 MIN_RETRIEVAL_SIM = 0.55
 SENTENCE_K = 10  # full coder: codes retrieved per sentence
 MIN_SENTENCE_SIM = 0.5  # full coder: a sentence hit at least this similar adds a candidate
+# a heading at the start of a sentence (after stray commas): words of letters, "/", "&", "-" and a colon;
+# up to 3 words in any case ("Past history:") or up to 6 in capitals ("HISTORY OF PRESENT ILLNESS:")
+_HEADING = re.compile(r"^[\s,]*([A-Za-z][A-Za-z/&-]*(?:[ \t]+[A-Za-z/&-]+){0,5})[ \t]*:")
 REASONS = {
     "negated": "the note says the patient does not have it (denied, ruled out or resolved)",
     "family": "the condition belongs to a family member, not the patient",
@@ -240,8 +244,10 @@ class IcdCoder:
         the note with its abbreviations written out (``abbreviations.py``)."""
         rules = self.nlp.get_pipe("dsuite_context").rules
         expanded = expand(text)
-        matches = self.lexicon.matches(expanded.text) if self.lexicon is not None else {}
-        self._lexicon_evidence(doc, expanded, matches, rules, get)
+        # the lexicon reads no section header's words ("HISTORY OF PRESENT ILLNESS" names no illness)
+        lexical = expand(blank_known_headers(doc, text))
+        matches = self.lexicon.matches(lexical.text) if self.lexicon is not None else {}
+        self._lexicon_evidence(doc, lexical, matches, rules, get)
         sentences = _sentences(doc)
         best_sentence: dict[str, float] = {}
         for (start, end, _), hits in zip(
@@ -426,13 +432,27 @@ def _query(mention: str) -> str:
 
 
 def _sentences(doc: Doc) -> list[tuple[int, int, str]]:
-    """``(start token, end token, stripped text)`` of each sentence with more than 3 characters."""
+    """``(start token, end token, query)`` of each sentence to retrieve codes for: its text without a leading
+    heading ("ABDOMEN:", "ANESTHESIA:"), kept when more than 3 characters remain. A heading names where a
+    note looks, not what it finds: alone it retrieved "Anesthesia of skin" or "Acute abdomen" in operative
+    and exam notes."""
     out = []
     for start, end in sentence_bounds(doc):
-        text = doc[start:end].text.strip()
+        text = without_heading(doc[start:end].text).strip()
         if len(text) > 3:
             out.append((start, end, text))
     return out
+
+
+def without_heading(sentence: str) -> str:
+    """``sentence`` without a leading heading ("ABDOMEN:  Soft." -> "  Soft."); as it is when it has none."""
+    match = _HEADING.match(sentence)
+    if match is None:
+        return sentence
+    words = match.group(1).split()
+    if len(words) <= 3 or match.group(1).isupper():
+        return sentence[match.end() :]
+    return sentence
 
 
 def _sentence_record(doc: Doc, start: int, end: int, status: str) -> dict:

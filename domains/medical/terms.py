@@ -23,7 +23,7 @@ from core_model.paths import dsuite_home
 from domains.medical.artifacts import write_json
 from domains.medical.icd_codes import all_codes, describe, inclusion_terms, package_version
 from domains.medical.resources import MEDICAL_DATA, SYNONYMS, load_validated
-from domains.medical.text import token_texts, tokenizer
+from domains.medical.text import in_known_header, token_texts, tokenizer
 
 log = logging.getLogger(__name__)
 MAX_TERM_TOKENS = 10
@@ -177,7 +177,9 @@ class ConditionsComponent:
         self.spans_key = spans_key
 
     def __call__(self, doc: Doc) -> Doc:
-        doc.spans[self.spans_key] = self.matcher(doc)
+        doc.spans[self.spans_key] = [
+            span for span in self.matcher(doc) if not in_known_header(doc, span.start_char, span.end_char)
+        ]
         return doc
 
 

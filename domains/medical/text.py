@@ -30,6 +30,7 @@ _TEXTS_KEY = "dsuite_token_texts"
 _TEXT_KEY = "dsuite_text"
 _BOUNDS_KEY = "dsuite_sent_bounds"
 _SECTION_STARTS_KEY = "dsuite_section_starts"
+_KNOWN_HEADERS_KEY = "dsuite_known_headers"
 
 
 _TOKEN = re.compile(r"[A-Za-z]+|\d+(?:[.,]\d+)*|[^\sA-Za-z\d]")
@@ -126,12 +127,19 @@ def find_sections(text: str, sections_path: str | None = None) -> list[tuple[int
     Known headers come from the sections file; an unknown header written in capitals starts a section named
     ``other``. Text before the first header is in section ``none``.
     """
+    return _scan_sections(text, sections_path)[0]
+
+
+def _scan_sections(text: str, sections_path: str | None):
+    """``(find_sections' spans, (start_char, end_char) of each header the sections file knows)``."""
     table = _section_table(str(sections_path or SECTIONS))
     starts: list[tuple[int, str, str | None]] = [(0, "none", None)]
+    known: list[tuple[int, int]] = []
     for match in _HEADER.finditer(text):
         header = " ".join(match.group(1).lower().split())
         if header in table:
             name, assertion = table[header]
+            known.append((match.start(1), match.end(1)))
         elif match.group(1).isupper() and len(header) > 2:
             name, assertion = "other", None
         else:
@@ -142,7 +150,28 @@ def find_sections(text: str, sections_path: str | None = None) -> list[tuple[int
         end = starts[index + 1][0] if index + 1 < len(starts) else len(text)
         if end > start:
             spans.append((start, end, name, assertion))
-    return spans
+    return spans, known
+
+
+def blank_known_headers(doc: Doc, text: str) -> str:
+    """``text`` (the doc's own) with each header the sections file knows replaced by spaces: the offsets stay,
+    the header words ("HISTORY OF PRESENT ILLNESS") no longer read as findings."""
+    starts, ends = doc.user_data.get(_KNOWN_HEADERS_KEY, ((), ()))
+    if not starts:
+        return text
+    parts, last = [], 0
+    for start, end in zip(starts, ends, strict=True):
+        parts += [text[last:start], " " * (end - start)]
+        last = end
+    return "".join(parts) + text[last:]
+
+
+def in_known_header(doc: Doc, start_char: int, end_char: int) -> bool:
+    """Whether characters ``[start_char, end_char)`` lie inside a header the sections file knows
+    ("HISTORY OF PRESENT ILLNESS:"): such words name a part of the note, not a finding."""
+    starts, ends = doc.user_data.get(_KNOWN_HEADERS_KEY, ((), ()))
+    index = bisect.bisect_right(starts, start_char) - 1
+    return index >= 0 and end_char <= ends[index]
 
 
 def token_texts(doc: Doc) -> list[str]:
@@ -220,7 +249,8 @@ class SectionsComponent:
         self.sections_path = sections_path
 
     def __call__(self, doc: Doc) -> Doc:
-        doc._.sections = find_sections(doc_text(doc), self.sections_path)
+        doc._.sections, known = _scan_sections(doc_text(doc), self.sections_path)
+        doc.user_data[_KNOWN_HEADERS_KEY] = ([a for a, _ in known], [b for _, b in known])
         return doc
 
 

@@ -121,3 +121,37 @@ def test_normal_exam_findings_and_tests_ordered_are_not_coded_as_conditions():
     assert embolism["assertion"] == "historical"  # the study says nothing of a present one
     found = coder.code("A Doppler venous study revealed right popliteal vein thrombosis.", "d")
     assert {c["assertion"] for c in found["codes"] if c["code"].startswith("I82")} == {"present"}
+
+
+@pytest.mark.parametrize(
+    ("sentence", "query"),
+    [
+        (",ANESTHESIA:", ""),
+        ("ABDOMEN:  Soft.", "  Soft."),
+        (", PAST MEDICAL HISTORY: Hypertension.", " Hypertension."),
+        ("HISTORY OF PRESENT ILLNESS: She has a cough.", " She has a cough."),
+        ("The patient has pain: severe.", "The patient has pain: severe."),  # a sentence, not a heading
+        ("At 10:30 she fell.", "At 10:30 she fell."),
+    ],
+)
+def test_sentence_retrieval_reads_a_sentence_without_its_heading(sentence, query):
+    from domains.medical.coder import without_heading
+
+    assert without_heading(sentence) == query
+
+
+def test_a_heading_alone_is_not_evidence_of_a_condition():
+    """MTSamples: the operative-note heading "ANESTHESIA:" alone retrieved "Anesthesia of skin" (R20.0) in 15%
+    of the notes. The first 20 distinct notes with that heading: no code rests on a heading alone."""
+    from eval.data import mtsamples
+
+    notes = [r for r in mtsamples.load(dedupe=True) if r["text"] and "ANESTHESIA:" in r["text"]][:20]
+    coder = get_coder("full")
+    on_headings = [
+        (note["id"], code["code"])
+        for note in notes
+        for code in coder.code(note["text"], note["id"])["codes"]
+        if all(e["text"].rstrip().endswith(":") for e in code["evidence"])
+    ]
+    assert len(notes) == 20
+    assert on_headings == []

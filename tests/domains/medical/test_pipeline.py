@@ -39,6 +39,16 @@ def test_sections_and_sentences():
     assert "No fever." in sentences
 
 
+def test_a_known_section_header_names_no_condition():
+    """MTSamples: "HISTORY OF PRESENT ILLNESS:" was coded R69 "Illness, unspecified" in 556 notes. A header
+    the sections file knows is not a mention; a problem-list heading it does not know still is."""
+    nlp = domains.medical.pipeline.build_nlp()
+    doc = nlp("HISTORY OF PRESENT ILLNESS: She has a chronic illness.\nHYPERTENSION: Continue lisinopril.")
+    found = [(span.text, span.start_char) for span in doc.spans["conditions"]]
+    assert ("ILLNESS", 19) not in found
+    assert ("illness", 46) in found and ("HYPERTENSION", 55) in found
+
+
 def test_tokenizer_keeps_text_and_offsets():
     text = "s/p CABG x3,  BP 120/80.\nTemp 38.5 C; doesn't smoke."
     doc = ClinicalTokenizer(spacy.blank("en").vocab)(text)
