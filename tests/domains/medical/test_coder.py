@@ -155,3 +155,13 @@ def test_a_heading_alone_is_not_evidence_of_a_condition():
     ]
     assert len(notes) == 20
     assert on_headings == []
+
+
+def test_common_echo_findings_are_coded_by_their_names():
+    """MTSamples echo reports: "aortic stenosis" got no code and "respiratory distress" only hyperventilation
+    before condition_synonyms.json named them."""
+    coder = get_coder("full")
+    codes = {c["code"]: c["support"] for c in coder.code("Severe aortic stenosis.", "a")["codes"]}
+    assert codes.get("I35.0") == "stated"
+    codes = {c["code"] for c in coder.code("Pulmonary hypertension. Respiratory distress.", "p")["codes"]}
+    assert {"I27.20", "R06.03"} <= codes
