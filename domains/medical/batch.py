@@ -55,10 +55,18 @@ ENGINES = ("local", "ray")
 DEFAULT_MAX_CHARS = 100_000
 MANIFEST = "job.json"
 MANIFEST_VERSION = 1
-# the data files whose edits change the coding results (a resumed job must have coded with the same)
-RULE_FILES = tuple(
+# the data files whose edits change the coding results (a resumed job must have coded with the same): the
+# rules and dictionaries users extend, and the ICD index `dsuite medical build-index` rewrites
+DATA_FILES = tuple(
     MEDICAL_DATA / name
-    for name in ("context_rules.json", "sections.json", "condition_synonyms.json", "abbreviations.json")
+    for name in (
+        "context_rules.json",
+        "sections.json",
+        "condition_synonyms.json",
+        "abbreviations.json",
+        "icd10cm_minilm_sq8.codes.json",
+        "icd10cm_minilm_sq8.faiss",
+    )
 )
 # the settings that change results or chunking, with their CLI flags (for the resume-refusal message)
 JOB_SETTINGS = {
@@ -363,11 +371,11 @@ def _check_output(cfg: JobConfig) -> None:
 
 def _coder_version(mode: str) -> str:
     """The mode, the ranker version for the full coder (a retrained ranker changes the results) and a digest
-    of the rule files (``RULE_FILES``: edited rules change them too)."""
+    of the data files (``DATA_FILES``: edited rules or a rebuilt index change them too)."""
     from domains.medical.resources import RANKER
 
     digest = hashlib.sha256()
-    for path in RULE_FILES:
+    for path in DATA_FILES:
         digest.update(path.read_bytes() if path.is_file() else b"(missing)")
     rules = f"rules:{digest.hexdigest()[:8]}"
     if mode != "full":
@@ -403,7 +411,7 @@ def _differences(old: dict, new: dict) -> list[str]:
     if old.get("coder") != new["coder"] and old.get("mode") == new["mode"]:
         out.append(
             f"the coder ({old.get('coder')!r} then, {new['coder']!r} now: the ranker was retrained or "
-            "the rule files in data/medical changed)"
+            "the rule or index files in data/medical changed)"
         )
     if not out and old != new:
         out.append(f"the manifest format ({old.get('manifest')!r} then, {new['manifest']!r} now)")

@@ -147,14 +147,14 @@ def test_resume_with_other_settings_or_input_is_refused(tmp_path, changed, flag)
 
 def test_resume_after_the_rule_files_changed_is_refused(tmp_path, monkeypatch):
     """Edited rules (a user extending context_rules.json mid-job) would code the rest differently."""
-    rules = [tmp_path / path.name for path in batch.RULE_FILES]
-    for path, copy in zip(batch.RULE_FILES, rules, strict=True):
+    rules = [tmp_path / path.name for path in batch.DATA_FILES]
+    for path, copy in zip(batch.DATA_FILES, rules, strict=True):
         shutil.copy(path, copy)
-    monkeypatch.setattr(batch, "RULE_FILES", tuple(rules))
+    monkeypatch.setattr(batch, "DATA_FILES", tuple(rules))
     source, out = _notes_csv(tmp_path / "notes.csv"), tmp_path / "out.jsonl"
     _interrupted(source, out, chunk_size=10)
     rules[0].write_text(rules[0].read_text(encoding="utf-8") + "\n", encoding="utf-8")
-    with pytest.raises(DSuiteError, match="rule files in data/medical changed"):
+    with pytest.raises(DSuiteError, match="rule or index files in data/medical changed"):
         run_batch(_job(source, out, chunk_size=10))
 
 
