@@ -18,7 +18,7 @@ from functools import lru_cache
 from core_model.errors import DSuiteError
 from domains.customer_service.escalation import Escalation, EscalationPolicy
 from domains.customer_service.faq import FaqHit, FaqIndex, fill_placeholders
-from domains.customer_service.intents import IntentModel
+from domains.customer_service.intents import OOS, IntentModel
 from domains.customer_service.replies import DEFAULT_PRECISION, check_precision
 from domains.customer_service.retail_tracker import update_retail_state
 from domains.customer_service.sentiment import negativity
@@ -44,6 +44,21 @@ def small_talk(text: str) -> str | None:
         if re.fullmatch(kind["pattern"], message):
             return kind["name"]
     return None
+
+
+def clarify_with_choices(prediction) -> str:
+    """A question offering the three likeliest intents of ``prediction`` (``clarify_choices`` in
+    ``prompts.json``): "do you want to cancel an order, get a refund or track an order?"."""
+    settings = prompts()["clarify_choices"]
+    names = [
+        settings["intents"].get(intent, intent.replace("_", " "))
+        for intent, _ in prediction.top
+        if intent != OOS
+    ][:3]
+    if not names:
+        return prompts()["clarify"]
+    choices = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return settings["template"].format(choices=choices)
 
 
 @dataclass
@@ -156,15 +171,16 @@ class CustomerServiceSession:
             good = [h for h in hits if h.score >= FAQ_MIN_SCORE and h.intent == prediction.best]
             answered = bool(good) and not prediction.out_of_scope
             escalation = self.policy.decide(prediction, negativity(text), answered)
+            unsure = prediction.confidence < self.policy.settings["low_confidence"]
             if escalation:
                 self.escalated = escalation
                 reply, source = prompts()["handover"][escalation.reason], "handover"
-            elif answered:
+            elif answered and not unsure:
                 reply, source, sources = fill_placeholders(good[0].answer, self.state), "faq", good[:1]
-            elif self.generate:
+            elif self.generate and not answered:
                 reply, source = "", "generated"
-            else:
-                reply, source = prompts()["clarify"], "clarify"
+            else:  # an FAQ for an intent the model is unsure of, or nothing to write: ask which it is
+                reply, source = clarify_with_choices(prediction), "clarify"
 
         def turn_with(reply: str, stopped: bool = False) -> Turn:
             return Turn(

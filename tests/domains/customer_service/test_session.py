@@ -141,3 +141,25 @@ def test_conversations_share_one_faq_index_until_it_is_rebuilt(tmp_path, monkeyp
     ids = (copy / "ids.json").read_text(encoding="utf-8")
     (copy / "ids.json").write_text(ids.replace("[", "[ ", 1), encoding="utf-8")  # a rebuild rewrites it
     assert faq.FaqIndex.load() is not first
+
+
+def test_an_unsure_intent_is_asked_about_not_answered(session_factory):
+    """Returning shoes is none of the Bitext intents: the model's best guess (p=0.16) had been answered with
+    the order-cancellation FAQ. Below the policy's low_confidence the assistant offers its three best
+    guesses."""
+    session = session_factory()
+    turn = session.respond("Hi, I want to return the shoes I bought last week, order 12345.")
+    assert turn.confidence < session.policy.settings["low_confidence"]
+    assert turn.source == "clarify" and turn.faq_sources == [] and turn.escalation is None
+    assert "cancel an order" in turn.reply and "get a refund" in turn.reply
+    answer = session.respond("I want a refund")  # the customer's answer to the question
+    assert (answer.intent, answer.source, answer.escalation) == ("get_refund", "faq", None)
+
+
+def test_clarify_choices_name_the_three_likeliest_intents():
+    from domains.customer_service.session import clarify_with_choices
+
+    prediction = IntentPrediction(
+        "get_refund", 0.2, "get_refund", [("get_refund", 0.2), ("oos", 0.15), ("new_intent", 0.1)]
+    )
+    assert "do you want to get a refund or new intent?" in clarify_with_choices(prediction)
