@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 PROMPTS_FILE = PROJECT_DATA / "customer_service" / "prompts.json"
 FAQ_MIN_SCORE = 0.55  # cosine similarity below which no FAQ answer is given
+FAQ_SURE_SCORE = 0.7  # an FAQ question this close to the message answers it even when the intent is unsure
 
 
 @lru_cache(maxsize=1)
@@ -171,7 +172,9 @@ class CustomerServiceSession:
             good = [h for h in hits if h.score >= FAQ_MIN_SCORE and h.intent == prediction.best]
             answered = bool(good) and not prediction.out_of_scope
             escalation = self.policy.decide(prediction, negativity(text), answered)
-            unsure = prediction.confidence < self.policy.settings["low_confidence"]
+            unsure = prediction.confidence < self.policy.settings["low_confidence"] and not (
+                good and good[0].score >= FAQ_SURE_SCORE
+            )
             if escalation:
                 self.escalated = escalation
                 reply, source = prompts()["handover"][escalation.reason], "handover"

@@ -154,6 +154,8 @@ def test_an_unsure_intent_is_asked_about_not_answered(session_factory):
     assert "cancel an order" in turn.reply and "get a refund" in turn.reply
     answer = session.respond("I want a refund")  # the customer's answer to the question
     assert (answer.intent, answer.source, answer.escalation) == ("get_refund", "faq", None)
+    sure = session_factory().respond("Where is my order 98765?")  # unsure intent, but an FAQ this close
+    assert sure.confidence < 0.35 and (sure.intent, sure.source) == ("track_order", "faq")
 
 
 def test_clarify_choices_name_the_three_likeliest_intents():
