@@ -68,6 +68,8 @@ DATA_FILES = tuple(
         "icd10cm_minilm_sq8.faiss",
     )
 )
+# the coder's own code: a resumed job after an upgrade of the suite would code the rest differently too
+CODE_FILES = tuple(sorted(Path(__file__).resolve().parent.glob("*.py")))
 # the settings that change results or chunking, with their CLI flags (for the resume-refusal message)
 JOB_SETTINGS = {
     "id_col": "--id-col",
@@ -371,11 +373,12 @@ def _check_output(cfg: JobConfig) -> None:
 
 def _coder_version(mode: str) -> str:
     """The mode, the ranker version for the full coder (a retrained ranker changes the results) and a digest
-    of the data files (``DATA_FILES``: edited rules or a rebuilt index change them too)."""
+    of the data files and the coder's code (``DATA_FILES``, ``CODE_FILES``: edited rules, a rebuilt index or
+    an upgraded suite change them too)."""
     from domains.medical.resources import RANKER
 
     digest = hashlib.sha256()
-    for path in DATA_FILES:
+    for path in DATA_FILES + CODE_FILES:
         digest.update(path.read_bytes() if path.is_file() else b"(missing)")
     rules = f"rules:{digest.hexdigest()[:8]}"
     if mode != "full":
@@ -410,8 +413,8 @@ def _differences(old: dict, new: dict) -> list[str]:
             out.append(f"{flag} ({old.get(name)!r} then, {new[name]!r} now)")
     if old.get("coder") != new["coder"] and old.get("mode") == new["mode"]:
         out.append(
-            f"the coder ({old.get('coder')!r} then, {new['coder']!r} now: the ranker was retrained or "
-            "the rule or index files in data/medical changed)"
+            f"the coder ({old.get('coder')!r} then, {new['coder']!r} now: the ranker was retrained, the "
+            "suite was upgraded, or the rule or index files in data/medical changed)"
         )
     if not out and old != new:
         out.append(f"the manifest format ({old.get('manifest')!r} then, {new['manifest']!r} now)")

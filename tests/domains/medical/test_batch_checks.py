@@ -158,6 +158,18 @@ def test_resume_after_the_rule_files_changed_is_refused(tmp_path, monkeypatch):
         run_batch(_job(source, out, chunk_size=10))
 
 
+def test_resume_after_the_suite_was_upgraded_is_refused(tmp_path, monkeypatch):
+    """A new release of the coder's code (a fixed rule in Python, say) would code the rest differently."""
+    code = tmp_path / "coder.py"
+    code.write_text("# the coder, first release\n", encoding="utf-8")
+    monkeypatch.setattr(batch, "CODE_FILES", (code,))
+    source, out = _notes_csv(tmp_path / "notes.csv"), tmp_path / "out.jsonl"
+    _interrupted(source, out, chunk_size=10)
+    code.write_text("# the coder, second release\n", encoding="utf-8")
+    with pytest.raises(DSuiteError, match="the suite was upgraded"):
+        run_batch(_job(source, out, chunk_size=10))
+
+
 def test_csv_output_has_one_row_per_code_and_lists_every_note(tmp_path):
     rows = _good_rows(6) + [{"id": "plain", "text": "Routine visit, feeling well."}]
     source = _write_csv(tmp_path / "notes.csv", rows)
