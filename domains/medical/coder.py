@@ -245,7 +245,8 @@ class IcdCoder:
         rules = self.nlp.get_pipe("dsuite_context").rules
         expanded = expand(text)
         # the lexicon reads no section header's words ("HISTORY OF PRESENT ILLNESS" names no illness)
-        lexical = expand(blank_known_headers(doc, text))
+        blanked = blank_known_headers(doc, text)
+        lexical = expanded if blanked is text else expand(blanked)
         matches = self.lexicon.matches(lexical.text) if self.lexicon is not None else {}
         self._lexicon_evidence(doc, lexical, matches, rules, get)
         sentences = _sentences(doc)
