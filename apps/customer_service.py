@@ -36,9 +36,11 @@ def new_session(generate: bool):
 
 
 def intent_line(turn) -> str:
-    """Markdown: the turn's intent, its confidence and where the answer came from."""
+    """Markdown: the turn's intent, its confidence and where the answer came from (and whether Stop cut the
+    reply short, so a short answer is not mistaken for the model's whole one)."""
+    stopped = " · **stopped** at your request" if turn.stopped else ""
     return (f"**Intent** `{turn.intent}` · **confidence** {turn.confidence:.2f} · "
-            f"**answer from** {turn.source}")
+            f"**answer from** {turn.source}{stopped}")
 
 
 def escalation_banner(turn) -> dict:
@@ -89,21 +91,30 @@ def respond(message: str, history: list[dict] | None, session, generate: bool = 
         raise user_error(exc) from exc
 
 
-def check_message(message: str | None):
+def check_message(message: str | None, *others):
     """Gradio validator: an empty or over-long message is refused at the box itself, before anything runs
-    (an error raised inside the reply would leave the buttons as they were during it)."""
+    (an error raised inside the reply would leave the buttons as they were during it). The event's other
+    inputs (``others``: the session, the checkbox) are always valid."""
     if not message or not message.strip():
-        return gr.validate(False, "Type a message first: the message box is empty.")
-    return gr.validate(
-        len(message) <= MAX_MESSAGE_CHARS,
-        f"The message has {len(message)} characters; the assistant reads at most {MAX_MESSAGE_CHARS}. "
-        "Shorten it.",
-    )
+        verdict = gr.validate(False, "Type a message first: the message box is empty.")
+    else:
+        verdict = gr.validate(
+            len(message) <= MAX_MESSAGE_CHARS,
+            f"The message has {len(message)} characters; the assistant reads at most {MAX_MESSAGE_CHARS}. "
+            "Shorten it.",
+        )
+    return (verdict, *(gr.validate(True, "") for _ in others)) if others else verdict
 
 
-def busy(_message: str | None = None):
-    """While a reply streams: Send off (Gradio drops a click on a busy event), Stop on."""
-    return gr.update(interactive=False), gr.update(interactive=True)
+def busy(_message: str | None = None, session=None, generate: bool = True):
+    """While a reply streams: Send off (Gradio drops a click on a busy event), Stop on. Also starts the
+    conversation's session when there is none yet, so that Stop has the session to stop on the very first
+    reply too (a session made inside :func:`respond` reaches the page's state only with the reply)."""
+    try:
+        session = new_session(generate) if session is None else session
+    except DSuiteError as exc:
+        raise user_error(exc) from exc
+    return gr.update(interactive=False), gr.update(interactive=True), session
 
 
 def idle():
@@ -152,9 +163,9 @@ with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
     buttons = [send, stop]
     triggers = ((send.click, {"api_name": "cs_respond"}), (message.submit, {"api_visibility": "private"}))
     for trigger, api in triggers:
-        reply = trigger(busy, message, buttons, validator=check_message, api_visibility="private").success(
-            respond, inputs, outputs, **api
-        )
+        start = trigger(busy, [message, session_state, generate], [*buttons, session_state],
+                        validator=check_message, api_visibility="private")
+        reply = start.success(respond, inputs, outputs, **api)
         reply.then(idle, None, buttons, api_visibility="private")
         reply.failure(idle, None, buttons, api_visibility="private")  # Gradio skips .then after an error
     # Stop asks the session to end the reply (the turn keeps what was shown, the engine frees the slot); the

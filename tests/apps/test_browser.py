@@ -176,11 +176,16 @@ def test_customer_service_chat_shows_state_intent_and_escalation(page, hub_serve
     expect(page.locator("#cs-chat")).to_contain_text("umbrella")
     expect(page.locator("#cs-send")).to_be_enabled(timeout=120_000)  # disabled while the reply streams
     expect(page.locator("#cs-stop")).to_be_disabled()
-    box.fill("Can you recommend a warm scarf for winter?")  # Stop ends this reply where it is
+    # a second unsure turn in a row is handed over (repeated failure) without a reply to stop: a new
+    # conversation first, so the next reply is written by the model and Stop ends it where it is
+    page.get_by_role("button", name="New conversation").click()
+    expect(page.locator("#cs-chat")).not_to_contain_text("umbrella")
+    box.fill("Can you recommend a warm scarf for winter?")
     page.locator("#cs-send").click()
     click_while_enabled(page.locator("#cs-stop"))
     expect(page.locator("#cs-send")).to_be_enabled(timeout=30_000)
     expect(page.locator("#cs-stop")).to_be_disabled()
+    expect(page.locator("#cs-intent")).to_contain_text("answer from generated · stopped")
     expect(page.locator("#cs-chat")).to_contain_text("scarf")
     expect(page.locator("#cs-chat")).not_to_contain_text("Error")  # a stopped reply is not a failed one
     page.get_by_label("Write a reply with the model when no FAQ fits").uncheck()  # the conversation goes on
