@@ -108,7 +108,9 @@ def _from_preset(what: str, key: str) -> str:
 
 @app.command()
 def train(
-    name: Annotated[str, typer.Option("--name", help="Adapter name (a new version is registered).")],
+    name: Annotated[
+        str, typer.Option("--name", "--domain", help="Adapter (domain) name; a new version is registered.")
+    ],
     data: Annotated[
         Path, typer.Option("--data", help="JSONL of {messages} or {prompt, completion} records.")
     ],
@@ -277,7 +279,7 @@ def show(
 
 @app.command()
 def register(
-    name: Annotated[str, typer.Option("--name", help="Adapter name.")],
+    name: Annotated[str, typer.Option("--name", "--domain", help="Adapter name, the domain it serves.")],
     folder: Annotated[
         Path, typer.Option("--from", help="peft adapter folder (safetensors + adapter_config.json).")
     ],

@@ -41,12 +41,12 @@ def test_train_and_manage(capsys, tmp_path, tiny_base, monkeypatch):
     data = write_jsonl(
         tmp_path / "d.jsonl", [{"prompt": f"q{i}", "completion": "yes" if i % 2 else "no"} for i in range(12)]
     )
-    for _ in range(2):
+    for flag in ("--name", "--domain"):  # --domain: DESIGN.md's spelling of the same option
         code, out, err = run(
             capsys,
             "adapters",
             "train",
-            "--name",
+            flag,
             "yn",
             "--data",
             str(data),
