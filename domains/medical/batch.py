@@ -168,14 +168,20 @@ def _chunks(cfg: JobConfig) -> Iterator[Chunk]:
 
 # -- the per-note function (shared by the local and Ray engines) --------------------------------------------
 _CODER = None
+_CODER_KEY: tuple[str, str] | None = None
 
 
 def _coder(mode: str):
-    global _CODER
-    if _CODER is None or _CODER.mode != mode:
+    """This process's coder for ``mode``; a new one when the mode or the embedding precision changed (its
+    retrieval caches hold vectors' hits of one precision)."""
+    global _CODER, _CODER_KEY
+    from domains.medical.embeddings import query_precision
+
+    key = (mode, query_precision())
+    if _CODER is None or _CODER_KEY != key:
         from domains.medical.coder import IcdCoder
 
-        _CODER = IcdCoder(mode)
+        _CODER, _CODER_KEY = IcdCoder(mode), key
     return _CODER
 
 
@@ -372,15 +378,19 @@ def _check_output(cfg: JobConfig) -> None:
 
 
 def _coder_version(mode: str) -> str:
-    """The mode, the ranker version for the full coder (a retrained ranker changes the results) and a digest
+    """The mode, the ranker version for the full coder (a retrained ranker changes the results), a digest
     of the data files and the coder's code (``DATA_FILES``, ``CODE_FILES``: edited rules, a rebuilt index or
-    an upgraded suite change them too)."""
+    an upgraded suite change them too) and, for the modes that embed, the embedding precision
+    (``DSUITE_MEDICAL_EMBEDDINGS``)."""
+    from domains.medical.embeddings import query_precision
     from domains.medical.resources import RANKER
 
     digest = hashlib.sha256()
     for path in DATA_FILES + CODE_FILES:
         digest.update(path.read_bytes() if path.is_file() else b"(missing)")
     rules = f"rules:{digest.hexdigest()[:8]}"
+    if mode != "dictionary":
+        rules += f" embeddings:{query_precision()}"
     if mode != "full":
         return f"{mode} {rules}"
     try:
@@ -414,7 +424,8 @@ def _differences(old: dict, new: dict) -> list[str]:
     if old.get("coder") != new["coder"] and old.get("mode") == new["mode"]:
         out.append(
             f"the coder ({old.get('coder')!r} then, {new['coder']!r} now: the ranker was retrained, the "
-            "suite was upgraded, or the rule or index files in data/medical changed)"
+            "suite was upgraded, the rule or index files in data/medical changed, or the embedding precision "
+            "(DSUITE_MEDICAL_EMBEDDINGS) differs)"
         )
     if not out and old != new:
         out.append(f"the manifest format ({old.get('manifest')!r} then, {new['manifest']!r} now)")

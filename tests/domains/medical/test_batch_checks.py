@@ -170,6 +170,16 @@ def test_resume_after_the_suite_was_upgraded_is_refused(tmp_path, monkeypatch):
         run_batch(_job(source, out, chunk_size=10))
 
 
+def test_resume_with_another_embedding_precision_is_refused(tmp_path, monkeypatch):
+    """fp32 and int8 query embeddings retrieve slightly different codes: one job keeps one precision."""
+    source, out = _notes_csv(tmp_path / "notes.csv"), tmp_path / "out.jsonl"
+    monkeypatch.setenv("DSUITE_MEDICAL_EMBEDDINGS", "fp32")
+    _interrupted(source, out, chunk_size=10, mode="rules+retrieval")
+    monkeypatch.setenv("DSUITE_MEDICAL_EMBEDDINGS", "int8")
+    with pytest.raises(DSuiteError, match=r"embeddings:fp32.*embeddings:int8.*DSUITE_MEDICAL_EMBEDDINGS"):
+        run_batch(_job(source, out, chunk_size=10, mode="rules+retrieval"))
+
+
 def test_csv_output_has_one_row_per_code_and_lists_every_note(tmp_path):
     rows = _good_rows(6) + [{"id": "plain", "text": "Routine visit, feeling well."}]
     source = _write_csv(tmp_path / "notes.csv", rows)
