@@ -60,6 +60,8 @@ class FastEncoder(nn.Module):
         """Read the weights of ``sentence_model`` (a loaded ``SentenceTransformer``); ``precision``: int8 or
         fp32."""
         super().__init__()
+        if precision not in ("int8", "fp32"):
+            raise ValueError(f"FastEncoder precision {precision!r}: expected int8 or fp32.")
         bert = sentence_model[0].auto_model
         config = bert.config
         if config.hidden_act != "gelu" or config.position_embedding_type != "absolute":

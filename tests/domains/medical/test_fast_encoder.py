@@ -55,5 +55,7 @@ def test_the_precision_comes_from_the_environment_and_a_wrong_one_says_what_to_u
         Embedder(precision="bf16")
 
 
-def test_an_empty_list_embeds_to_no_rows():
+def test_an_empty_list_embeds_to_no_rows_and_an_unknown_precision_is_refused():
     assert FastEncoder(_model("fp32"), "int8").encode([]).shape == (0, 384)
+    with pytest.raises(ValueError, match="'int4': expected int8 or fp32"):
+        FastEncoder(_model("fp32"), "int4")
