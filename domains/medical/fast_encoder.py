@@ -1,14 +1,14 @@
-"""A lean CPU forward of all-MiniLM-L6-v2 (a 6-layer BERT) that embeds one sentence per pass, fp32 or int8.
+"""A lean CPU forward of all-MiniLM-L6-v2 (a 6-layer BERT) for sentence vectors, fp32 or int8.
 
 The coder embeds every sentence of every note, and that was most of its time. Through sentence-transformers
 each forward pass of the Hugging Face ``BertModel`` spends about 2 ms in Python wrappers, more than its
 arithmetic on a 30-token sentence; batching hides that but pads every sentence to the longest of its batch,
 and with int8 activations a batch would make a sentence's vector depend on its neighbours. This module reads
 the same weights and runs the same computation (BERT embeddings, 6 post-norm layers, mean pooling, L2
-normalisation) in a few tensor ops per layer, one unpadded sentence at a time, so a sentence's vector depends
-on nothing else. ``precision="int8"`` swaps every linear layer for ``core_model.quant.dynamic_int8``'s
-int8 x int8 one. The fp32 forward matches sentence-transformers (tested); the int8 vectors keep cosine 0.997
-with them.
+normalisation) in a few tensor ops per layer, on batches of sentences of one token length: nothing is padded,
+and a sentence's vector depends on nothing else in its batch. ``precision="int8"`` swaps every linear layer
+for ``core_model.quant.dynamic_int8``'s int8 x int8 one. The fp32 forward matches sentence-transformers
+(tested); the int8 vectors keep cosine 0.997 with it.
 """
 
 from __future__ import annotations
@@ -44,12 +44,13 @@ class _Layer(nn.Module):
         self.down = _linear(layer.output.dense, int8=int8)
         self.norm2 = layer.output.LayerNorm
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:  # (T, H)
-        t, width = h.shape
-        q, k, v = self.qkv(h).view(t, 3, self.heads, width // self.heads).permute(1, 2, 0, 3)  # (nh, T, hd)
-        context = F.scaled_dot_product_attention(q, k, v).transpose(0, 1).reshape(t, width)  # (T, H)
+    def forward(self, h: torch.Tensor) -> torch.Tensor:  # (B, T, H)
+        b, t, width = h.shape
+        qkv = self.qkv(h).view(b, t, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
+        context = F.scaled_dot_product_attention(*qkv)  # (B, nh, T, hd)
+        context = context.transpose(1, 2).reshape(b, t, width)  # (B, T, H)
         h = F.layer_norm(self.out(context) + h, (width,), self.norm1.weight, self.norm1.bias, self.eps)
-        up = F.gelu(self.up(h))  # (T, 4H)
+        up = F.gelu(self.up(h))  # (B, T, 4H)
         return F.layer_norm(self.down(up) + h, (width,), self.norm2.weight, self.norm2.bias, self.eps)
 
 
@@ -81,18 +82,27 @@ class FastEncoder(nn.Module):
         self.eval()
 
     @torch.inference_mode()
-    def embed_ids(self, ids: list[int]) -> torch.Tensor:
-        """The L2-normalised mean of the last layer over the tokens ``ids`` (with [CLS] and [SEP])."""
-        index = torch.tensor(ids)
-        h = self.words(index) + self.positions.weight[: len(ids)] + self.type0  # (T, H)
+    def embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """The L2-normalised mean of the last layer over the tokens of each row of ``ids`` (B, T): sentences
+        of one length, with [CLS] and [SEP]; no padding, so no row's arithmetic involves another's."""
+        h = self.words(ids) + self.positions.weight[: ids.shape[1]] + self.type0  # (B, T, H)
         h = F.layer_norm(h, (h.shape[-1],), self.norm.weight, self.norm.bias, self.eps)
         for layer in self.layers:
             h = layer(h)
-        return F.normalize(h.mean(dim=0), dim=0)  # (H,)
+        return F.normalize(h.mean(dim=1), dim=-1)  # (B, H)
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """``(len(texts), H)`` float32 unit vectors, each sentence on its own."""
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """``(len(texts), H)`` float32 unit vectors. Texts of the same token length go through together, up to
+        ``batch_size`` at a time; a text's vector is the same whatever else is embedded with it (tested)."""
+        out = np.zeros((len(texts), self.words.embedding_dim), dtype=np.float32)
         if not texts:
-            return np.zeros((0, self.words.embedding_dim), dtype=np.float32)
+            return out
         ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
-        return torch.stack([self.embed_ids(row) for row in ids]).numpy().astype(np.float32)
+        by_length: dict[int, list[int]] = {}
+        for i, row in enumerate(ids):
+            by_length.setdefault(len(row), []).append(i)
+        for rows in by_length.values():
+            for start in range(0, len(rows), batch_size):
+                chunk = rows[start : start + batch_size]
+                out[chunk] = self.embed_ids(torch.tensor([ids[i] for i in chunk])).numpy()
+        return out

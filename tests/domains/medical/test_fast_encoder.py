@@ -43,6 +43,16 @@ def test_int8_vectors_stay_close_and_do_not_depend_on_the_other_texts(sentences,
     assert np.array_equal(alone[0], vectors[7])  # the same whatever was embedded with it
 
 
+def test_texts_of_one_length_go_through_together_and_each_gets_the_vector_it_gets_alone():
+    encoder = FastEncoder(_model("fp32"), "int8")
+    words = ["fever", "cough", "pain", "nausea", "rash", "edema", "syncope", "dyspnea"]
+    texts = [f"Patient reports {a} and {b} today." for a, b in zip(words, reversed(words), strict=True)]
+    lengths = {len(ids) for ids in encoder.tokenizer(texts)["input_ids"]}
+    together = encoder.encode(texts, batch_size=3)  # batches of 3, 3 and 2 where lengths agree
+    alone = np.concatenate([encoder.encode([text]) for text in texts])
+    assert len(lengths) < len(texts) and np.array_equal(together, alone)
+
+
 def test_the_precision_comes_from_the_environment_and_a_wrong_one_says_what_to_use(monkeypatch):
     monkeypatch.delenv("DSUITE_MEDICAL_EMBEDDINGS", raising=False)
     assert query_precision() == "int8" and shared_embedder().precision == "int8"
