@@ -15,6 +15,19 @@ import torch
 from torch import nn
 
 QMAX = 127.0
+_INT_MM: list[bool] = []  # [whether torch._int_mm runs on this machine], probed once
+
+
+def int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` for int8 ``a`` (M, K) and ``b`` (K, N), exact, as int32: ``torch._int_mm`` where this build
+    of PyTorch has it for the CPU, else an int32 matmul (the same numbers, slower)."""
+    if not _INT_MM:
+        try:
+            torch._int_mm(torch.ones(1, 8, dtype=torch.int8), torch.ones(8, 1, dtype=torch.int8))
+            _INT_MM.append(True)
+        except (RuntimeError, NotImplementedError, AttributeError):
+            _INT_MM.append(False)
+    return torch._int_mm(a, b) if _INT_MM[0] else a.to(torch.int32) @ b.to(torch.int32)
 
 
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,7 +52,7 @@ class DynamicInt8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
         q, scales = quantize_rows(x.reshape(-1, self.in_features).float())  # (M, K) int8, (M,)
-        y = torch._int_mm(q, self.qweight_t) * (scales[:, None] * self.weight_scales)  # (M, N) float32
+        y = int8_matmul(q, self.qweight_t) * (scales[:, None] * self.weight_scales)  # (M, N) float32
         if self.bias is not None:
             y += self.bias
         return y.reshape(*lead, self.out_features).to(x.dtype)

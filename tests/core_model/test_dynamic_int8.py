@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core_model.quant.dynamic_int8 import DynamicInt8Linear, quantize_linears, quantize_rows
+from core_model.quant.dynamic_int8 import DynamicInt8Linear, int8_matmul, quantize_linears, quantize_rows
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -57,3 +57,15 @@ def test_quantize_linears_replaces_every_linear_layer_in_place():
     assert quantize_linears(model) == 2
     assert not any(type(m) is nn.Linear for m in model.modules())
     assert _rel(model(x), before) < 0.03
+
+
+def test_the_int8_product_is_exact_on_the_fast_and_the_fallback_path(monkeypatch):
+    from core_model.quant import dynamic_int8
+
+    torch.manual_seed(3)
+    a = torch.randint(-127, 128, (33, 1536), dtype=torch.int8)  # sums beyond float32's exact integers
+    b = torch.randint(-127, 128, (1536, 24), dtype=torch.int8)
+    exact = a.to(torch.int64) @ b.to(torch.int64)
+    assert torch.equal(int8_matmul(a, b).to(torch.int64), exact)
+    monkeypatch.setattr(dynamic_int8, "_INT_MM", [False])  # a PyTorch without the CPU kernel
+    assert torch.equal(int8_matmul(a, b).to(torch.int64), exact)
