@@ -59,18 +59,3 @@ class DynamicInt8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 x int8"
-
-
-def quantize_linears(model: nn.Module) -> int:
-    """Replace every ``nn.Linear`` inside ``model`` by a :class:`DynamicInt8Linear`, in place.
-
-    Returns:
-        How many layers were replaced.
-    """
-    replaced = 0
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if type(child) is nn.Linear:
-                setattr(module, name, DynamicInt8Linear(child))
-                replaced += 1
-    return replaced

@@ -74,7 +74,7 @@ class Embedder:
 
         Args:
             texts: the strings to embed.
-            progress: show a progress bar (for large one-off jobs).
+            progress: show a progress bar (for large one-off jobs; the fp32 path only).
 
         Returns:
             Array of shape ``(len(texts), 384)``, rows L2-normalised.
