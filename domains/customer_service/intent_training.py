@@ -457,10 +457,9 @@ def train_intents(
     random.seed(config.seed)
     torch.manual_seed(config.seed)
     started = time.time()
-    splits = {
-        s: spec.load(s)
-        for s in (("train", "validation", "test") if evaluate_test else ("train", "validation"))
-    }
+    wanted = ("train", "validation") + (("test", *spec.extra_tests) if evaluate_test else ())
+    splits = {s: spec.load(s) for s in wanted}
+    tests = [s for s in splits if s not in ("train", "validation")]  # scored once every choice is fixed
     labels = sorted({r["label"] for r in splits["train"]})
     index = {label: i for i, label in enumerate(labels)}
     for split, rows in splits.items():
@@ -535,13 +534,13 @@ def train_intents(
             config,
             f"refitting {name}",
         )
-        if "test" in splits:
-            probs["test"] = _member_probs(members, frozen, texts, "test", config.scale)
-    if "test" in splits:
-        metrics["test"] = intent_metrics(
-            _scored(weights, probs, near, alpha, labels, "test"), y["test"], labels, threshold
+        for split in tests:
+            probs[split] = _member_probs(members, frozen, texts, split, config.scale)
+    for split in tests:
+        metrics[split] = intent_metrics(
+            _scored(weights, probs, near, alpha, labels, split), y[split], labels, threshold
         )
-        base_metrics["test"] = intent_metrics(probs["test"]["lr"], y["test"], labels, base_threshold)
+        base_metrics[split] = intent_metrics(probs[split]["lr"], y[split], labels, base_threshold)
     if cache_dir is not None:  # keep the members' probabilities for later analysis
         arrays = {f"{s}-{m}": p for s, by in probs.items() for m, p in by.items()}
         arrays.update({f"{s}-y": y[s] for s in probs})

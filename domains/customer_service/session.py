@@ -29,6 +29,11 @@ logger = logging.getLogger(__name__)
 PROMPTS_FILE = PROJECT_DATA / "customer_service" / "prompts.json"
 FAQ_MIN_SCORE = 0.55  # cosine similarity below which no FAQ answer is given
 FAQ_SURE_SCORE = 0.7  # an FAQ question this close to the message answers it even when the intent is unsure
+# an intent at least this likely is answered with its closest FAQ question even when that question is
+# worded far from the message (plain requests: "could you order me some more lysol"); on the validation
+# requests (Bitext + borrowed) every answer this added from 0.5 up was of the right intent (28 of 28)
+FAQ_INTENT_SURE = 0.5
+FAQ_SEARCH_K = 50  # FAQ questions searched for one of the predicted intent
 
 
 @lru_cache(maxsize=1)
@@ -169,7 +174,9 @@ class CustomerServiceSession:
             reply, source = replies[chat], "small_talk"
         else:
             hits = self._faq_hits(text, vector)
-            good = [h for h in hits if h.score >= FAQ_MIN_SCORE and h.intent == prediction.best]
+            good = [h for h in hits[:3] if h.score >= FAQ_MIN_SCORE and h.intent == prediction.best]
+            if not good and prediction.confidence >= FAQ_INTENT_SURE and not prediction.out_of_scope:
+                good = [h for h in hits if h.intent == prediction.best][:1]
             answered = bool(good) and not prediction.out_of_scope
             escalation = self.policy.decide(prediction, negativity(text), answered)
             unsure = prediction.confidence < self.policy.settings["low_confidence"] and not (
@@ -230,13 +237,13 @@ class CustomerServiceSession:
         yield turn
 
     def _faq_hits(self, text: str, intent_vector) -> list[FaqHit]:
-        """The FAQ's top 3 for ``text``; an intent model on the FAQ's own frozen encoder (no LoRA, one head)
-        lends its embedding, which saves a MiniLM pass before the reply."""
+        """The FAQ's top ``FAQ_SEARCH_K`` for ``text``, closest first; an intent model on the FAQ's own frozen
+        encoder (no LoRA, one head) lends its embedding, which saves a MiniLM pass before the reply."""
         if self.intents.lora_dir is None and len(self.intents.heads) == 1:
-            return self.faq.search(intent_vector, k=3)[0]
+            return self.faq.search(intent_vector, k=FAQ_SEARCH_K)[0]
         from domains.customer_service.encoder import embed
 
-        return self.faq.search(embed([text]), k=3)[0]
+        return self.faq.search(embed([text]), k=FAQ_SEARCH_K)[0]
 
     def messages(self, text: str) -> list[dict]:
         """The chat messages for a generated reply: system prompt, the last turns, the new message."""

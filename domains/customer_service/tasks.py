@@ -4,6 +4,8 @@
 - ``cs.clinc150``: in-scope accuracy with rejection, OOS recall/precision (threshold from validation).
 - ``cs.bitext_escalation``: escalation recall on ``contact_human_agent`` and false-escalation rate.
 - ``cs.bitext_faq``: FAQ retrieval (answer intent @1, recall @3) over the train-split Q/A pairs.
+- ``cs.support_answers``: what the assistant does with a request (the right intent's FAQ answer, a wrong
+  one, a question back, a handover), on Bitext and on plainly worded requests of other corpora.
 - ``cs.multiwoz``: joint goal accuracy and slot F1 (the adapter deciding the rules' candidates; baseline
   ``rules``); MultiWOZ 2.1.
 - ``cs.sgd``: zero-shot state tracking on the SGD Payment_1 / RentalCars_3 subset.
@@ -247,6 +249,63 @@ def bitext_faq_task() -> Task:
     )
 
 
+def support_answers(texts: list[str], system: SystemSpec) -> list[dict]:
+    """What the assistant does with each request, each in a fresh conversation without generated replies:
+    ``source`` (``faq``, ``clarify``, ``handover``, ``small_talk``), the answer's FAQ intent, the intent."""
+    if system.baseline:
+        raise DSuiteError(f"cs.support_answers has no baseline ('{system.baseline}' given).")
+    from domains.customer_service.session import CustomerServiceSession
+
+    out = []
+    for text in texts:
+        turn = CustomerServiceSession(generate=False).respond(text)
+        out.append(
+            {
+                "source": turn.source,
+                "faq_intent": turn.faq_sources[0].intent if turn.faq_sources else None,
+                "intent": turn.intent,
+                "confidence": round(turn.confidence, 4),
+            }
+        )
+    return out
+
+
+def _score_support_answers(examples, outputs):
+    pairs = list(zip(examples, outputs, strict=True))
+    faq = [e["label"] == o["faq_intent"] for e, o in pairs if o["source"] == "faq"]
+    n = max(1, len(pairs))
+    return {
+        "right_answer": sum(faq) / n,
+        "wrong_answer": (len(faq) - sum(faq)) / n,
+        "asked_back": sum(o["source"] == "clarify" for _, o in pairs) / n,
+        "handed_over": sum(o["source"] == "handover" for _, o in pairs) / n,
+    }
+
+
+def support_answers_task() -> Task:
+    from domains.customer_service import borrowed_intents
+    from eval.data import bitext
+
+    def load(split: str):
+        if split == "plain":  # CLINC150 / BANKING77 test requests of intents Bitext shares, never trained on
+            return borrowed_intents.load("test")
+        return bitext.load(split)
+
+    return Task(
+        name="cs.support_answers",
+        dataset=bitext.CARD,
+        description="Support assistant, one request per conversation: the right intent's FAQ answer, a "
+        "wrong one, a question back, a handover (Bitext; 'plain': borrowed CLINC150/BANKING77 requests)",
+        load=load,
+        predict=lambda ex, system: support_answers([e["text"] for e in ex], system),
+        score=_score_support_answers,
+        primary_metric="right_answer",
+        splits=("test", "plain", "validation"),
+        batch_size=64,
+        needs_model=False,
+    )
+
+
 # ---- dialog state tracking ---------------------------------------------------------------------------------
 # The unit of evaluation is a user turn (joint goal accuracy and slot F1 are per-turn metrics), so ``--limit``
 # counts turns. The trackers are incremental, so predicting a turn means tracking its dialogue up to it.
@@ -477,6 +536,7 @@ TASKS = {
     "cs.clinc150": clinc150_task,
     "cs.bitext_escalation": bitext_escalation_task,
     "cs.bitext_faq": bitext_faq_task,
+    "cs.support_answers": support_answers_task,
     "cs.multiwoz": multiwoz_task,
     "cs.sgd": sgd_task,
 }

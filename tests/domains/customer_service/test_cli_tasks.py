@@ -131,7 +131,7 @@ def test_all_cs_tasks_are_registered():
     import domains.customer_service  # noqa: F401
 
     names = {"cs.banking77", "cs.clinc150", "cs.bitext_escalation", "cs.bitext_faq", "cs.multiwoz", "cs.sgd"}
-    assert names <= set(task_names())
+    assert names | {"cs.support_answers"} <= set(task_names())
     task = get_task("cs.multiwoz")
     dialogues = multiwoz.load_dialogues("test", limit=2)
     n_turns = sum(len(multiwoz.user_turns(d)) for d in dialogues)
@@ -144,6 +144,11 @@ def test_all_cs_tasks_are_registered():
     fake = [{"label": "contact_human_agent"}, {"label": "review"}, {"label": "review"}]
     scored = escalation.score(fake, [{"escalated": True}, {"escalated": True}, {"escalated": False}])
     assert scored["escalation_recall"] == 1.0 and scored["false_escalation_rate"] == 0.5
+    answers = get_task("cs.support_answers")
+    outputs = [{"source": "faq", "faq_intent": "review"}, {"source": "faq", "faq_intent": "track_order"}]
+    outputs += [{"source": "clarify", "faq_intent": None}, {"source": "handover", "faq_intent": None}]
+    scored = answers.score([{"label": "review"}] * 4, outputs)
+    assert scored == {"right_answer": 0.25, "wrong_answer": 0.25, "asked_back": 0.25, "handed_over": 0.25}
 
 
 def test_adapter_prompt_and_answer_parsing():
