@@ -1,9 +1,12 @@
-"""The hub: the page `make run` opens. Free text is routed to the right adapter and the answer streams.
+"""The hub: the page `make run` opens. Free text is routed to the right adapter or industry pipeline.
 
-Beside the answer: which adapter answered (``name@version``, or the bare base when the router abstains),
-the router's confidence and runners-up, and the latency. Tabs lead to each industry app and the adapter
-admin. Pure handlers (``route_request``, ``respond``) and a module-level ``demo``; the model loads on the
-first request, so importing this module is cheap.
+A request goes first to the adapter router (adapters registered with exemplars, such as one trained on the
+admin page); when it abstains, the domain router (``domains.routing``) decides whether the request is a
+support request, a clinical note or a finance question, and that industry's pipeline answers it
+(``hub_pipelines``); anything else is answered by the base, streamed. Beside the answer: who answered
+(``name@version``, a pipeline, or the bare base), the routers' confidences and runners-up, and the latency.
+Tabs lead to each industry app and the adapter admin. Pure handlers (``route_request``, ``respond``) and a
+module-level ``demo``; the model loads on the first request, so importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -17,22 +20,24 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from apps import services
+from apps.hub_pipelines import TABS, pipeline_answer
 from apps.ui import user_error
 from core_model.errors import DSuiteError
 
 logger = logging.getLogger(__name__)
 
-# questions the base (or a routed adapter) answers well; ICD coding and support requests have their own tabs:
-# asked here, the bare base invented codes ("CXP-1: Chest Pain") and coded the denied chest pain
+# one request per route: the base, the finance, support and coding pipelines (asked to code a note, the bare
+# base had invented codes, "CXP-1: Chest Pain", and coded the denied chest pain)
 EXAMPLES = [
     "What is the capital of France?",
-    "Explain what a stock dividend is in one sentence.",
-    "What does a diversified portfolio mean?",
-    "Give me three tips for writing a clear email.",
+    "What is a price-to-earnings ratio?",
+    "Where is my order 12345? It has not arrived.",
+    "Patient denies chest pain. History of hypertension and type 2 diabetes; presents with fever and cough.",
 ]
 PIPELINE_HINT = (
-    "ICD-10 coding of a note, finance advice with market figures and customer-support requests run their "
-    "own pipelines: use the **Medical coding**, **Finance** and **Customer service** tabs."
+    "Support requests, clinical notes and finance questions are answered here by their industry's pipeline, "
+    "one message at a time; the **Customer service**, **Medical coding** and **Finance** tabs keep a "
+    "conversation's state, code batches of notes and chart market feeds."
 )
 MAX_MESSAGE_CHARS = 4000
 # the tabs after the routed chat: one module per app, each with TITLE and a module-level `demo`
@@ -47,6 +52,7 @@ class Route:
     confidence: float
     runners_up: list[tuple[str, float]] = field(default_factory=list)
     best: str | None = None  # the closest adapter, also when the router abstains
+    domain: object | None = None  # the domain router's ``DomainRoute`` when the adapter router abstained
 
 
 def route_request(text: str) -> Route:
@@ -75,15 +81,25 @@ def _text(content) -> str:
 
 
 def route_card(route: Route, answered_by: str | None, first_token_s: float | None,
-               total_s: float | None) -> str:
-    """Markdown beside the answer: who answered, the router's confidence and runners-up, the latency."""
-    who = f"`{answered_by}`" if answered_by else "the base model (router abstained)"
-    if not answered_by and route.best:
-        who += f"; closest adapter `{route.best}`"
+               total_s: float | None, pipeline_detail: str | None = None) -> str:
+    """Markdown beside the answer: who answered, the routers' confidences and runners-up, the latency."""
+    domain = route.domain
+    if domain is not None and domain.pipeline:
+        tab = TABS[domain.pipeline]
+        who = f"the **{tab}** pipeline" + (f" ({pipeline_detail})" if pipeline_detail else "")
+    else:
+        who = f"`{answered_by}`" if answered_by else "the base model (router abstained)"
+        if not answered_by and route.best:
+            who += f"; closest adapter `{route.best}`"
     lines = [f"**Answered by** {who}", f"**Router confidence** {route.confidence:.2f}"]
     if route.runners_up:
         ranked = ", ".join(f"`{name}` {score:.2f}" for name, score in route.runners_up)
         lines.append(f"**Runners-up** {ranked}")
+    if domain is not None:
+        label = domain.pipeline or "none (general request)"
+        ranked = ", ".join(f"`{name}` {score:.2f}" for name, score in domain.runners_up)
+        lines.append(f"**Domain router** {label}, confidence {domain.confidence:.2f}"
+                     + (f"; runners-up {ranked}" if ranked else ""))
     if total_s is not None:
         first = f" (first token {first_token_s:.2f} s)" if first_token_s is not None else ""
         lines.append(f"**Latency** {total_s:.2f} s{first}")
@@ -129,6 +145,15 @@ def respond(message: str, history: list[dict] | None = None,
     started = time.perf_counter()
     try:
         route = route_request(message)
+        if route.adapter is None:
+            route.domain = services.domain_router().route(message)
+            if route.domain.pipeline:
+                yield "", route_card(route, None, None, None)
+                answer, detail = pipeline_answer(route.domain.pipeline, message.strip())
+                total = time.perf_counter() - started
+                logger.info("hub answered with the %s pipeline in %.2f s", route.domain.pipeline, total)
+                yield answer, route_card(route, None, total, total, detail)
+                return
         answered_by = services.manager().resolve(route.adapter).key if route.adapter else None
         request = GenerationRequest(messages=_messages(message, history), adapter=answered_by,
                                     max_new_tokens=int(max_new_tokens))

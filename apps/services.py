@@ -62,3 +62,11 @@ def router():
 
     with _LOCK:
         return LiveRouter(registry())
+
+
+def domain_router():
+    """The hub's domain router (``domains.routing``): which industry pipeline a request belongs to."""
+    from domains.routing import load_domain_router
+
+    with _LOCK:
+        return load_domain_router()

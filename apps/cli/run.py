@@ -79,8 +79,38 @@ def serve(
     launch(host=host, port=port, base=base, share=share, auth=auth)
 
 
+def route(
+    text: Annotated[str, typer.Argument(help="A request, as typed into the hub.")],
+) -> None:
+    """Which industry pipeline the hub's domain router sends TEXT to (JSON; "pipeline": null = none)."""
+    import json
+
+    from domains.routing import load_domain_router
+
+    result = load_domain_router().route(text)
+    typer.echo(json.dumps({
+        "pipeline": result.pipeline,
+        "confidence": round(result.confidence, 4),
+        "best": result.best,
+        "runners_up": [[name, round(float(score), 4)] for name, score in result.runners_up],
+    }))
+
+
+def build_routes() -> None:
+    """Rebuild the hub's domain router from its exemplars (data/hub/domain_router, about a minute)."""
+    import json
+
+    from domains.routing import ROUTER_DIR, build_domain_router
+
+    meta = build_domain_router().meta
+    figures = {label: round(scores["accuracy"], 4) for label, scores in meta["test"].items()}
+    typer.echo(f"Wrote {ROUTER_DIR}: threshold {meta['threshold']}, test accuracy {json.dumps(figures)}")
+
+
 def register(app: typer.Typer) -> None:
     """Attach the top-level commands to the main app."""
     app.command()(generate)
     app.command()(chat)
     app.command()(serve)
+    app.command()(route)
+    app.command(name="build-routes")(build_routes)

@@ -1,0 +1,65 @@
+"""The hub's answers from the industry pipelines, for requests the domain router sends to one.
+
+Each function calls its domain's pipeline (``domains.get_domain(name).pipeline``) and returns the answer as
+markdown plus one line for the route card. They answer one message at a time: the industry tabs keep a
+conversation's state, code batches and draw charts.
+"""
+
+from __future__ import annotations
+
+from domains.registry import get_domain
+
+MAX_CODES = 8  # codes listed in the hub; the Medical coding tab shows them all with their evidence
+TABS = {"customer_service": "Customer service", "medical": "Medical coding", "finance": "Finance"}
+SOURCES = {  # what the support assistant did, for the route card
+    "faq": "FAQ answer",
+    "clarify": "asked which request it is",
+    "handover": "handed over to a person",
+    "small_talk": "small talk",
+}
+
+
+def customer_service_answer(text: str) -> tuple[str, str]:
+    """The support assistant's reply to one request (FAQ answer, a question back, or a handover)."""
+    turn = get_domain("customer_service").pipeline["session"](generate=False).respond(text)
+    detail = f"intent `{turn.intent}` at p={turn.confidence:.2f}: {SOURCES.get(turn.source, turn.source)}"
+    if turn.escalation is not None:
+        detail += f", {turn.escalation.reason.replace('_', ' ')}"
+    return turn.reply, detail
+
+
+def medical_answer(text: str) -> tuple[str, str]:
+    """The ICD-10-CM codes of a note (full coder), with their first evidence and what was not coded."""
+    result = get_domain("medical").pipeline["code"](text)
+    codes = result["codes"]
+    lines = []
+    for code in codes[:MAX_CODES]:
+        evidence = code["evidence"][0]["text"] if code["evidence"] else ""
+        flag = "" if code["assertion"] == "present" else f", {code['assertion']}"
+        lines.append(f'- **{code["code"]}** {code["description"]}: "{evidence}" ({code["support"]}{flag})')
+    if len(codes) > MAX_CODES:
+        lines.append(f"- ... and {len(codes) - MAX_CODES} more in the **Medical coding** tab")
+    if not lines:
+        lines.append("No ICD-10-CM code found in this text.")
+    excluded = list(dict.fromkeys(f'"{e["text"]}" ({e["assertion"]})' for e in result["excluded"]))
+    if excluded:
+        lines.append(f"\nNot coded: {', '.join(excluded)}.")
+    return "\n".join(lines), f"{len(codes)} code(s), coder `{result['coder']}`"
+
+
+def finance_answer(text: str) -> tuple[str, str]:
+    """The advisor's answer as the Finance tab gives it by default: the finance adapter's draft kept only
+    where its numbers are grounded, the cited figures and terms, the disclaimer."""
+    answer = get_domain("finance").pipeline["ask"](text)
+    detail = f"answered by {answer.answered_by}"
+    if answer.refused:
+        detail += f", {answer.refused.replace('_', ' ')}"
+    return answer.text, detail
+
+
+ANSWERS = {"customer_service": customer_service_answer, "medical": medical_answer, "finance": finance_answer}
+
+
+def pipeline_answer(domain: str, text: str) -> tuple[str, str]:
+    """``(answer markdown, card detail)`` of ``domain``'s pipeline for ``text``."""
+    return ANSWERS[domain](text)

@@ -1,0 +1,34 @@
+"""The hub sends support requests, clinical notes and finance questions to their industry's pipeline
+(through gradio_client on the served hub, whose registry starts empty, so the adapter router abstains)."""
+
+from __future__ import annotations
+
+
+def test_a_support_request_gets_the_support_assistants_answer(client):
+    answer, card = client.predict("Where is my order 12345? It has not arrived.", 24, api_name="/chat")
+    assert "**Answered by** the **Customer service** pipeline" in card, card
+    assert "intent `track_order`" in card and "FAQ answer" in card
+    assert "**Domain router** customer_service" in card
+    assert "12345" in answer  # the FAQ answer, filled with the request's order number
+
+
+def test_a_clinical_note_gets_its_codes_and_what_was_not_coded(client):
+    note = "Patient denies chest pain. History of hypertension and type 2 diabetes. Has fever and cough."
+    answer, card = client.predict(note, 24, api_name="/chat")
+    assert "**Answered by** the **Medical coding** pipeline" in card, card
+    assert "**I10**" in answer and "**E11.9**" in answer and "**R50.9**" in answer
+    assert 'Not coded: "chest pain" (negated)' in answer  # a denied finding is listed, not coded
+
+
+def test_a_finance_question_gets_the_advisors_grounded_answer(client):
+    answer, card = client.predict("What does the RSI of KO tell me?", 24, api_name="/chat")
+    assert "**Answered by** the **Finance** pipeline" in card, card
+    assert "KO" in answer and "RSI" in answer
+    assert "not personal financial advice" in answer  # the advisor's disclaimer
+
+
+def test_an_everyday_question_is_left_to_the_base(client):
+    """(No test adapter covers time zones, so the adapter router abstains too.)"""
+    answer, card = client.predict("What time zone is Tokyo in?", 16, api_name="/chat")
+    assert "**Domain router** none (general request)" in card, card
+    assert "pipeline" not in card.split("\n")[0] and answer

@@ -1,0 +1,89 @@
+"""The hub's domain router on the shipped index and real held-out requests of each source."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters.router import RouteResult
+from core_model.errors import DSuiteError
+from domains import routing
+
+
+@pytest.fixture(scope="module")
+def router():
+    return routing.load_domain_router()
+
+
+def test_held_out_requests_go_to_their_pipeline_and_everyday_ones_to_none(router):
+    """60 test requests per label (never exemplars, never the threshold's validation rows)."""
+    rows = routing.labelled("test", {label: 60 for label in routing.LABELS})
+    scores = routing.routing_accuracy(router, rows)["routed"]
+    for label, routed in scores.items():
+        assert routed.get(label, 0) >= 0.85 * sum(routed.values()), (label, routed)
+    assert router.route("Where is my order 12345? It has not arrived.").pipeline == "customer_service"
+    assert router.route("What is the capital of France?").pipeline is None
+
+
+def test_the_shipped_router_is_the_one_its_sources_build(router):
+    """Same exemplar counts as the sources give now and one vector per exemplar: rebuild with
+    `dsuite build-routes` when a source changes."""
+    train = routing.labelled("train", routing.EXEMPLARS)
+    counts = {label: sum((e or routing.GENERAL) == label for _, e in train) for label in routing.LABELS}
+    assert router.meta["exemplars"] == counts
+    assert router.router.index.ntotal == len(router.router.labels) == len(train)
+    assert router.threshold == router.meta["threshold"] == router.router.threshold
+    for label in routing.LABELS:  # the figures the README quotes
+        assert router.meta["test"][label]["accuracy"] >= 0.94
+
+
+def test_exemplars_validation_and_test_do_not_share_a_request():
+    splits = {s: {t.strip().lower() for t, _ in routing.labelled(s)} for s in routing.SPLITS}
+    assert not splits["train"] & splits["test"] and not splits["validation"] & splits["test"]
+    assert not splits["train"] & splits["validation"]
+    turns = {t.strip().lower() for t in routing.finance_conversation_turns()}
+    assert len(turns) == 31 and not turns & splits["train"]
+
+
+def test_general_or_unsure_goes_to_no_pipeline():
+    def result(best, confidence):
+        return RouteResult(None, confidence, [], best)
+
+    assert routing.decide(result("medical", 0.5), 0.2) == "medical"
+    assert routing.decide(result("medical", 0.1), 0.2) is None
+    assert routing.decide(result(routing.GENERAL, 0.9), 0.2) is None
+    results = [result("finance", 0.3), result("finance", 0.1), result(routing.GENERAL, 0.6)]
+    # 0.3 must route, 0.1 must not: any threshold in (0.1, 0.3] is right on all three; the lowest is kept
+    assert routing.choose_threshold(results, ["finance", None, None]) == (0.12, 0.0)
+    # a wrong pipeline costs twice a miss: one miss (the 0.1 request) beats routing two everyday ones
+    results = [result("medical", 0.1)] + [result("medical", 0.2)] * 2
+    assert routing.choose_threshold(results, ["medical", None, None]) == (0.22, 1 / 3)
+    assert routing.routing_cost(["medical", None, "finance"], ["medical", "medical", None]) == 1 + 2
+
+
+def test_a_missing_router_says_how_to_build_it(tmp_path):
+    with pytest.raises(DSuiteError, match="dsuite build-routes"):
+        routing.load_domain_router.__wrapped__(tmp_path)
+    with pytest.raises(DSuiteError, match="unknown"):
+        routing.labelled("dev")
+
+
+def test_dsuite_route_prints_the_decision_and_refuses_an_empty_request():
+    import json
+    import subprocess
+
+    from tests.conftest import REPO, dsuite_command
+
+    out = subprocess.run(
+        dsuite_command("route", "Where is my order 12345?"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    decision = json.loads(out.stdout.strip().splitlines()[-1])
+    assert decision["pipeline"] == "customer_service" and decision["confidence"] > 0.22
+    empty = subprocess.run(
+        dsuite_command("route", " "), cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert empty.returncode == 2 and "text a user would type" in empty.stderr
