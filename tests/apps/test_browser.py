@@ -52,6 +52,13 @@ def test_hub_routes_answers_and_shows_the_route(page, hub_server):
     expect(page.locator("[data-testid='bot']").last).to_contain_text("Paris")
     expect(page.locator("#hub-pipeline-hint")).to_contain_text("Medical coding")  # where coding requests go
     screenshot(page, "hub")
+    box.fill("Where is my order 12345? It has not arrived.")  # no adapter takes it: the support pipeline
+    box.press("Enter")
+    expect(page.locator("#route-card")).to_contain_text("Answered by the Customer service pipeline",
+                                                        timeout=60_000)
+    expect(page.locator("#route-card")).to_contain_text(re.compile(r"Latency [0-9.]+ s"))
+    expect(page.locator("[data-testid='bot']").last).to_contain_text("12345")
+    screenshot(page, "hub_pipeline")
 
 
 def test_admin_trains_an_adapter_that_the_hub_serves_without_restart(page, hub_server):
