@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from apps import services
-from apps.hub_pipelines import TABS, pipeline_answer
+from apps.hub_pipelines import TABS, pipeline_answer, pipeline_of_adapter
 from apps.ui import user_error
 from core_model.errors import DSuiteError
 
@@ -53,6 +53,7 @@ class Route:
     runners_up: list[tuple[str, float]] = field(default_factory=list)
     best: str | None = None  # the closest adapter, also when the router abstains
     domain: object | None = None  # the domain router's ``DomainRoute`` when the adapter router abstained
+    pipeline: str | None = None  # the industry whose pipeline answers (``hub_pipelines.TABS``), if any
 
 
 def route_request(text: str) -> Route:
@@ -84,9 +85,11 @@ def route_card(route: Route, answered_by: str | None, first_token_s: float | Non
                total_s: float | None, pipeline_detail: str | None = None) -> str:
     """Markdown beside the answer: who answered, the routers' confidences and runners-up, the latency."""
     domain = route.domain
-    if domain is not None and domain.pipeline:
-        tab = TABS[domain.pipeline]
-        who = f"the **{tab}** pipeline" + (f" ({pipeline_detail})" if pipeline_detail else "")
+    if route.pipeline:
+        who = f"the **{TABS[route.pipeline]}** pipeline"
+        who += f" ({pipeline_detail})" if pipeline_detail else ""
+        if route.adapter:
+            who += f"; the router chose its adapter `{route.adapter}`"
     else:
         who = f"`{answered_by}`" if answered_by else "the base model (router abstained)"
         if not answered_by and route.best:
@@ -147,13 +150,16 @@ def respond(message: str, history: list[dict] | None = None,
         route = route_request(message)
         if route.adapter is None:
             route.domain = services.domain_router().route(message)
-            if route.domain.pipeline:
-                yield "", route_card(route, None, None, None)
-                answer, detail = pipeline_answer(route.domain.pipeline, message.strip())
-                total = time.perf_counter() - started
-                logger.info("hub answered with the %s pipeline in %.2f s", route.domain.pipeline, total)
-                yield answer, route_card(route, None, total, total, detail)
-                return
+        # an industry's own adapter answers through its pipeline (the finance one with its grounding check
+        # and disclaimer), also when a retrained version with exemplars is what the adapter router chose
+        route.pipeline = route.domain.pipeline if route.domain else pipeline_of_adapter(route.adapter)
+        if route.pipeline:
+            yield "", route_card(route, None, None, None)
+            answer, detail = pipeline_answer(route.pipeline, message.strip())
+            total = time.perf_counter() - started
+            logger.info("hub answered with the %s pipeline in %.2f s", route.pipeline, total)
+            yield answer, route_card(route, None, total, total, detail)
+            return
         answered_by = services.manager().resolve(route.adapter).key if route.adapter else None
         request = GenerationRequest(messages=_messages(message, history), adapter=answered_by,
                                     max_new_tokens=int(max_new_tokens))

@@ -60,6 +60,13 @@ def finance_answer(text: str) -> tuple[str, str]:
 ANSWERS = {"customer_service": customer_service_answer, "medical": medical_answer, "finance": finance_answer}
 
 
+def pipeline_of_adapter(adapter: str | None) -> str | None:
+    """The industry whose adapter ``adapter`` (a registry name) is, or None (a user's own adapter)."""
+    if adapter is None:
+        return None
+    return next((name for name in ANSWERS if get_domain(name).adapter_name == adapter), None)
+
+
 def pipeline_answer(domain: str, text: str) -> tuple[str, str]:
     """``(answer markdown, card detail)`` of ``domain``'s pipeline for ``text``."""
     return ANSWERS[domain](text)
