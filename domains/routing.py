@@ -25,6 +25,7 @@ import json
 import random
 import re
 import time
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -191,18 +192,15 @@ def routing_accuracy(router: DomainRouter, rows: list[tuple[str, str | None]]) -
     return {"accuracy": right / max(1, len(rows)), "n": len(rows), "routed": by_label}
 
 
+@dataclass(frozen=True)
 class DomainRoute:
-    """Where one request goes: ``pipeline`` (a domain name, or None), the router's confidence, its best
-    label and the runners-up."""
+    """Where one request goes: ``pipeline`` (a domain name, or None), the router's confidence, its best label
+    (``general`` included) and the runners-up."""
 
-    def __init__(self, pipeline: str | None, confidence: float, best: str | None, runners_up) -> None:
-        self.pipeline = pipeline
-        self.confidence = confidence
-        self.best = best
-        self.runners_up = list(runners_up)
-
-    def __repr__(self) -> str:
-        return f"DomainRoute({self.pipeline!r}, {self.confidence:.3f}, best={self.best!r})"
+    pipeline: str | None
+    confidence: float
+    best: str | None
+    runners_up: list[tuple[str, float]] = field(default_factory=list)
 
 
 class DomainRouter:
@@ -216,7 +214,7 @@ class DomainRouter:
     def route_batch(self, texts: list[str]) -> list[DomainRoute]:
         """The route of each text."""
         return [
-            DomainRoute(decide(r, self.threshold), float(r.confidence), r.best, r.runners_up)
+            DomainRoute(decide(r, self.threshold), float(r.confidence), r.best, list(r.runners_up))
             for r in self.router.route_batch(texts)
         ]
 
