@@ -32,3 +32,11 @@ def test_an_everyday_question_is_left_to_the_base(client):
     answer, card = client.predict("What time zone is Tokyo in?", 16, api_name="/chat")
     assert "**Domain router** none (general request)" in card, card
     assert "pipeline" not in card.split("\n")[0] and answer
+
+
+def test_an_industrys_own_adapter_answers_through_its_pipeline():
+    from apps.hub_pipelines import pipeline_of_adapter
+
+    assert pipeline_of_adapter("finance") == "finance"  # a finance@N with exemplars still gets the disclaimer
+    assert pipeline_of_adapter("customer_service") == "customer_service"
+    assert pipeline_of_adapter("cooking") is None and pipeline_of_adapter(None) is None
