@@ -11,7 +11,8 @@ Exemplars come from each domain's own data, read in place:
 - customer service: Bitext support requests and the plain requests borrowed for them (``borrowed_intents``);
 - medical: sentences of CodiEsp training cases and MTSamples transcriptions;
 - finance: TAT-QA questions, questions about the finance dictionary's terms ("What is a limit order?") and
-  the hand-written requests of ``data/finance/hub_requests.json`` (all of them, beside the sample).
+  the hand-written requests of ``data/finance/hub_requests.json`` (all of them, beside the sample);
+- general: CLINC150's everyday queries, and the same four question shapes about words of those queries.
 Each source is split by a hash of its text (or note) into exemplars, validation and test, so the figures in
 ``meta.json`` come from requests the router never saw. The advisor's scripted conversations are test only.
 
@@ -82,13 +83,22 @@ def _medical(split: str) -> list[str]:
     return [s for c in cases for s in _sentences(c["text"])]
 
 
-def _finance(split: str) -> list[str]:
+def term_questions(terms) -> list[str]:
+    """A question about each term, in one of ``TERM_TEMPLATES`` picked by the term's hash."""
+    return [TERM_TEMPLATES[int(_bucket(t) * 997) % len(TERM_TEMPLATES)].format(t) for t in terms]
+
+
+def _finance_term_questions(split: str) -> list[str]:
     from domains.finance.dictionary import load_dictionary
+
+    return term_questions(sorted({t.term for t in load_dictionary().terms if _split_of(t.term) == split}))
+
+
+def _finance(split: str) -> list[str]:
     from eval.data import tatqa
 
     questions = [q["question"] for q in tatqa.load_tatqa() if _split_of(q["question"]) == split]
-    terms = sorted({t.term for t in load_dictionary().terms if _split_of(t.term) == split})
-    return questions + [TERM_TEMPLATES[int(_bucket(t) * 997) % len(TERM_TEMPLATES)].format(t) for t in terms]
+    return questions + _finance_term_questions(split)
 
 
 def _finance_requests() -> list[str]:
@@ -103,12 +113,42 @@ def finance_conversation_turns() -> list[str]:
     return [turn["user"] for line in lines for turn in json.loads(line)["turns"]]
 
 
-def _general(split: str) -> list[str]:
+def _clinc_everyday(split: str) -> list[str]:
     from eval.data import clinc150
 
     domains = clinc150.domains()
     skip = {i for d in AMBIGUOUS_CLINC_DOMAINS for i in domains[d]} | set(AMBIGUOUS_CLINC_INTENTS)
     return [r["text"] for r in clinc150.load(split) if r["label"] not in skip]
+
+
+@lru_cache(maxsize=1)
+def everyday_words() -> tuple[str, ...]:
+    """Words of CLINC150's everyday queries (all splits; 4+ letters, no stop word, none that is a word of a
+    finance dictionary term): the subjects of the general class's term questions ("What is acupuncture?")."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    from domains.finance.dictionary import load_dictionary
+
+    finance = {w for t in load_dictionary().terms for w in re.findall(r"[a-z]+", t.term.lower())}
+    words = {
+        w
+        for split in SPLITS
+        for text in _clinc_everyday(split)
+        for w in re.findall(r"[a-z]+", text.lower())
+        if len(w) >= 4 and w not in STOP_WORDS and w not in finance
+    }
+    return tuple(sorted(words))
+
+
+def _general_term_questions(split: str) -> list[str]:
+    return term_questions([w for w in everyday_words() if _split_of(w) == split])
+
+
+def _general(split: str) -> list[str]:
+    """Everyday requests, and questions of the finance term questions' shape about everyday words (without
+    them, "What is photosynthesis?" went to the advisor: the shape alone pulled a definitional question to
+    the dictionary's term questions)."""
+    return _clinc_everyday(split) + _general_term_questions(split)
 
 
 SOURCES = {"customer_service": _customer_service, "medical": _medical, "finance": _finance, GENERAL: _general}
@@ -256,9 +296,16 @@ def build_domain_router(out_dir: Path | None = None, evaluate_test: bool = True)
             label: routing_accuracy(domain_router, [(t, e) for t, e in test if (e or GENERAL) == label])
             for label in LABELS
         }
-        meta["test"]["finance_conversations"] = routing_accuracy(
-            domain_router, [(t, "finance") for t in finance_conversation_turns()]
-        )
+        seen = _texts_of("train") | _texts_of("validation")
+        subsets = {  # parts of the labels above, and the advisor's scripted turns
+            "finance_term_questions": ("finance", _finance_term_questions("test")),
+            "general_term_questions": (None, _general_term_questions("test")),
+            "general_clinc150": (None, _clinc_everyday("test")),
+            "finance_conversations": ("finance", finance_conversation_turns()),
+        }
+        for name, (expected, texts) in subsets.items():
+            rows = [(t, expected) for t in texts if t.strip().lower() not in seen]
+            meta["test"][name] = routing_accuracy(domain_router, rows)
     meta["build_seconds"] = round(time.time() - started, 1)
     domain_router.meta = meta
     domain_router.save(out_dir or ROUTER_DIR)

@@ -32,8 +32,12 @@ def test_the_shipped_router_is_the_one_its_sources_build(router):
     assert router.meta["exemplars"] == counts
     assert router.router.index.ntotal == len(router.router.labels) == len(train)
     assert router.threshold == router.meta["threshold"] == router.router.threshold
-    for label in routing.LABELS:  # the figures the README quotes
-        assert router.meta["test"][label]["accuracy"] >= 0.94
+    # the figures the README quotes; finance's term questions ("What is a debenture?") share their shape with
+    # the general class's ("What is jazz?"), so finance gives up some of them to keep jazz from the advisor
+    floors = {"customer_service": 0.95, "medical": 0.95, "finance": 0.85, "general": 0.94}
+    floors |= {"general_term_questions": 0.85, "general_clinc150": 0.95}
+    for name, floor in floors.items():
+        assert router.meta["test"][name]["accuracy"] >= floor, name
 
 
 def test_exemplars_validation_and_test_do_not_share_a_request():
