@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from apps import services
-from apps.hub_pipelines import TABS, pipeline_answer, pipeline_of_adapter
+from apps.hub_pipelines import TABS, earlier_messages, pipeline_answer, pipeline_of_adapter
 from apps.ui import user_error
 from core_model.errors import DSuiteError
 
@@ -35,9 +35,9 @@ EXAMPLES = [
     "Patient denies chest pain. History of hypertension and type 2 diabetes; presents with fever and cough.",
 ]
 PIPELINE_HINT = (
-    "Support requests, clinical notes and finance questions are answered here by their industry's pipeline, "
-    "one message at a time; the **Customer service**, **Medical coding** and **Finance** tabs keep a "
-    "conversation's state, code batches of notes and chart market feeds."
+    "Support requests, clinical notes and finance questions are answered here by their industry's pipeline; "
+    "the **Customer service**, **Medical coding** and **Finance** tabs also show the dialog state, code "
+    "batches of notes and chart market feeds."
 )
 MAX_MESSAGE_CHARS = 4000
 # the tabs after the routed chat: one module per app, each with TITLE and a module-level `demo`
@@ -155,7 +155,11 @@ def respond(message: str, history: list[dict] | None = None,
         route.pipeline = route.domain.pipeline if route.domain else pipeline_of_adapter(route.adapter)
         if route.pipeline:
             yield "", route_card(route, None, None, None)
-            answer, detail = pipeline_answer(route.pipeline, message.strip())
+            earlier = []
+            if route.pipeline == "customer_service":
+                said = [_text(t["content"]) for t in (history or []) if t.get("role") == "user"]
+                earlier = earlier_messages(route.pipeline, said, services.domain_router())
+            answer, detail = pipeline_answer(route.pipeline, message.strip(), earlier)
             total = time.perf_counter() - started
             logger.info("hub answered with the %s pipeline in %.2f s", route.pipeline, total)
             yield answer, route_card(route, None, total, total, detail)

@@ -1,8 +1,9 @@
 """The hub's answers from the industry pipelines, for requests the domain router sends to one.
 
 Each function calls its domain's pipeline (``domains.get_domain(name).pipeline``) and returns the answer as
-markdown plus one line for the route card. They answer one message at a time: the industry tabs keep a
-conversation's state, code batches and draw charts.
+markdown plus one line for the route card. The coder and the advisor answer one message at a time; the support
+assistant replays the conversation's earlier support messages first (its state and escalation count). The
+industry tabs keep whole conversations, code batches and draw charts.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from domains.registry import get_domain
 
 MAX_CODES = 8  # codes listed in the hub; the Medical coding tab shows them all with their evidence
+MAX_REPLAYED = 6  # earlier support messages of a hub conversation replayed before the new one
 TABS = {"customer_service": "Customer service", "medical": "Medical coding", "finance": "Finance"}
 SOURCES = {  # what the support assistant did, for the route card
     "faq": "FAQ answer",
@@ -19,12 +21,19 @@ SOURCES = {  # what the support assistant did, for the route card
 }
 
 
-def customer_service_answer(text: str) -> tuple[str, str]:
-    """The support assistant's reply to one request (FAQ answer, a question back, or a handover)."""
-    turn = get_domain("customer_service").pipeline["session"](generate=False).respond(text)
+def customer_service_answer(text: str, earlier: list[str] | tuple[str, ...] = ()) -> tuple[str, str]:
+    """The support assistant's reply (FAQ answer, a question back, or a handover) to ``text``, after the
+    conversation's ``earlier`` support messages: they are replayed first, so an order number given before
+    fills this answer and unanswered turns count towards a handover, as in the Customer service tab."""
+    session = get_domain("customer_service").pipeline["session"](generate=False)
+    for message in earlier[-MAX_REPLAYED:]:
+        session.respond(message)
+    turn = session.respond(text)
     detail = f"intent `{turn.intent}` at p={turn.confidence:.2f}: {SOURCES.get(turn.source, turn.source)}"
     if turn.escalation is not None:
         detail += f", {turn.escalation.reason.replace('_', ' ')}"
+    if earlier:
+        detail += f", after {min(len(earlier), MAX_REPLAYED)} earlier support message(s)"
     return turn.reply, detail
 
 
@@ -67,6 +76,19 @@ def pipeline_of_adapter(adapter: str | None) -> str | None:
     return next((name for name in ANSWERS if get_domain(name).adapter_name == adapter), None)
 
 
-def pipeline_answer(domain: str, text: str) -> tuple[str, str]:
-    """``(answer markdown, card detail)`` of ``domain``'s pipeline for ``text``."""
+def pipeline_answer(domain: str, text: str, earlier: list[str] | tuple[str, ...] = ()) -> tuple[str, str]:
+    """``(answer markdown, card detail)`` of ``domain``'s pipeline for ``text``; ``earlier`` (the
+    conversation's earlier messages for the same pipeline) matters to the support assistant only."""
+    if domain == "customer_service":
+        return customer_service_answer(text, earlier)
     return ANSWERS[domain](text)
+
+
+def earlier_messages(pipeline: str, user_messages: list[str], router) -> list[str]:
+    """The earlier user messages of a conversation that ``router`` (the domain router) sends to ``pipeline``,
+    oldest first, at most ``MAX_REPLAYED``."""
+    recent = [m for m in user_messages if m.strip()][-MAX_REPLAYED:]
+    if not recent:
+        return []
+    routes = router.route_batch(recent)
+    return [m for m, route in zip(recent, routes, strict=True) if route.pipeline == pipeline]

@@ -40,3 +40,17 @@ def test_an_industrys_own_adapter_answers_through_its_pipeline():
     assert pipeline_of_adapter("finance") == "finance"  # a finance@N with exemplars still gets the disclaimer
     assert pipeline_of_adapter("customer_service") == "customer_service"
     assert pipeline_of_adapter("cooking") is None and pipeline_of_adapter(None) is None
+
+
+def test_the_support_assistant_remembers_the_conversations_earlier_support_messages():
+    """The hub keeps no session: the support pipeline replays the earlier messages routed to it."""
+    from apps.hub_pipelines import customer_service_answer, earlier_messages
+    from domains.routing import load_domain_router
+
+    said = ["I want to cancel order 4471923", "What is the capital of France?"]
+    earlier = earlier_messages("customer_service", said, load_domain_router())
+    assert earlier == ["I want to cancel order 4471923"]  # the everyday question is not replayed
+    answer, detail = customer_service_answer("ok where is my order then", earlier)
+    assert "4471923" in answer and "after 1 earlier support message" in detail
+    alone, _ = customer_service_answer("ok where is my order then")
+    assert "4471923" not in alone
