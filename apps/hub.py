@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from apps import services
-from apps.hub_pipelines import TABS, earlier_messages, pipeline_answer, pipeline_of_adapter
+from apps.hub_pipelines import TABS, pipeline_answer, pipeline_of_adapter
 from apps.ui import user_error
 from core_model.errors import DSuiteError
 
@@ -155,11 +155,8 @@ def respond(message: str, history: list[dict] | None = None,
         route.pipeline = route.domain.pipeline if route.domain else pipeline_of_adapter(route.adapter)
         if route.pipeline:
             yield "", route_card(route, None, None, None)
-            earlier = []
-            if route.pipeline == "customer_service":
-                said = [_text(t["content"]) for t in (history or []) if t.get("role") == "user"]
-                earlier = earlier_messages(route.pipeline, said, services.domain_router())
-            answer, detail = pipeline_answer(route.pipeline, message.strip(), earlier)
+            said = [_text(t["content"]) for t in (history or []) if t.get("role") == "user"]
+            answer, detail = pipeline_answer(route.pipeline, message.strip(), said, services.domain_router())
             total = time.perf_counter() - started
             logger.info("hub answered with the %s pipeline in %.2f s", route.pipeline, total)
             yield answer, route_card(route, None, total, total, detail)

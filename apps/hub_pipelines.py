@@ -76,11 +76,12 @@ def pipeline_of_adapter(adapter: str | None) -> str | None:
     return next((name for name in ANSWERS if get_domain(name).adapter_name == adapter), None)
 
 
-def pipeline_answer(domain: str, text: str, earlier: list[str] | tuple[str, ...] = ()) -> tuple[str, str]:
-    """``(answer markdown, card detail)`` of ``domain``'s pipeline for ``text``; ``earlier`` (the
-    conversation's earlier messages for the same pipeline) matters to the support assistant only."""
-    if domain == "customer_service":
-        return customer_service_answer(text, earlier)
+def pipeline_answer(domain: str, text: str, said: list[str] | None = None, router=None) -> tuple[str, str]:
+    """``(answer markdown, card detail)`` of ``domain``'s pipeline for ``text``. The support assistant first
+    replays those of the conversation's earlier user messages (``said``, oldest first) that ``router``, the
+    domain router, sends it; the coder and the advisor answer ``text`` alone."""
+    if domain == "customer_service" and said and router is not None:
+        return customer_service_answer(text, earlier_messages(domain, said, router))
     return ANSWERS[domain](text)
 
 

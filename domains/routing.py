@@ -21,7 +21,6 @@ The router is built once (``dsuite build-routes``, about a minute) into ``data/h
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
@@ -31,6 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from core_model.errors import DSuiteError
+from eval.data.paths import text_fraction
 
 ROUTER_DIR = Path(__file__).resolve().parents[1] / "data" / "hub" / "domain_router"
 FINANCE_REQUESTS = Path(__file__).resolve().parents[1] / "data" / "finance" / "hub_requests.json"
@@ -49,13 +49,8 @@ THRESHOLDS = tuple(round(0.02 * i, 2) for i in range(36))  # 0.00 .. 0.70
 WRONG_PIPELINE_COST = 2.0  # a wrong pipeline answer counts twice a request left to the base (routing_cost)
 
 
-def _bucket(text: str) -> float:
-    """A stable number in [0, 1) from ``text``, which decides its split."""
-    return hashlib.sha1(text.strip().lower().encode("utf-8")).digest()[0] / 256.0
-
-
 def _split_of(text: str, train: float = 0.5, validation: float = 0.75) -> str:
-    bucket = _bucket(text)
+    bucket = text_fraction(text)
     return "train" if bucket < train else ("validation" if bucket < validation else "test")
 
 
@@ -85,7 +80,7 @@ def _medical(split: str) -> list[str]:
 
 def term_questions(terms) -> list[str]:
     """A question about each term, in one of ``TERM_TEMPLATES`` picked by the term's hash."""
-    return [TERM_TEMPLATES[int(_bucket(t) * 997) % len(TERM_TEMPLATES)].format(t) for t in terms]
+    return [TERM_TEMPLATES[int(text_fraction(t) * 997) % len(TERM_TEMPLATES)].format(t) for t in terms]
 
 
 def _finance_term_questions(split: str) -> list[str]:
@@ -107,10 +102,10 @@ def _finance_requests() -> list[str]:
 
 
 def finance_conversation_turns() -> list[str]:
-    """The user turns of the advisor's scripted conversations (a test set only)."""
-    path = FINANCE_REQUESTS.parent / "conversations.jsonl"
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [turn["user"] for line in lines for turn in json.loads(line)["turns"]]
+    """The user turns of the advisor's scripted conversations (``finance.grounding``'s; a test set only)."""
+    from domains.finance.tasks import grounding
+
+    return [turn["user"] for conversation in grounding.load("test") for turn in conversation["turns"]]
 
 
 def _clinc_everyday(split: str) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from core_model.errors import DSuiteError
@@ -83,11 +84,13 @@ class IntentModel:
     def load(cls, name_or_dir: str | Path) -> IntentModel:
         """Load a saved model by name (``banking77``, ``clinc150``, ``bitext``) or folder.
 
+        Read once per process and shared (prediction only reads it; its encoders and TF-IDF part load on
+        first use) while the folder's files stay as they are: a retrained model is read again. Every support
+        conversation, and the hub's every support message, starts a session that loads its intent model.
+
         Raises:
             DSuiteError: the folder or one of its files is missing.
         """
-        from safetensors.torch import load_file
-
         folder = Path(name_or_dir)
         if not folder.is_dir():
             folder = INTENTS_DIR / str(name_or_dir)
@@ -98,8 +101,16 @@ class IntentModel:
                 f"No intent model at '{folder}' (expected meta.json and head.safetensors). Known models: "
                 f"{', '.join(known) or '(none)'}. Train one with `dsuite cs train-intents --dataset NAME`."
             )
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        head = load_file(str(head_path))
+        stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in sorted(folder.iterdir()))
+        return cls._read(folder, stamp)
+
+    @classmethod
+    @lru_cache(maxsize=8)
+    def _read(cls, folder: Path, stamp: tuple) -> IntentModel:  # noqa: ARG003 - stamp keys the cache
+        from safetensors.torch import load_file
+
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        head = load_file(str(folder / "head.safetensors"))
         return cls(
             meta["name"],
             list(meta["labels"]),

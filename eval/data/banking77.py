@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 from pathlib import Path
 
 from core_model.errors import DSuiteError
-from eval.data.paths import dataset_dir, read_json
+from eval.data.paths import dataset_dir, read_json, text_fraction
 
 CARD = "banking77"
 SPLITS = ("train", "test", "validation")
@@ -16,8 +15,7 @@ FOLDER = "dialog/banking77"
 
 def _held_out(text: str, share: float = 0.1) -> bool:
     """Deterministic validation membership (BANKING77 has no official dev split)."""
-    digest = hashlib.sha1(text.strip().lower().encode("utf-8")).digest()
-    return digest[0] / 256.0 < share
+    return text_fraction(text) < share
 
 
 def categories() -> list[str]:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 
 from core_model.errors import DSuiteError
-from eval.data.paths import dataset_dir
+from eval.data.paths import dataset_dir, text_fraction
 
 CARD = "bitext_customer_support"
 SPLITS = ("test", "validation", "train")
@@ -16,7 +15,7 @@ ESCALATION_INTENT = "contact_human_agent"
 
 def split_of(text: str) -> str:
     """The split a request belongs to: a hash of its text, so the split is stable and has no leaks."""
-    bucket = hashlib.sha1(text.strip().lower().encode("utf-8")).digest()[0] / 256.0
+    bucket = text_fraction(text)
     return "train" if bucket < 0.8 else ("validation" if bucket < 0.9 else "test")
 
 

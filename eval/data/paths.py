@@ -15,6 +15,14 @@ DATASETS_ENV = "DSUITE_DATASETS"
 DEFAULT_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 
 
+def text_fraction(text: str) -> float:
+    """A stable number in [0, 1) from ``text`` (its SHA-1's first byte over 256; case and outer white space
+    ignored): how the suite gives a split to data that ships without one."""
+    import hashlib
+
+    return hashlib.sha1(text.strip().lower().encode("utf-8")).digest()[0] / 256.0
+
+
 def datasets_root() -> Path:
     """The shared data sets folder: ``$DSUITE_DATASETS`` or ``../shared/datasets`` beside the repository."""
     root = Path(os.environ.get(DATASETS_ENV) or DEFAULT_DATASETS).expanduser()
