@@ -92,3 +92,29 @@ def test_a_draft_of_a_word_or_two_is_left_out_and_the_figures_answer():
     assert answer.body == "" and answer.text.startswith("Figures: SPY")
     answer = advisor.finish(advisor.prepare("How is SPY doing?"), "SPY has a 14-day RSI.")
     assert answer.body == "SPY has a 14-day RSI."
+
+
+def test_retrieved_fibo_entries_are_cited_only_when_they_are_concepts():
+    """Retrieval finds FIBO properties and individuals too ("has goal", "allows auto-reinvestment", a
+    currency); the advisor cites retrieved FIBO entries only of the kinds in RETRIEVED_FIBO_KINDS."""
+    from domains.finance.advisor import RETRIEVED_FIBO_KINDS
+    from domains.finance.retrieval import finance_retriever
+
+    turns = [
+        "How has PEP performed over the last month?",
+        "How risky is it to put all my savings into one tech stock?",
+        "Is ORCL more volatile than the market?",
+    ]
+    retriever = finance_retriever(k=3)
+    advisor = FinanceAdvisor(mode="extractive", retriever=retriever)
+    kinds = {(t.term, t.ref): t for t in advisor.dictionary.terms}
+    found = [
+        kinds[d.metadata["term"], d.metadata["ref"]]
+        for turn in turns
+        for d in retriever.invoke(turn)
+        if d.metadata["kind"] == "term"
+    ]
+    assert any(t.source == "fibo" and t.kind not in RETRIEVED_FIBO_KINDS for t in found)  # what is left out
+    cited = [kinds[c["term"], c["ref"]] for turn in turns for c in advisor.ask(turn).cited_terms]
+    assert cited, "the advisor should still cite retrieved concepts"
+    assert all(t.source != "fibo" or t.kind in RETRIEVED_FIBO_KINDS for t in cited)
