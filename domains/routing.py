@@ -5,7 +5,9 @@ An ``adapters.Router`` (nearest exemplars in faiss) over four labels: the three 
 (CLINC150's travel, kitchen, home, car, work, small-talk and assistant queries and its out-of-scope ones).
 A request whose best label is ``general``, or whose confidence is below the threshold chosen on the
 validation requests (a wrong pipeline answer costs twice a missed one, ``routing_cost``), goes to no
-pipeline (the hub answers it with the base or a routed adapter).
+pipeline (the hub answers it with the base or a routed adapter), unless a domain claims it by its own reading
+(``claims``: finance, for a ticker or a term of the project's glossary; used when it lowers the validation
+cost, recorded in ``meta.json``).
 
 Exemplars come from each domain's own data, read in place:
 - customer service: Bitext support requests and the plain requests borrowed for them (``borrowed_intents``);
@@ -189,11 +191,21 @@ def labelled(split: str, limit: dict[str, int] | None = None) -> list[tuple[str,
     return rows
 
 
-def decide(result, threshold: float) -> str | None:
-    """The pipeline of a four-label ``RouteResult``: None for ``general`` or below ``threshold``."""
+def decide(result, threshold: float, claim: str | None = None) -> str | None:
+    """The pipeline of a four-label ``RouteResult``: for ``general`` or below ``threshold``, the domain that
+    claims the request by its own reading (``claims``), else None."""
     if result.best is None or result.best == GENERAL or result.confidence < threshold:
-        return None
+        return claim
     return result.best
+
+
+def claims(texts: list[str]) -> list[str | None]:
+    """The domain that claims each text by its own reading, or None: finance, for a text that names a ticker
+    or a term of the project's glossary (``names_finance``); exemplars alone left "How is SPY doing right
+    now?" and "OK, then what is a limit order?" to the base."""
+    from domains.finance.extraction import names_finance
+
+    return ["finance" if named else None for named in names_finance(texts)]
 
 
 def routing_cost(routed: list[str | None], expected: list[str | None]) -> float:
@@ -205,12 +217,16 @@ def routing_cost(routed: list[str | None], expected: list[str | None]) -> float:
     return missed + WRONG_PIPELINE_COST * wrong
 
 
-def choose_threshold(results, expected: list[str | None]) -> tuple[float, float]:
+def choose_threshold(
+    results, expected: list[str | None], claimed: list[str | None] | None = None
+) -> tuple[float, float]:
     """The threshold (of ``THRESHOLDS``) with the lowest ``routing_cost``, the lowest threshold among ties;
-    returned with its cost per request."""
+    returned with its cost per request. ``claimed``: each request's ``claims``, when they are used."""
     best = (0.0, float("inf"))
+    claimed = claimed or [None] * len(results)
     for threshold in THRESHOLDS:
-        cost = routing_cost([decide(r, threshold) for r in results], expected) / max(1, len(expected))
+        routed = [decide(r, threshold, c) for r, c in zip(results, claimed, strict=True)]
+        cost = routing_cost(routed, expected) / max(1, len(expected))
         if cost < best[1]:
             best = (threshold, cost)
     return best
@@ -236,22 +252,29 @@ class DomainRoute:
     confidence: float
     best: str | None
     runners_up: list[tuple[str, float]] = field(default_factory=list)
+    claimed: bool = False  # the pipeline claimed a request its exemplars left to the base (``claims``)
 
 
 class DomainRouter:
     """The four-label exemplar router with its validation-chosen threshold."""
 
-    def __init__(self, router, threshold: float, meta: dict | None = None) -> None:
+    def __init__(self, router, threshold: float, meta: dict | None = None, use_claims: bool = False) -> None:
         self.router = router
         self.threshold = threshold
         self.meta = meta or {}
+        self.use_claims = use_claims
 
     def route_batch(self, texts: list[str]) -> list[DomainRoute]:
         """The route of each text."""
-        return [
-            DomainRoute(decide(r, self.threshold), float(r.confidence), r.best, list(r.runners_up))
-            for r in self.router.route_batch(texts)
-        ]
+        results = self.router.route_batch(texts)
+        claimed = claims(texts) if self.use_claims else [None] * len(texts)
+        routes = []
+        for result, claim in zip(results, claimed, strict=True):
+            pipeline = decide(result, self.threshold, claim)
+            by_claim = pipeline is not None and decide(result, self.threshold) is None
+            runners_up = list(result.runners_up)
+            routes.append(DomainRoute(pipeline, float(result.confidence), result.best, runners_up, by_claim))
+        return routes
 
     def route(self, text: str) -> DomainRoute:
         """The route of one request."""
@@ -275,14 +298,23 @@ def build_domain_router(out_dir: Path | None = None, evaluate_test: bool = True)
     for label in LABELS:
         router.add(label, [t for t, e in train if (e or GENERAL) == label])
     validation = labelled("validation", VALIDATION)
-    results = router.route_batch([t for t, _ in validation])
-    threshold, _ = choose_threshold(results, [e for _, e in validation])
+    texts, expected = [t for t, _ in validation], [e for _, e in validation]
+    results = router.route_batch(texts)
+    without = choose_threshold(results, expected)
+    with_claims = choose_threshold(results, expected, claims(texts))
+    use_claims = with_claims[1] < without[1]  # the claims stay only when they lower the validation cost
+    threshold = (with_claims if use_claims else without)[0]
     router.threshold = threshold
-    domain_router = DomainRouter(router, threshold)
+    domain_router = DomainRouter(router, threshold, use_claims=use_claims)
     meta = {
         "labels": list(LABELS),
         "exemplars": {label: sum((e or GENERAL) == label for _, e in train) for label in LABELS},
         "threshold": threshold,
+        "claims": {
+            "used": use_claims,
+            "validation_cost": {"with": round(with_claims[1], 6), "without": round(without[1], 6)},
+            "thresholds": {"with": with_claims[0], "without": without[0]},
+        },
         "validation": routing_accuracy(domain_router, validation),
     }
     if evaluate_test:
@@ -317,4 +349,5 @@ def load_domain_router(folder: Path = ROUTER_DIR) -> DomainRouter:
             f"No domain router in '{folder}'; build it with `dsuite build-routes` (about a minute)."
         )
     meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-    return DomainRouter(Router.load(folder), float(meta["threshold"]), meta)
+    use_claims = bool(meta.get("claims", {}).get("used", False))
+    return DomainRouter(Router.load(folder), float(meta["threshold"]), meta, use_claims=use_claims)

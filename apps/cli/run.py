@@ -93,6 +93,7 @@ def route(
         "confidence": round(result.confidence, 4),
         "best": result.best,
         "runners_up": [[name, round(float(score), 4)] for name, score in result.runners_up],
+        "claimed": result.claimed,
     }))
 
 

@@ -212,3 +212,25 @@ def extract(text: str) -> list[Mention]:
             )
         )
     return mentions
+
+
+def names_finance(texts: list[str]) -> list[bool]:
+    """Whether each text names a security (a listed or ``$``-marked ticker) or a term of the project's own
+    glossary (plain-language investing terms such as "limit order" or "Roth IRA").
+
+    The hub's domain router sends such a request to the advisor when its exemplars would leave it to the base
+    (``domains.routing``). FIBO's wider vocabulary does not count: it shares words such as "name" or "daily"
+    with everyday requests.
+    """
+    nlp = finance_nlp()
+    component = nlp.get_pipe("finance_terms")
+    out = []
+    for doc in nlp.pipe(texts):
+        found = False
+        for ent in doc.ents:
+            entry = component.refs.get(ent.kb_id_) if ent.label_ == "TERM" else None
+            if ent.label_ == "TICKER" or (entry is not None and entry.source == "glossary"):
+                found = True
+                break
+        out.append(found)
+    return out

@@ -27,6 +27,13 @@ def test_a_finance_question_gets_the_advisors_grounded_answer(client):
     assert "not personal financial advice" in answer  # the advisor's disclaimer
 
 
+def test_a_ticker_question_that_reads_everyday_reaches_the_advisor(client):
+    """Its exemplars alone leave "How is SPY doing right now?" to the base; the ticker claims it."""
+    answer, card = client.predict("How is SPY doing right now?", 24, api_name="/chat")
+    assert "**Answered by** the **Finance** pipeline" in card, card
+    assert "finance (it names a ticker or a glossary term)" in card and "SPY" in answer
+
+
 def test_an_everyday_question_is_left_to_the_base(client):
     """(No test adapter covers time zones, so the adapter router abstains too.)"""
     answer, card = client.predict("What time zone is Tokyo in?", 16, api_name="/chat")

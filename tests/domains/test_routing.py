@@ -64,6 +64,35 @@ def test_general_or_unsure_goes_to_no_pipeline():
     assert routing.routing_cost(["medical", None, "finance"], ["medical", "medical", None]) == 1 + 2
 
 
+def test_finance_claims_what_names_a_ticker_or_a_glossary_term():
+    """The finance pipeline's own reading: a ticker or a term of the project's glossary; FIBO-only words
+    ("daily", "name") and everyday requests claim nothing; the claim decides only what the exemplars leave to
+    the base."""
+    texts = ["Is GOOG above its 50-day moving average?", "OK, then what is a limit order?",
+             "Set a daily alarm for 7 am", "What is your name?", "Where is my order 12345?"]
+    assert routing.claims(texts) == ["finance", "finance", None, None, None]
+
+    def result(best, confidence):
+        return RouteResult(None, confidence, [], best)
+
+    assert routing.decide(result(routing.GENERAL, 0.9), 0.2, "finance") == "finance"
+    assert routing.decide(result("medical", 0.1), 0.2, "finance") == "finance"
+    assert routing.decide(result("medical", 0.5), 0.2, "finance") == "medical"
+    # the validation cost decides whether the shipped router uses the claims
+    record = routing.load_domain_router().meta["claims"]
+    assert record["used"] == (record["validation_cost"]["with"] < record["validation_cost"]["without"])
+
+
+def test_the_advisors_scripted_turns_reach_it(router):
+    """The 31 turns of the advisor's scripted conversations (never exemplars): tickers and glossary terms
+    carry the ones whose wording alone looks everyday ("How is SPY doing right now?")."""
+    turns = routing.finance_conversation_turns()
+    routes = router.route_batch(turns)
+    assert sum(r.pipeline == "finance" for r in routes) >= 28
+    spy = router.route("How is SPY doing right now?")
+    assert spy.pipeline == "finance" and spy.claimed
+
+
 def test_a_missing_router_says_how_to_build_it(tmp_path):
     with pytest.raises(DSuiteError, match="dsuite build-routes"):
         routing.load_domain_router.__wrapped__(tmp_path)
