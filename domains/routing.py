@@ -267,14 +267,16 @@ class DomainRouter:
     def route_batch(self, texts: list[str]) -> list[DomainRoute]:
         """The route of each text."""
         results = self.router.route_batch(texts)
-        claimed = claims(texts) if self.use_claims else [None] * len(texts)
-        routes = []
-        for result, claim in zip(results, claimed, strict=True):
-            pipeline = decide(result, self.threshold, claim)
-            by_claim = pipeline is not None and decide(result, self.threshold) is None
-            runners_up = list(result.runners_up)
-            routes.append(DomainRoute(pipeline, float(result.confidence), result.best, runners_up, by_claim))
-        return routes
+        pipelines = [decide(r, self.threshold) for r in results]
+        claimed: list[str | None] = [None] * len(texts)
+        left = [i for i, pipeline in enumerate(pipelines) if pipeline is None]
+        if self.use_claims and left:  # only what the exemplars leave to the base is read again
+            for i, claim in zip(left, claims([texts[i] for i in left]), strict=True):
+                claimed[i] = claim
+        return [
+            DomainRoute(pipeline or claim, float(r.confidence), r.best, list(r.runners_up), claim is not None)
+            for r, pipeline, claim in zip(results, pipelines, claimed, strict=True)
+        ]
 
     def route(self, text: str) -> DomainRoute:
         """The route of one request."""
