@@ -12,7 +12,7 @@ cost, recorded in ``meta.json``).
 Exemplars come from each domain's own data, read in place:
 - customer service: Bitext support requests and the plain requests borrowed for them (``borrowed_intents``);
 - medical: sentences of CodiEsp training cases and MTSamples transcriptions;
-- finance: TAT-QA questions, questions about the finance dictionary's terms ("What is a limit order?") and
+- finance: TAT-QA questions, questions about the finance dictionary's concepts ("What is a limit order?") and
   the hand-written requests of ``data/finance/hub_requests.json`` (all of them, beside the sample);
 - general: CLINC150's everyday queries, and the same four question shapes about words of those queries.
 Each source is split by a hash of its text (or note) into exemplars, validation and test, so the figures in
@@ -86,9 +86,12 @@ def term_questions(terms) -> list[str]:
 
 
 def _finance_term_questions(split: str) -> list[str]:
+    """Questions about the dictionary's concepts (``Term.is_concept``): nobody asks the advisor "What is
+    jurisdiction of Switzerland?" or "What does has premium mean?"."""
     from domains.finance.dictionary import load_dictionary
 
-    return term_questions(sorted({t.term for t in load_dictionary().terms if _split_of(t.term) == split}))
+    terms = {t.term for t in load_dictionary().terms if t.is_concept and _split_of(t.term) == split}
+    return term_questions(sorted(terms))
 
 
 def _finance(split: str) -> list[str]:

@@ -32,9 +32,6 @@ logger = logging.getLogger(__name__)
 
 MODES = ("model", "extractive")
 MAX_TERMS = 3
-# FIBO kinds the advisor cites when retrieval finds them: concepts. Properties ("has goal", "is seasoned") and
-# individuals (a currency, "daily") are cited only when the turn names them.
-RETRIEVED_FIBO_KINDS = frozenset({"class"})
 MAX_SNAPSHOTS = 2
 # a draft of fewer words is no answer ("low" to "How is SPY?": the adapter also learned one-word sentiment
 # labels); the cited figures and terms answer alone
@@ -167,11 +164,6 @@ class FinanceAdapterModel:
         return texts
 
 
-def _citable(entry: Term) -> bool:
-    """Whether a retrieved dictionary entry is worth citing (``RETRIEVED_FIBO_KINDS``)."""
-    return entry.source != "fibo" or entry.kind in RETRIEVED_FIBO_KINDS
-
-
 class FinanceAdvisor:
     """A multi-turn advisory session.
 
@@ -248,7 +240,8 @@ class FinanceAdvisor:
                     entry = next(
                         (t for t in self.dictionary.lookup(meta["term"]) if t.ref == meta["ref"]), None
                     )
-                    if entry and entry not in terms and _citable(entry):
+                    # retrieval cites concepts only; a FIBO property or individual only when the turn names it
+                    if entry and entry not in terms and entry.is_concept:
                         terms.append(entry)
                 elif meta.get("score", 0) >= 0.3:
                     documents.append(

@@ -19,6 +19,11 @@ GLOSSARY_FILE = "glossary.jsonl"
 GLOSSARY_SCHEMA = "glossary.schema.json"
 
 
+# FIBO kinds that name a concept ("mortgage", "hedge fund"); its properties ("has goal", "is seasoned") and
+# individuals (a currency, a country's jurisdiction, a bank's identifier) do not
+CONCEPT_KINDS = frozenset({"class"})
+
+
 @dataclass(frozen=True)
 class Term:
     """One dictionary entry.
@@ -40,6 +45,11 @@ class Term:
     source: str = "glossary"
     kind: str = ""
     ref: str = ""
+
+    @property
+    def is_concept(self) -> bool:
+        """A glossary entry or a FIBO concept (``CONCEPT_KINDS``): what a user asks about or is told about."""
+        return self.source != "fibo" or self.kind in CONCEPT_KINDS
 
     @property
     def surface_forms(self) -> tuple[str, ...]:

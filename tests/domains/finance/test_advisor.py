@@ -96,8 +96,7 @@ def test_a_draft_of_a_word_or_two_is_left_out_and_the_figures_answer():
 
 def test_retrieved_fibo_entries_are_cited_only_when_they_are_concepts():
     """Retrieval finds FIBO properties and individuals too ("has goal", "allows auto-reinvestment", a
-    currency); the advisor cites retrieved FIBO entries only of the kinds in RETRIEVED_FIBO_KINDS."""
-    from domains.finance.advisor import RETRIEVED_FIBO_KINDS
+    currency); the advisor cites retrieved entries only when they are concepts (``Term.is_concept``)."""
     from domains.finance.retrieval import finance_retriever
 
     turns = [
@@ -114,7 +113,7 @@ def test_retrieved_fibo_entries_are_cited_only_when_they_are_concepts():
         for d in retriever.invoke(turn)
         if d.metadata["kind"] == "term"
     ]
-    assert any(t.source == "fibo" and t.kind not in RETRIEVED_FIBO_KINDS for t in found)  # what is left out
+    assert any(not t.is_concept for t in found)  # what is left out
     cited = [kinds[c["term"], c["ref"]] for turn in turns for c in advisor.ask(turn).cited_terms]
     assert cited, "the advisor should still cite retrieved concepts"
-    assert all(t.source != "fibo" or t.kind in RETRIEVED_FIBO_KINDS for t in cited)
+    assert all(t.is_concept for t in cited)
