@@ -240,7 +240,7 @@ class FinanceAdvisor:
                     entry = next(
                         (t for t in self.dictionary.lookup(meta["term"]) if t.ref == meta["ref"]), None
                     )
-                    # retrieval cites concepts only; a FIBO property or individual only when the turn names it
+                    # concepts only, as the extractor (its fibo_kinds): no FIBO property or individual
                     if entry and entry not in terms and entry.is_concept:
                         terms.append(entry)
                 elif meta.get("score", 0) >= 0.3:
