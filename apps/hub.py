@@ -101,7 +101,7 @@ def route_card(route: Route, answered_by: str | None, first_token_s: float | Non
     if domain is not None:
         label = domain.pipeline or "none (general request)"
         if domain.claimed:
-            label += " (it names a ticker or a glossary term)"
+            label += f" (it names a ticker or a glossary term; closest exemplars: {domain.best})"
         ranked = ", ".join(f"`{name}` {score:.2f}" for name, score in domain.runners_up)
         lines.append(f"**Domain router** {label}, confidence {domain.confidence:.2f}"
                      + (f"; runners-up {ranked}" if ranked else ""))

@@ -117,3 +117,18 @@ def test_retrieved_fibo_entries_are_cited_only_when_they_are_concepts():
     cited = [kinds[c["term"], c["ref"]] for turn in turns for c in advisor.ask(turn).cited_terms]
     assert cited, "the advisor should still cite retrieved concepts"
     assert all(t.is_concept for t in cited)
+
+
+def test_retrieved_terms_below_the_similarity_floor_are_not_cited():
+    """"How is SPY doing right now?" retrieves "security trading status" and the like, all under
+    TERM_MIN_SCORE: the answer gives the figures without them; a well-matched term is still cited."""
+    from domains.finance.advisor import TERM_MIN_SCORE
+    from domains.finance.retrieval import finance_retriever
+
+    retriever = finance_retriever(k=3)
+    advisor = FinanceAdvisor(mode="extractive", retriever=retriever)
+    weak = "How is SPY doing right now?"
+    assert all(d.metadata["score"] < TERM_MIN_SCORE for d in retriever.invoke(weak))
+    assert advisor.ask(weak).cited_terms == []
+    strong = advisor.ask("How do I rebalance my portfolio?")  # names "portfolio"; retrieval adds rebalancing
+    assert [t["term"] for t in strong.cited_terms][:2] == ["portfolio", "rebalancing"]
