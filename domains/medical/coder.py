@@ -23,7 +23,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from spacy.tokens import Doc, Span
@@ -32,6 +32,7 @@ from core_model.errors import DSuiteError
 from domains.medical.abbreviations import Expanded, expand, expand_phrase
 from domains.medical.context import CATEGORY_TO_STATUS, NOT_CODED, assert_targets, sentence_assertion
 from domains.medical.icd_codes import ancestors, describe, is_billable, is_valid
+from domains.medical.laterality import side_of_evidence, unspecified_side
 from domains.medical.lexicon import ngram_spans
 from domains.medical.pipeline import default_nlp
 from domains.medical.text import blank_known_headers, section_at, sentence_bounds
@@ -375,17 +376,41 @@ class IcdCoder:
         """The ranked codes that go into the output: score at least the threshold, a valid ICD-10-CM code,
         codable evidence in the note, and no more specific code of its own among them (``K80`` goes when
         ``K80.50`` is assigned: code to the highest specificity)."""
-        kept = [
-            (cand, score)
-            for cand, score in ranked
-            if score >= self.threshold and is_valid(cand.code) and cand.coded_evidence()
-        ]
+        kept = []
+        for cand, score in ranked:
+            if score >= self.threshold and is_valid(cand.code) and cand.coded_evidence():
+                sentences = [record["sentence"] for record in cand.coded_evidence()]
+                side = side_of_evidence(cand.code, sentences)  # "left knee" for a right knee -> right knee
+                kept.append((cand if side == cand.code else replace(cand, code=side), score))
+        firsts = {}  # one entry per code: the best scored (ranked comes best first)
+        for cand, score in kept:
+            firsts.setdefault(cand.code, (cand, score))
+        kept = list(firsts.values())
         covered = {ancestor for cand, _ in kept for ancestor in ancestors(cand.code)}
-        return [(cand, score) for cand, score in kept if cand.code not in covered]
+        kept = [(cand, score) for cand, score in kept if cand.code not in covered]
+        codes = [cand.code for cand, _ in kept]
+        # "Pain in unspecified knee" goes when the knee's side is coded
+        redundant = {unspecified_side(code) for code in codes} | {c for c in codes if gives_way(c, codes)}
+        return [(cand, score) for cand, score in kept if cand.code not in redundant]
 
     def describe(self) -> str:
         """``mode`` plus the ranker version for the full coder."""
         return f"full:{self.ranker.version}" if self.ranker else self.mode
+
+
+# ICD-10-CM catch-alls that give way to other codes of the same note: R69 "Illness, unspecified" to any (it is
+# for a note that names no diagnosis), R52 "Pain, unspecified" to pain coded by site (its Excludes1 note, as
+# code prefixes). US notes drew R52 beside their site's code ("abdominal pain": R10.9 and R52).
+GIVES_WAY = {
+    "R69": ("",),
+    "R52": tuple("G89 R10 M54 N64.4 R07 H92.0 H57.1 R51 M25.5 M79.6 K14.6 K08.8 N23 F45.41".split()),
+}
+
+
+def gives_way(code: str, codes: list[str]) -> bool:
+    """Whether ``code`` is a catch-all (``GIVES_WAY``) that another of the note's codes makes redundant."""
+    prefixes = GIVES_WAY.get(code)
+    return bool(prefixes) and any(other != code and other.startswith(prefixes) for other in codes)
 
 
 def code_support(code: str, phrases: list[dict]) -> str:
