@@ -374,8 +374,10 @@ class IcdCoder:
 
     def assigned(self, ranked: list[tuple[Candidate, float]]) -> list[tuple[Candidate, float]]:
         """The ranked codes that go into the output: score at least the threshold, a valid ICD-10-CM code,
-        codable evidence in the note, and no more specific code of its own among them (``K80`` goes when
-        ``K80.50`` is assigned: code to the highest specificity)."""
+        codable evidence in the note, on the side its evidence names (``laterality``), and no more specific
+        code of its own among them (``K80`` goes when ``K80.50`` is assigned, "unspecified knee" when the
+        right knee is: code to the highest specificity), nor a catch-all another code makes redundant
+        (``GIVES_WAY``)."""
         kept = []
         for cand, score in ranked:
             if score >= self.threshold and is_valid(cand.code) and cand.coded_evidence():
