@@ -23,6 +23,7 @@ from apps import services
 from apps.hub_pipelines import TABS, pipeline_answer, pipeline_of_adapter
 from apps.ui import user_error
 from core_model.errors import DSuiteError
+from domains.routing import CLAIM_REASONS
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def route_card(route: Route, answered_by: str | None, first_token_s: float | Non
     if domain is not None:
         label = domain.pipeline or "none (general request)"
         if domain.claimed:
-            label += f" (it names a ticker or a glossary term; closest exemplars: {domain.best})"
+            label += f" ({CLAIM_REASONS[domain.pipeline]}; closest exemplars: {domain.best})"
         ranked = ", ".join(f"`{name}` {score:.2f}" for name, score in domain.runners_up)
         lines.append(f"**Domain router** {label}, confidence {domain.confidence:.2f}"
                      + (f"; runners-up {ranked}" if ranked else ""))

@@ -202,6 +202,9 @@ def decide(result, threshold: float, claim: str | None = None) -> str | None:
     return result.best
 
 
+CLAIM_REASONS = {"finance": "it names a ticker or a glossary term"}  # why ``claims`` gives a domain a request
+
+
 def claims(texts: list[str]) -> list[str | None]:
     """The domain that claims each text by its own reading, or None: finance, for a text that names a ticker
     or a term of the project's glossary (``names_finance``); exemplars alone left "How is SPY doing right

@@ -46,6 +46,18 @@ def dsuite_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "apps", *args]
 
 
+def run_dsuite(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``dsuite ARGS`` in a subprocess from the repository root, its output captured as text."""
+    return subprocess.run(dsuite_command(*args), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def last_json(stdout: str):
+    """The JSON value a command printed on its last line."""
+    import json
+
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 240.0) -> None:
     import urllib.request
 

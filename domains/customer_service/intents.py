@@ -101,7 +101,8 @@ class IntentModel:
                 f"No intent model at '{folder}' (expected meta.json and head.safetensors). Known models: "
                 f"{', '.join(known) or '(none)'}. Train one with `dsuite cs train-intents --dataset NAME`."
             )
-        stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in sorted(folder.iterdir()))
+        stats = [(f.name, f.stat()) for f in sorted(folder.iterdir())]
+        stamp = tuple((name, st.st_mtime_ns, st.st_size) for name, st in stats)
         return cls._read(folder, stamp)
 
     @classmethod

@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 
 GLOSSARY_FILE = "glossary.jsonl"
 GLOSSARY_SCHEMA = "glossary.schema.json"
+GLOSSARY_REF = "glossary:"  # the ref of a glossary entry is this prefix and its term
 
 
 # FIBO kinds that name a concept ("mortgage", "hedge fund"); its properties ("has goal", "is seasoned") and
@@ -143,7 +144,7 @@ def load_glossary() -> list[Term]:
             abbreviations=tuple(r["abbreviations"]),
             source="glossary",
             kind=r["category"],
-            ref=f"glossary:{r['term']}",
+            ref=f"{GLOSSARY_REF}{r['term']}",
         )
         for r in validated_jsonl(GLOSSARY_FILE, GLOSSARY_SCHEMA)
     ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from core_model.errors import DSuiteError
-from domains.finance.dictionary import Term, TermDictionary, load_dictionary
+from domains.finance.dictionary import GLOSSARY_REF, Term, TermDictionary, load_dictionary
 
 logger = logging.getLogger(__name__)
 
@@ -222,15 +222,8 @@ def names_finance(texts: list[str]) -> list[bool]:
     (``domains.routing``). FIBO's wider vocabulary does not count: it shares words such as "name" or "daily"
     with everyday requests.
     """
-    nlp = finance_nlp()
-    component = nlp.get_pipe("finance_terms")
-    out = []
-    for doc in nlp.pipe(texts):
-        found = False
-        for ent in doc.ents:
-            entry = component.refs.get(ent.kb_id_) if ent.label_ == "TERM" else None
-            if ent.label_ == "TICKER" or (entry is not None and entry.source == "glossary"):
-                found = True
-                break
-        out.append(found)
-    return out
+
+    def named(m: Mention) -> bool:
+        return m.label == "TICKER" or (m.label == "TERM" and m.ref.startswith(GLOSSARY_REF))
+
+    return [any(named(m) for m in extract(text)) for text in texts]

@@ -380,9 +380,9 @@ class IcdCoder:
         (``GIVES_WAY``)."""
         kept = []
         for cand, score in ranked:
-            if score >= self.threshold and is_valid(cand.code) and cand.coded_evidence():
-                sentences = [record["sentence"] for record in cand.coded_evidence()]
-                side = side_of_evidence(cand.code, sentences)  # "left knee" for a right knee -> right knee
+            evidence = cand.coded_evidence() if score >= self.threshold and is_valid(cand.code) else []
+            if evidence:
+                side = side_of_evidence(cand.code, [record["sentence"] for record in evidence])
                 kept.append((cand if side == cand.code else replace(cand, code=side), score))
         firsts = {}  # one entry per code: the best scored (ranked comes best first)
         for cand, score in kept:

@@ -68,8 +68,13 @@ def test_finance_claims_what_names_a_ticker_or_a_glossary_term():
     """The finance pipeline's own reading: a ticker or a term of the project's glossary; FIBO-only words
     ("daily", "name") and everyday requests claim nothing; the claim decides only what the exemplars leave to
     the base."""
-    texts = ["Is GOOG above its 50-day moving average?", "OK, then what is a limit order?",
-             "Set a daily alarm for 7 am", "What is your name?", "Where is my order 12345?"]
+    texts = [
+        "Is GOOG above its 50-day moving average?",
+        "OK, then what is a limit order?",
+        "Set a daily alarm for 7 am",
+        "What is your name?",
+        "Where is my order 12345?",
+    ]
     assert routing.claims(texts) == ["finance", "finance", None, None, None]
 
     def result(best, confidence):
@@ -101,22 +106,11 @@ def test_a_missing_router_says_how_to_build_it(tmp_path):
 
 
 def test_dsuite_route_prints_the_decision_and_refuses_an_empty_request():
-    import json
-    import subprocess
+    from tests.conftest import last_json, run_dsuite
 
-    from tests.conftest import REPO, dsuite_command
-
-    out = subprocess.run(
-        dsuite_command("route", "Where is my order 12345?"),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_dsuite("route", "Where is my order 12345?")
     assert out.returncode == 0, out.stderr
-    decision = json.loads(out.stdout.strip().splitlines()[-1])
+    decision = last_json(out.stdout)
     assert decision["pipeline"] == "customer_service" and decision["confidence"] > 0.22
-    empty = subprocess.run(
-        dsuite_command("route", " "), cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+    empty = run_dsuite("route", " ")
     assert empty.returncode == 2 and "text a user would type" in empty.stderr

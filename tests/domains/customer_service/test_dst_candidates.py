@@ -1,13 +1,10 @@
 """Rule-tracker candidates: replaying the rules' own decisions gives the rule baseline, gold ones bound it."""
 
-import json
-import subprocess
-
 from domains.customer_service.dst_candidates import ceiling, decided_states, turn_candidates
 from domains.customer_service.normalize import normalize_state
 from domains.customer_service.rule_tracker import track_dialogue
 from eval.data import multiwoz
-from tests.conftest import dsuite_command
+from tests.conftest import last_json, run_dsuite
 
 
 def _dialogues(n: int = 12) -> list[list[dict]]:
@@ -41,17 +38,10 @@ def test_gold_decisions_bound_the_rules_from_above():
 
 
 def test_cli_prints_the_ceiling_of_a_split():
-    out = subprocess.run(
-        dsuite_command("cs", "dst-ceiling", "--split", "validation"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_dsuite("cs", "dst-ceiling", "--split", "validation")
     assert out.returncode == 0, out.stderr
-    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    figures = last_json(out.stdout)
     assert figures["split"] == "validation" and figures["turns"] > 0
     assert 0 < figures["rules"] < figures["gold_both"] <= 1
-    bad = subprocess.run(
-        dsuite_command("cs", "dst-ceiling", "--split", "train"), capture_output=True, text=True
-    )
+    bad = run_dsuite("cs", "dst-ceiling", "--split", "train")
     assert bad.returncode == 2 and "validation, dev or test" in bad.stderr

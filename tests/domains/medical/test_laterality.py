@@ -23,14 +23,15 @@ def test_a_code_of_one_side_moves_to_the_side_its_evidence_names():
 
 
 def test_the_coder_codes_the_named_side_and_drops_the_unspecified_side():
-    codes = [c["code"] for c in get_coder("full").code("He has pain in the right knee after a fall.")["codes"]]
+    note = "He has pain in the right knee after a fall."
+    codes = [c["code"] for c in get_coder("full").code(note)["codes"]]
     assert "M25.561" in codes
     assert "M25.562" not in codes and "M25.569" not in codes
 
 
 def test_catch_all_codes_give_way_to_specific_ones():
-    """R52 "Pain, unspecified" has an Excludes1 note for pain by site; R69 "Illness, unspecified" is for a note
-    with no diagnosis."""
+    """R52 "Pain, unspecified" has an Excludes1 note for pain by site; R69 "Illness, unspecified" is for a
+    note with no diagnosis."""
     assert gives_way("R52", ["R52", "R10.9"]) and gives_way("R52", ["R52", "M25.561"])
     assert not gives_way("R52", ["R52", "R53.83"])  # fatigue is not pain by site
     assert gives_way("R69", ["R69", "J44.9"]) and not gives_way("R69", ["R69"])
