@@ -6,8 +6,8 @@ An ``adapters.Router`` (nearest exemplars in faiss) over four labels: the three 
 A request whose best label is ``general``, or whose confidence is below the threshold chosen on the
 validation requests (a wrong pipeline answer costs twice a missed one, ``routing_cost``), goes to no
 pipeline (the hub answers it with the base or a routed adapter), unless a domain claims it by its own reading
-(``claims``: finance, for a ticker or a term of the project's glossary; used when it lowers the validation
-cost, recorded in ``meta.json``).
+(``claims``: customer service, for a request to speak to a person; finance, for a ticker or a term of the
+project's glossary; each kept unless it raises the validation cost, recorded in ``meta.json``).
 
 Exemplars come from each domain's own data, read in place:
 - customer service: Bitext support requests and the plain requests borrowed for them (``borrowed_intents``);
@@ -202,16 +202,37 @@ def decide(result, threshold: float, claim: str | None = None) -> str | None:
     return result.best
 
 
-CLAIM_REASONS = {"finance": "it names a ticker or a glossary term"}  # why ``claims`` gives a domain a request
+CLAIM_REASONS = {  # why ``claims`` gives a domain a request, in the order the claims are read
+    "customer_service": "it asks to speak to a person",
+    "finance": "it names a ticker or a glossary term",
+}
 
 
-def claims(texts: list[str]) -> list[str | None]:
-    """The domain that claims each text by its own reading, or None: finance, for a text that names a ticker
-    or a term of the project's glossary (``names_finance``); exemplars alone left "How is SPY doing right
-    now?" and "OK, then what is a limit order?" to the base."""
+def _claimed_by(domain: str, texts: list[str]) -> list[bool]:
+    """Whether ``domain``'s own reading claims each text."""
+    if domain == "customer_service":
+        from domains.customer_service.handover import asks_for_person
+
+        return [asks_for_person(t) is not None for t in texts]
     from domains.finance.extraction import names_finance
 
-    return ["finance" if named else None for named in names_finance(texts)]
+    return names_finance(texts)
+
+
+def claims(texts: list[str], domains: tuple[str, ...] = tuple(CLAIM_REASONS)) -> list[str | None]:
+    """The first of ``domains`` that claims each text by its own reading, or None. Customer service claims a
+    request to speak to a person (``handover.asks_for_person``; the exemplars left "can I speak to a real
+    person" to the base); finance, one that names a ticker or a term of the project's glossary
+    (``names_finance``; the exemplars left "How is SPY doing right now?" and "OK, then what is a limit
+    order?" to the base)."""
+    unknown = sorted(set(domains) - set(CLAIM_REASONS))
+    if unknown:
+        raise DSuiteError(f"No claim for {', '.join(unknown)}; domains with one: {', '.join(CLAIM_REASONS)}.")
+    found: list[str | None] = [None] * len(texts)
+    for domain in reversed([d for d in CLAIM_REASONS if d in domains]):  # the first domain's claim wins
+        for i, claimed in enumerate(_claimed_by(domain, texts)):
+            found[i] = domain if claimed else found[i]
+    return found
 
 
 def routing_cost(routed: list[str | None], expected: list[str | None]) -> float:
@@ -236,6 +257,31 @@ def choose_threshold(
         if cost < best[1]:
             best = (threshold, cost)
     return best
+
+
+def choose_claims(
+    results, expected: list[str | None], texts: list[str]
+) -> tuple[tuple[str, ...], list[dict]]:
+    """The domains whose claims the router reads: each in turn (``CLAIM_REASONS``' order) is kept unless it
+    raises the validation cost (each cost at its own best threshold). A claim that changes no validation
+    request is kept: a domain's reading is a narrow rule, and the validation rows rarely word a request the
+    way the exemplars miss. Returned with what each try cost."""
+    used: tuple[str, ...] = ()
+    tried = []
+    for domain in CLAIM_REASONS:
+        before = choose_threshold(results, expected, claims(texts, used) if used else None)
+        after = choose_threshold(results, expected, claims(texts, (*used, domain)))
+        kept = after[1] <= before[1]
+        used = (*used, domain) if kept else used
+        tried.append(
+            {
+                "domain": domain,
+                "kept": kept,
+                "validation_cost": {"with": round(after[1], 6), "without": round(before[1], 6)},
+                "thresholds": {"with": after[0], "without": before[0]},
+            }
+        )
+    return tuple(d for d in CLAIM_REASONS if d in used), tried
 
 
 def routing_accuracy(router: DomainRouter, rows: list[tuple[str, str | None]]) -> dict:
@@ -264,11 +310,13 @@ class DomainRoute:
 class DomainRouter:
     """The four-label exemplar router with its validation-chosen threshold."""
 
-    def __init__(self, router, threshold: float, meta: dict | None = None, use_claims: bool = False) -> None:
+    def __init__(
+        self, router, threshold: float, meta: dict | None = None, claims_used: tuple[str, ...] = ()
+    ) -> None:
         self.router = router
         self.threshold = threshold
         self.meta = meta or {}
-        self.use_claims = use_claims
+        self.claims_used = claims_used  # the domains whose claims are read (``claims``)
 
     def route_batch(self, texts: list[str]) -> list[DomainRoute]:
         """The route of each text."""
@@ -276,8 +324,8 @@ class DomainRouter:
         pipelines = [decide(r, self.threshold) for r in results]
         claimed: list[str | None] = [None] * len(texts)
         left = [i for i, pipeline in enumerate(pipelines) if pipeline is None]
-        if self.use_claims and left:  # only what the exemplars leave to the base is read again
-            for i, claim in zip(left, claims([texts[i] for i in left]), strict=True):
+        if self.claims_used and left:  # only what the exemplars leave to the base is read again
+            for i, claim in zip(left, claims([texts[i] for i in left], self.claims_used), strict=True):
                 claimed[i] = claim
         return [
             DomainRoute(pipeline or claim, float(r.confidence), r.best, list(r.runners_up), claim is not None)
@@ -308,21 +356,15 @@ def build_domain_router(out_dir: Path | None = None, evaluate_test: bool = True)
     validation = labelled("validation", VALIDATION)
     texts, expected = [t for t, _ in validation], [e for _, e in validation]
     results = router.route_batch(texts)
-    without = choose_threshold(results, expected)
-    with_claims = choose_threshold(results, expected, claims(texts))
-    use_claims = with_claims[1] < without[1]  # the claims stay only when they lower the validation cost
-    threshold = (with_claims if use_claims else without)[0]
+    used, tried = choose_claims(results, expected, texts)
+    threshold = choose_threshold(results, expected, claims(texts, used) if used else None)[0]
     router.threshold = threshold
-    domain_router = DomainRouter(router, threshold, use_claims=use_claims)
+    domain_router = DomainRouter(router, threshold, claims_used=used)
     meta = {
         "labels": list(LABELS),
         "exemplars": {label: sum((e or GENERAL) == label for _, e in train) for label in LABELS},
         "threshold": threshold,
-        "claims": {
-            "used": use_claims,
-            "validation_cost": {"with": round(with_claims[1], 6), "without": round(without[1], 6)},
-            "thresholds": {"with": with_claims[0], "without": without[0]},
-        },
+        "claims": {"used": list(used), "tried": tried},
         "validation": routing_accuracy(domain_router, validation),
     }
     if evaluate_test:
@@ -357,5 +399,5 @@ def load_domain_router(folder: Path = ROUTER_DIR) -> DomainRouter:
             f"No domain router in '{folder}'; build it with `dsuite build-routes` (about a minute)."
         )
     meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-    use_claims = bool(meta.get("claims", {}).get("used", False))
-    return DomainRouter(Router.load(folder), float(meta["threshold"]), meta, use_claims=use_claims)
+    used = tuple(meta.get("claims", {}).get("used", ()))
+    return DomainRouter(Router.load(folder), float(meta["threshold"]), meta, claims_used=used)

@@ -1,10 +1,12 @@
-"""Escalation to a human: on request (intent), low confidence, repeated failure, strong negative sentiment."""
+"""Escalation to a human: on request (the intent, or a phrase asking for a person), low confidence, repeated
+failure, strong negative sentiment."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from domains.customer_service.handover import asks_for_person
 from domains.customer_service.intents import IntentPrediction
 from domains.customer_service.sentiment import Sentiment
 from eval.data.paths import PROJECT_DATA, read_json
@@ -43,17 +45,24 @@ class EscalationPolicy:
     settings: dict = field(default_factory=policy_settings)
     failures: int = 0
 
-    def decide(self, prediction: IntentPrediction, sentiment: Sentiment, answered: bool) -> Escalation | None:
+    def decide(
+        self, prediction: IntentPrediction, sentiment: Sentiment, answered: bool, text: str = ""
+    ) -> Escalation | None:
         """The escalation for this turn, or None.
 
         Args:
             prediction: the turn's intent prediction.
             sentiment: the turn's negativity.
             answered: whether the assistant found an answer (an FAQ or a confident intent).
+            text: the customer's message, read for a phrase asking for a person (``handover``) when the
+                settings' ``phrases`` is on.
         """
         s = self.settings
         if requested(prediction, s):
             return Escalation("requested", f"intent {prediction.best} (p={prediction.confidence:.2f})")
+        phrase = asks_for_person(text) if s.get("phrases", True) and text else None
+        if phrase:
+            return Escalation("requested", f'asked for a person: "{phrase}"')
         if s.get("sentiment", True) and sentiment.strong:
             return Escalation(
                 "negative_sentiment", f"score {sentiment.score:.1f}: {', '.join(sentiment.matches)}"

@@ -178,7 +178,7 @@ class CustomerServiceSession:
             if not good and prediction.confidence >= FAQ_INTENT_SURE and not prediction.out_of_scope:
                 good = [h for h in hits if h.intent == prediction.best][:1]
             answered = bool(good) and not prediction.out_of_scope
-            escalation = self.policy.decide(prediction, negativity(text), answered)
+            escalation = self.policy.decide(prediction, negativity(text), answered, text)
             unsure = prediction.confidence < self.policy.settings["low_confidence"] and not (
                 good and good[0].score >= FAQ_SURE_SCORE
             )

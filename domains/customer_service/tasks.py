@@ -134,7 +134,7 @@ def escalation_decisions(texts: list[str], system: SystemSpec) -> list[dict]:
 
     out = []
     for text, prediction in zip(texts, intent_predictions("bitext", texts, system), strict=True):
-        decision = EscalationPolicy().decide(prediction, negativity(text), answered=True)
+        decision = EscalationPolicy().decide(prediction, negativity(text), answered=True, text=text)
         out.append(
             {
                 "escalated": decision is not None,

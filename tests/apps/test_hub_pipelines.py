@@ -35,6 +35,15 @@ def test_a_ticker_question_that_reads_everyday_reaches_the_advisor(client):
     assert "SPY" in answer
 
 
+def test_a_request_for_a_person_is_handed_over_by_the_support_pipeline(client):
+    """Its exemplars alone leave "can I speak to a real person" to the base; the request for a person claims
+    it, and the support assistant hands over."""
+    answer, card = client.predict("can I speak to a real person", 24, api_name="/chat")
+    assert "**Answered by** the **Customer service** pipeline" in card, card
+    assert "customer_service (it asks to speak to a person; closest exemplars: general)" in card, card
+    assert "handed over to a person, requested" in card and "human agent" in answer, (answer, card)
+
+
 def test_an_everyday_question_is_left_to_the_base(client):
     """(No test adapter covers time zones, so the adapter router abstains too.)"""
     answer, card = client.predict("What time zone is Tokyo in?", 16, api_name="/chat")

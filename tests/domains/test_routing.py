@@ -64,28 +64,47 @@ def test_general_or_unsure_goes_to_no_pipeline():
     assert routing.routing_cost(["medical", None, "finance"], ["medical", "medical", None]) == 1 + 2
 
 
-def test_finance_claims_what_names_a_ticker_or_a_glossary_term():
-    """The finance pipeline's own reading: a ticker or a term of the project's glossary; FIBO-only words
-    ("daily", "name") and everyday requests claim nothing; the claim decides only what the exemplars leave to
-    the base."""
+def test_domains_claim_what_they_read_as_theirs():
+    """Customer service's own reading: a request to speak to a person; finance's: a ticker or a term of the
+    project's glossary; FIBO-only words ("daily", "name"), questions about the assistant and everyday requests
+    claim nothing; the claim decides only what the exemplars leave to the base."""
     texts = [
         "Is GOOG above its 50-day moving average?",
         "OK, then what is a limit order?",
+        "can I speak to a real person",
+        "Can I talk to someone about my Roth IRA?",  # a person first
+        "are you a real person?",
         "Set a daily alarm for 7 am",
         "What is your name?",
         "Where is my order 12345?",
     ]
-    assert routing.claims(texts) == ["finance", "finance", None, None, None]
+    service, finance = "customer_service", "finance"
+    assert routing.claims(texts) == [finance, finance, service, service, None, None, None, None]
+    assert routing.claims(texts, (finance,))[2:4] == [None, finance]
+    with pytest.raises(DSuiteError, match="No claim for medical"):
+        routing.claims(texts, ("medical",))
 
     def result(best, confidence):
         return RouteResult(None, confidence, [], best)
 
-    assert routing.decide(result(routing.GENERAL, 0.9), 0.2, "finance") == "finance"
-    assert routing.decide(result("medical", 0.1), 0.2, "finance") == "finance"
-    assert routing.decide(result("medical", 0.5), 0.2, "finance") == "medical"
-    # the validation cost decides whether the shipped router uses the claims
+    assert routing.decide(result(routing.GENERAL, 0.9), 0.2, finance) == finance
+    assert routing.decide(result("medical", 0.1), 0.2, finance) == finance
+    assert routing.decide(result("medical", 0.5), 0.2, finance) == "medical"
+    # the validation cost decides which claims the shipped router reads: each kept unless it raises the cost
     record = routing.load_domain_router().meta["claims"]
-    assert record["used"] == (record["validation_cost"]["with"] < record["validation_cost"]["without"])
+    costs = {t["domain"]: t["validation_cost"] for t in record["tried"]}
+    kept = [domain for domain, cost in costs.items() if cost["with"] <= cost["without"]]
+    assert record["used"] == kept == list(routing.load_domain_router().claims_used)
+
+
+def test_a_request_for_a_person_reaches_customer_service(router):
+    """The exemplars leave "can I speak to a real person" to the base (Bitext asks for a "live agent"); the
+    support pipeline's claim sends it, and plainer phrasings, where the customer can be handed over."""
+    asks = ["can I speak to a real person", "let me talk to a human please", "put me through to an operator"]
+    routes = router.route_batch(asks)
+    assert [r.pipeline for r in routes] == ["customer_service"] * 3
+    assert routes[0].claimed and routes[0].best == routing.GENERAL
+    assert router.route("are you a real person?").pipeline is None
 
 
 def test_the_advisors_scripted_turns_reach_it(router):
