@@ -46,9 +46,12 @@ def dsuite_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "apps", *args]
 
 
-def run_dsuite(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``dsuite ARGS`` in a subprocess from the repository root, its output captured as text."""
-    return subprocess.run(dsuite_command(*args), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+def run_dsuite(*args: str, timeout: float = 300, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """``dsuite ARGS`` in a subprocess from the repository root, its output captured as text; ``stdin``: what
+    the command reads, e.g. one chat message per line."""
+    return subprocess.run(
+        dsuite_command(*args), cwd=REPO, input=stdin, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def last_json(stdout: str):

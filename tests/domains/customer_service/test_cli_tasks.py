@@ -12,11 +12,11 @@ from domains.customer_service.dst_adapter import (
 )
 from eval.data import multiwoz
 from eval.registry import SystemSpec, get_task, task_names
-from tests.conftest import dsuite_command
+from tests.conftest import dsuite_command, last_json, run_dsuite
 
 
 def test_cs_help_lists_commands():
-    out = subprocess.run(dsuite_command("cs", "--help"), capture_output=True, text=True, timeout=120)
+    out = run_dsuite("cs", "--help", timeout=120)
     assert out.returncode == 0
     for command in (
         "chat",
@@ -33,52 +33,31 @@ def test_cs_help_lists_commands():
 
 
 def test_cs_ask_prints_a_turn_as_json():
-    out = subprocess.run(
-        dsuite_command("cs", "ask", "I need to talk with a human agent"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_dsuite("cs", "ask", "I need to talk with a human agent")
     assert out.returncode == 0, out.stderr
-    turn = json.loads(out.stdout.strip().splitlines()[-1])
+    turn = last_json(out.stdout)
     assert turn["escalation"]["reason"] == "requested"
 
 
 def test_cs_ask_writes_a_reply_and_refuses_a_bad_precision():
-    out = subprocess.run(
-        dsuite_command("cs", "ask", "Can you recommend a good umbrella?", "--generate"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_dsuite("cs", "ask", "Can you recommend a good umbrella?", "--generate")
     assert out.returncode == 0, out.stderr
-    turn = json.loads(out.stdout.strip().splitlines()[-1])
+    turn = last_json(out.stdout)
     assert turn["source"] == "generated" and turn["reply"].strip()
-    out = subprocess.run(
-        dsuite_command("cs", "ask", "hello", "--generate", "--precision", "fp16"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_dsuite("cs", "ask", "hello", "--generate", "--precision", "fp16", timeout=120)
     assert out.returncode == 2 and "fp32, int8, int4" in out.stderr
 
 
 def _chat(*flags: str, messages: list[str]) -> subprocess.CompletedProcess:
     """``dsuite cs chat FLAGS`` fed one message per line; it must exit cleanly."""
-    out = subprocess.run(
-        dsuite_command("cs", "chat", *flags),
-        input="".join(f"{m}\n" for m in messages),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_dsuite("cs", "chat", *flags, stdin="".join(f"{m}\n" for m in messages))
     assert out.returncode == 0, out.stderr
     return out
 
 
 def test_cs_chat_asks_for_more_where_no_faq_fits_unless_told_to_generate():
     out = _chat("--json", messages=["Can you recommend a good umbrella?"])
-    turn = json.loads(out.stdout.strip().splitlines()[-1])
+    turn = last_json(out.stdout)
     assert turn["source"] == "clarify" and "tell me a bit more" in turn["reply"]
 
 
@@ -94,9 +73,7 @@ def test_cs_chat_streams_replies_in_the_terminal_and_stops_at_a_handover():
 def test_cs_track_refuses_a_bad_file(tmp_path):
     bad = tmp_path / "dialogue.json"
     bad.write_text('{"user": "hi"}')
-    out = subprocess.run(
-        dsuite_command("cs", "track", str(bad), "--rules"), capture_output=True, text=True, timeout=120
-    )
+    out = run_dsuite("cs", "track", str(bad), "--rules", timeout=120)
     assert out.returncode == 2 and "JSON list" in out.stderr
 
 
@@ -112,12 +89,7 @@ def test_cs_track_prints_a_state_per_turn_with_the_verifier_the_writer_and_the_r
     dialogue.write_text(json.dumps(turns))
     states = {}
     for mode in ("", "--generate", "--rules"):
-        out = subprocess.run(
-            dsuite_command("cs", "track", str(dialogue), *([mode] if mode else [])),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        out = run_dsuite("cs", "track", str(dialogue), *([mode] if mode else []))
         assert out.returncode == 0, out.stderr
         lines = [json.loads(line) for line in out.stdout.splitlines()]
         assert [line["user"] for line in lines] == [t["user"] for t in turns]
@@ -186,12 +158,7 @@ def test_dst_validation_dialogues_are_kept_out_of_training(tmp_path):
 
 def test_dst_data_writes_both_tasks_of_the_training_dialogues(tmp_path):
     out = tmp_path / "set.jsonl"
-    done = subprocess.run(
-        dsuite_command("cs", "dst-data", str(out), "--limit", "300"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_dsuite("cs", "dst-data", str(out), "--limit", "300")
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     answers = [r["messages"][-1]["content"] for r in records]

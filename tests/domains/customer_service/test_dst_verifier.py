@@ -121,27 +121,14 @@ def test_thresholds_must_name_both_kinds(manager):
 
 
 def test_cli_chooses_thresholds_on_validation_dialogues():
-    import json
-    import subprocess
+    from tests.conftest import last_json, run_dsuite
 
-    from tests.conftest import dsuite_command
-
-    out = subprocess.run(
-        dsuite_command("cs", "verifier-thresholds", "--limit", "2"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = run_dsuite("cs", "verifier-thresholds", "--limit", "2")
     assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
+    report = last_json(out.stdout)
     assert (
         report["adapter"].startswith("customer_service@") and report["turns"] > 5 and report["candidates"] > 5
     )
     assert report["jga"] >= report["rules_jga"] and set(report["thresholds"]) == {"rule", "offer"}
-    refused = subprocess.run(
-        dsuite_command("cs", "verifier-thresholds", "--limit", "2", "--write"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    refused = run_dsuite("cs", "verifier-thresholds", "--limit", "2", "--write")
     assert refused.returncode != 0 and "drop --limit" in refused.stderr
