@@ -59,8 +59,8 @@ def test_an_industrys_own_adapter_answers_through_its_pipeline():
     assert pipeline_of_adapter("cooking") is None and pipeline_of_adapter(None) is None
 
 
-def test_the_support_assistant_remembers_the_conversations_earlier_support_messages():
-    """The hub keeps no session: the support pipeline replays the earlier messages routed to it."""
+def test_the_support_assistant_replays_the_conversations_earlier_support_messages():
+    """A conversation whose session the hub does not hold: its earlier support messages are replayed."""
     from apps.hub_pipelines import customer_service_answer, earlier_messages
     from domains.routing import load_domain_router
 
@@ -71,3 +71,26 @@ def test_the_support_assistant_remembers_the_conversations_earlier_support_messa
     assert "4471923" in answer and "after 1 earlier support message" in detail
     alone, _ = customer_service_answer("ok where is my order then")
     assert "4471923" not in alone
+
+
+def test_the_hub_continues_a_conversations_support_session_instead_of_replaying_it():
+    """The session that answered a conversation's last support message answers its next one, also after an
+    everyday question in between; taken sessions leave the store, the oldest go beyond its limit."""
+    from apps.hub_pipelines import SUPPORT_SESSIONS, SupportSessions, pipeline_answer
+    from domains.routing import load_domain_router
+
+    router = load_domain_router()
+    first = "I want to cancel order 5512034"
+    pipeline_answer("customer_service", first, [], router)
+    said = [f"  {first} ", "What is the capital of France?"]  # the chat history keeps what was typed
+    kept = len(SUPPORT_SESSIONS)
+    answer, detail = pipeline_answer("customer_service", "ok where is my order then", said, router)
+    assert "5512034" in answer, answer
+    assert "continuing this conversation's support session (1 earlier message(s))" in detail, detail
+    assert len(SUPPORT_SESSIONS) == kept  # taken and kept again under the longer conversation
+    assert SUPPORT_SESSIONS.take([*said, "ok where is my order then"]) is not None
+    assert SUPPORT_SESSIONS.take([*said, "ok where is my order then"]) is None  # taken once
+    small = SupportSessions(limit=2)
+    for name in ("a", "b", "c"):
+        small.keep([name], name)
+    assert len(small) == 2 and small.take(["a"]) is None and small.take(["c", "d"]) == "c"
