@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 RUNS_ENV = "DSUITE_RUNS"
 RUN_FILE = "run.json"
+SYSTEMS_FILE = "systems.json"  # the fingerprint of each model system whose outputs the folder caches
 MAX_STORED_CONFUSION = 50
 
 
@@ -152,6 +153,35 @@ def _check_settings(run_dir: Path, settings: dict) -> None:
     path.write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
 
 
+def system_fingerprint(task: Task, spec: SystemSpec) -> str | None:
+    """The fingerprint of the weights behind ``spec`` (base, or base + adapter content) for a task that asks
+    the model; None for a baseline or a task that never calls the model."""
+    if not task.needs_model or spec.baseline:
+        return None
+    from eval.systems import load_system
+
+    return load_system(spec).fingerprint
+
+
+def _check_fingerprint(run_dir: Path, label: str, fingerprint: str | None, cached: bool) -> None:
+    """Refuse to reuse ``label``'s cached outputs when they came from other weights (another ``--base``, a
+    retrained adapter under the same name); record the fingerprint otherwise."""
+    if fingerprint is None:
+        return
+    path = run_dir / SYSTEMS_FILE
+    known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    before = known.get(label)
+    if cached and before is not None and before != fingerprint:
+        raise DSuiteError(
+            f"Cannot resume {run_dir}: the outputs of '{label}' there came from other weights (fingerprint "
+            f"{before[:12]}, now {fingerprint[:12]}: another --base, or the adapter was retrained). Start a "
+            "fresh run folder (leave out --out), or evaluate the weights the folder was run with."
+        )
+    if before != fingerprint:
+        known[label] = fingerprint
+        path.write_text(json.dumps(known, indent=2, sort_keys=True), encoding="utf-8")
+
+
 def _predict_system(
     task: Task,
     spec: SystemSpec,
@@ -230,7 +260,13 @@ def run(
     systems = _systems(task, system)
     split = split or task.splits[0]
     examples = load_examples(task, split, limit)
+    # the weights first: an unknown adapter or base fails before a run folder is made
+    fingerprints = {spec.label: system_fingerprint(task, spec) for spec in systems}
     run_dir = Path(out_dir) if out_dir else new_run_dir(task.name)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise DSuiteError(
+            f"--out {run_dir} is a file; an eval run writes a folder. Name a new folder or a run's."
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     settings = {
         "task": task.name, "split": split, "limit": limit, "seed": seed,
@@ -241,6 +277,7 @@ def run(
     rows = []
     for spec in systems:
         cached = cache.setdefault(spec.label, {})
+        _check_fingerprint(run_dir, spec.label, fingerprints[spec.label], bool(cached))
         if cached:
             logger.info("%s [%s]: resuming with %d cached outputs", task.name, spec.label, len(cached))
         seconds = _predict_system(task, spec, examples, cached, run_dir, seed, progress)
@@ -274,11 +311,7 @@ def _score(
         if len(per_class) <= MAX_STORED_CONFUSION:
             names, counts = confusion([str(y) for y in y_true], [str(y) for y in y_pred])
             matrix = {"labels": names, "matrix": counts}
-    fingerprint = None
-    if task.needs_model and not spec.baseline:
-        from eval.systems import load_system
-
-        fingerprint = load_system(spec).fingerprint
+    fingerprint = system_fingerprint(task, spec)
     return SystemResult(
         system=spec.label, spec=asdict(spec), metrics=metrics, n=len(examples), seconds=round(seconds, 3),
         per_class=per_class, confusion=matrix, fingerprint=fingerprint,

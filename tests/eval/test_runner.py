@@ -140,6 +140,33 @@ def test_resume_refuses_other_settings_and_ignores_a_torn_last_line(tmp_path):
     assert len(read_samples(tmp_path)["base"]) == 10
 
 
+def test_resume_refuses_outputs_of_other_weights(tmp_path, embedded_base):
+    """A folder's cached outputs are reused only for the weights that wrote them: two saved tiny bases (real
+    checkpoints, different seeds) under the same label "base" are told apart by their fingerprints."""
+    import torch
+
+    from core_model.config import config_from_preset
+    from core_model.model import DSuiteForCausalLM
+
+    def saved(seed: int):
+        torch.manual_seed(seed)
+        folder = tmp_path / f"tiny-{seed}"
+        DSuiteForCausalLM(config_from_preset("tiny")).save_pretrained(folder)
+        embedded_base.tokenizer.save_pretrained(folder)
+        return str(folder)
+
+    first, second = saved(0), saved(1)
+    task, run = dataclasses.replace(negation_task(), needs_model=True), tmp_path / "run"
+    report = harness.run(task, SystemSpec(base=first), limit=8, out_dir=run, progress=False, plots=False)
+    assert json.loads((run / "systems.json").read_text()) == {"base": report.rows[0].fingerprint}
+    again = harness.run(task, SystemSpec(base=first), limit=8, out_dir=run, progress=False, plots=False)
+    assert again.rows[0].metrics == report.rows[0].metrics
+    with pytest.raises(DSuiteError, match="came from other weights"):
+        harness.run(task, SystemSpec(base=second), limit=8, out_dir=run, progress=False, plots=False)
+    with pytest.raises(DSuiteError, match="is a file"):
+        harness.run(task, SystemSpec(base=first), limit=8, out_dir=run / "report.json", progress=False)
+
+
 def test_run_rejects_bad_input(tmp_path):
     task = negation_task()
     with pytest.raises(DSuiteError, match="no baseline 'oracle'. Its baselines: always_affirmed"):
