@@ -54,3 +54,14 @@ def test_base_folder_without_weights_names_what_is_missing(tmp_path):
     proc = subprocess.run(command, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "missing weights" in proc.stderr and "tokenizer" in proc.stderr
+
+
+def test_an_argument_that_is_not_utf8_is_a_clear_error():
+    """A Latin-1 terminal passes "café" as bytes Python cannot encode again: refused before any command."""
+    import os
+
+    from tests.conftest import run_dsuite
+
+    proc = run_dsuite("route", os.fsdecode(b"caf\xe9 refund"), timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "Argument 2 (caf\\xe9 refund) is not UTF-8 text (byte 0xe9)" in proc.stderr, proc.stderr

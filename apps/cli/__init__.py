@@ -57,7 +57,23 @@ def main(argv: list[str] | None = None) -> None:
     set_offline()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        check_text_arguments(sys.argv[1:] if argv is None else argv)
         app(args=argv, standalone_mode=True)
     except DSuiteError as exc:
         typer.secho(f"Error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(exc.exit_code)
+
+
+def check_text_arguments(args: list[str]) -> None:
+    """Refuse an argument that is not UTF-8 text (the shell passed bytes in another encoding, which Python
+    keeps as lone surrogates that no later step can encode)."""
+    for position, arg in enumerate(args, start=1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raw = arg.encode("utf-8", "surrogateescape")
+            shown = raw.decode("ascii", "backslashreplace")
+            raise DSuiteError(
+                f"Argument {position} ({shown}) is not UTF-8 text (byte 0x{raw[exc.start]:02x}). Pass it in "
+                "UTF-8, e.g. with a UTF-8 terminal locale or through `iconv -f latin1 -t utf-8`."
+            ) from None
