@@ -263,6 +263,7 @@ def load_base(
         if key in _CACHE:
             return _CACHE[key]
         import torch
+        from safetensors import SafetensorError
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         import core_model.model  # noqa: F401  (registers the suite's architecture with the Auto classes)
@@ -270,14 +271,22 @@ def load_base(
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(folder)
+        except Exception as exc:  # tokenizers raises bare Exception/KeyError for a malformed tokenizer.json
+            raise BaseModelError(
+                f"Could not read the tokenizer in '{folder}' ({type(exc).__name__}: {exc}). Its tokenizer "
+                "files are damaged or from another tool: write them again with the tokenizer's "
+                "save_pretrained, or run `dsuite base prepare` for the embedded base."
+            ) from exc
+        try:
             if can_fast_load(folder):
                 model = fast_load(folder, dtype, overrides)
             else:
                 model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), **overrides)
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError, KeyError, SafetensorError) as exc:
             raise BaseModelError(
                 f"Could not load the base model from '{folder}' with overrides {overrides}: {exc}. "
-                f"A base folder must contain {REQUIRED_BASE_FILES}."
+                f"A base folder must contain {REQUIRED_BASE_FILES}, as save_pretrained writes them (a copy "
+                "cut short, e.g. a truncated model.safetensors, fails here)."
             ) from exc
         from core_model.convert import load_channel_order
 

@@ -53,6 +53,28 @@ def test_bad_base_path_raises_clear_error(tmp_path):
         load_base(tmp_path / "missing")
 
 
+def test_a_damaged_base_folder_is_a_clear_error(tmp_path, embedded_base):
+    """A weights file cut short and a tokenizer.json from elsewhere: BaseModelError naming what to do, not
+    the safetensors or tokenizers exception."""
+    import torch
+
+    from core_model.config import config_from_preset
+    from core_model.model import DSuiteForCausalLM
+
+    torch.manual_seed(0)
+    cut, tokenizer = tmp_path / "cut", tmp_path / "tokenizer"
+    for folder in (cut, tokenizer):
+        DSuiteForCausalLM(config_from_preset("tiny")).save_pretrained(folder)
+        embedded_base.tokenizer.save_pretrained(folder)
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(BaseModelError, match="truncated model.safetensors"):
+        load_base(cut)
+    (tokenizer / "tokenizer.json").write_text('{"version": "1.0"}')
+    with pytest.raises(BaseModelError, match="Could not read the tokenizer"):
+        load_base(tokenizer)
+
+
 def test_base_answers_the_capital_of_france(embedded_base):
     reply = generate(embedded_base, "What is the capital of France?", GenerationSettings(max_new_tokens=24))
     assert "Paris" in reply
