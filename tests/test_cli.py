@@ -65,3 +65,16 @@ def test_an_argument_that_is_not_utf8_is_a_clear_error():
     proc = run_dsuite("route", os.fsdecode(b"caf\xe9 refund"), timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "Argument 2 (caf\\xe9 refund) is not UTF-8 text (byte 0xe9)" in proc.stderr, proc.stderr
+
+
+def test_a_mistyped_registry_or_an_empty_prompt_is_refused_and_eval_list_shows_splits(tmp_path):
+    from tests.conftest import run_dsuite
+
+    missing = tmp_path / "regsitry"
+    proc = run_dsuite("adapters", "list", "--registry", str(missing), timeout=120)
+    assert proc.returncode == 2 and "No adapter registry at" in proc.stderr, proc.stderr
+    assert not missing.exists()  # a read never creates the folder
+    proc = run_dsuite("generate", "  ", timeout=120)
+    assert proc.returncode == 2 and "generate needs a prompt" in proc.stderr
+    listed = run_dsuite("eval", "list", timeout=120)
+    assert "splits: test, validation; baselines: minilm_lr" in listed.stdout  # cs.banking77

@@ -24,9 +24,17 @@ RegistryOption = Annotated[
 ]
 
 
-def _registry(root: str | None):
+def _registry(root: str | None, create: bool = False):
+    """The registry ``--registry`` names (or the default one). A named folder that does not exist is refused
+    unless the command adds adapters (``create``): a typo would otherwise read as an empty registry."""
     from adapters.registry import Registry
+    from core_model.errors import DSuiteError
 
+    if root is not None and str(root).strip() and not create and not Path(root).expanduser().is_dir():
+        raise DSuiteError(
+            f"No adapter registry at '{root}' (--registry): the folder does not exist. Check the path, or "
+            "leave --registry out for the default registry."
+        )
     return Registry(root)
 
 
@@ -206,7 +214,7 @@ def train(
     }
     config = LoraTrainConfig.from_dict({**LoraTrainConfig.preset(preset).to_dict(), **changes})
     card = _read_card(data_card)
-    store = _registry(registry)
+    store = _registry(registry, create=True)
     before = set(store.versions(name)) if resume else set()
 
     import torch
@@ -300,7 +308,7 @@ def register(
     card = _read_card(data_card) or ""
     read_peft_folder(folder)  # a missing or broken folder is reported before the base is fingerprinted
     base_path = resolve_base_path(base)
-    ref = _registry(registry).register_folder(
+    ref = _registry(registry, create=True).register_folder(
         name, folder, base_fingerprint=fingerprint(base_path), check_base=base_path, data_card=card
     )
     _echo({"adapter": ref.key, "path": str(ref.path)}, as_json)

@@ -51,8 +51,10 @@ def list_tasks(as_json: JsonOption = False) -> None:
         return
     for row in rows:
         baselines = ", ".join(row["baselines"]) or "-"
+        splits = ", ".join(row["splits"]) or "-"
         typer.echo(
-            f"{row['name']:<28} {row['dataset']:<26} {row['primary_metric']:<18} baselines: {baselines}"
+            f"{row['name']:<28} {row['dataset']:<26} {row['primary_metric']:<18} splits: {splits}; "
+            f"baselines: {baselines}"
         )
         typer.echo(f"{'':<28} {row['description']}")
 

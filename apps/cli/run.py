@@ -18,9 +18,12 @@ def generate(
 ) -> None:
     """Answer one prompt with the base model."""
     from core_model import load_base
+    from core_model.errors import DSuiteError
     from core_model.generation import GenerationSettings
     from core_model.generation import stream as stream_reply
 
+    if not prompt.strip():
+        raise DSuiteError('generate needs a prompt: pass the message to answer (dsuite generate "Hello").')
     settings = GenerationSettings(max_new_tokens=max_new_tokens, temperature=temperature)
     loaded = load_base(base)
     if stream:
