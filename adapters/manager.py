@@ -23,11 +23,10 @@ from pathlib import Path
 
 import torch
 
-from adapters.errors import AdapterNotFoundError
 from adapters.multi_lora import MultiLora
-from adapters.registry import AdapterRef, Registry, parse_spec
+from adapters.registry import AdapterRef, Registry
 from adapters.requests import GenerationRequest, GenerationResult
-from adapters.shipped import install_shipped, upgrade_shipped
+from adapters.shipped import resolve_with_shipped
 from core_model.base import Base
 from core_model.errors import DSuiteError
 from core_model.generation import GenerationSettings, as_messages
@@ -82,19 +81,7 @@ class AdapterManager:
         version, when that copy fits the loaded base (:func:`~adapters.shipped.upgrade_shipped`)."""
         if spec is None:
             return None
-        try:
-            ref = self.registry.resolve(spec)
-        except AdapterNotFoundError:
-            if self.shipped is None:
-                raise
-            if install_shipped(self.registry, spec, self.base.fingerprint, self.shipped) is None:
-                raise
-            return self.registry.resolve(spec)
-        bare = parse_spec(spec)[1] in (None, "latest")
-        if bare and self.shipped is not None and ref.base_fingerprint != self.base.fingerprint:
-            if upgrade_shipped(self.registry, spec, self.base.fingerprint, self.shipped) is not None:
-                return self.registry.resolve(spec)
-        return ref
+        return resolve_with_shipped(self.registry, spec, self.base.fingerprint, self.shipped)
 
     def add(self, spec: str | AdapterRef) -> AdapterRef:
         """Load an adapter version now (verifying its hash and base); returns its ref."""

@@ -4,8 +4,9 @@ A shipped adapter is a folder ``data/<domain>/adapter/`` with the peft files (``
 ``adapter_config.json``), optionally its ``DATA_CARD.md``, and a ``meta.json`` that names it
 (``"adapter": "customer_service@1"``), says which base it was trained on (``"base_fingerprint"``) and,
 optionally, how to train it again (``"retrain"``, a command). A fresh clone has an empty registry: the first
-time an :class:`~adapters.manager.AdapterManager` is asked for a name the registry lacks and a shipped folder
-carries, it registers that copy (as version 1 of a new name, with the shipped meta's training record) and
+time an :class:`~adapters.manager.AdapterManager` or an eval system (``eval.systems.load_system``, which the
+finance advisor drafts with) is asked for a name the registry lacks and a shipped folder carries, it registers
+that copy (as version 1 of a new name, with the shipped meta's training record) and
 serves it. Nothing is installed for another base: the error says how to train the adapter for the base in
 use.
 """
@@ -172,6 +173,32 @@ def upgrade_shipped(
         base_fingerprint,
         ref.key,
     )
+    return ref
+
+
+def resolve_with_shipped(
+    registry: Registry, spec: str, base_fingerprint: str, root: Path | None = PROJECT_DATA
+) -> AdapterRef:
+    """The registry version ``spec`` names, installing the shipped copy first when the registry lacks the
+    name (a fresh clone), or, for a bare name whose versions were all trained for other bases, when the
+    shipped copy fits ``base_fingerprint`` (``upgrade_shipped``). ``root`` None: install nothing.
+
+    Raises:
+        AdapterNotFoundError: neither the registry nor ``root`` has the name.
+        AdapterBaseMismatchError: the shipped copy was trained on a different base.
+    """
+    from adapters.errors import AdapterNotFoundError
+
+    try:
+        ref = registry.resolve(spec)
+    except AdapterNotFoundError:
+        if root is None or install_shipped(registry, spec, base_fingerprint, root) is None:
+            raise
+        return registry.resolve(spec)
+    bare = parse_spec(spec)[1] in (None, "latest")
+    if bare and root is not None and ref.base_fingerprint != base_fingerprint:
+        if upgrade_shipped(registry, spec, base_fingerprint, root) is not None:
+            return registry.resolve(spec)
     return ref
 
 

@@ -83,7 +83,11 @@ def _adapter_folder(spec: str, base: Any) -> tuple[Path, str]:
         raise DSuiteError(
             f"Cannot evaluate adapter '{spec}': the adapters package is not importable ({exc})."
         ) from exc
-    ref, _tensors, _config = Registry().load(spec, base.fingerprint)  # refuses hash or base mismatch
+    from adapters.shipped import resolve_with_shipped
+
+    registry = Registry()
+    resolve_with_shipped(registry, spec, base.fingerprint)  # a fresh clone installs the shipped copy first
+    ref, _tensors, _config = registry.load(spec, base.fingerprint)  # refuses hash or base mismatch
     return Path(ref.path), ref.content_hash or ref.key
 
 

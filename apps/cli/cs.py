@@ -97,8 +97,14 @@ def ask(
     precision: PrecisionOption = "int8",
 ) -> None:
     """Answer one message and print the turn as JSON (intent, state, FAQ sources, escalation)."""
+    from core_model.errors import DSuiteError
     from domains.customer_service.session import CustomerServiceSession
 
+    if not text.strip():
+        raise DSuiteError(
+            "cs ask needs a customer message: pass the text to answer, e.g. "
+            '`dsuite cs ask "Where is my order?"`.'
+        )
     session = CustomerServiceSession(generate=generate, adapter=adapter, base=base, precision=precision)
     typer.echo(_turn_json(session.respond(text)))
 
@@ -259,6 +265,58 @@ def verifier_thresholds(
     typer.echo(json.dumps(report, default=str))
 
 
+DIALOGUE_FORMAT = 'a JSON list of {"system": "...", "user": "..."} turns ("system" may be left out)'
+
+
+def _read_dialogue(path: Path) -> list[dict]:
+    """The turns of a `cs track` dialogue file, checked: a UTF-8 JSON list of objects whose "user" (and
+    "system", where given) are strings.
+
+    Raises:
+        DSuiteError: the file cannot be read, is not UTF-8 JSON, or a turn is malformed (named by number).
+    """
+    from core_model.errors import DSuiteError
+
+    try:
+        turns = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DSuiteError(
+            f"Dialogue '{path}' is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 "
+            f"holding {DIALOGUE_FORMAT}."
+        ) from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DSuiteError(f"Cannot read dialogue '{path}': {exc}. Give {DIALOGUE_FORMAT}.") from exc
+    if not isinstance(turns, list):
+        raise DSuiteError(f"Dialogue '{path}' holds {_json_kind(turns)}; give {DIALOGUE_FORMAT}.")
+    for number, turn in enumerate(turns, start=1):
+        _check_turn(path, number, turn)
+    return turns
+
+
+def _check_turn(path: Path, number: int, turn) -> None:
+    """Refuse a dialogue turn that is not an object with a string "user" (and a string "system")."""
+    from core_model.errors import DSuiteError
+
+    where = f"Dialogue '{path}', turn {number}"
+    if not isinstance(turn, dict):
+        raise DSuiteError(f"{where} is {_json_kind(turn)}; each turn must be an object in {DIALOGUE_FORMAT}.")
+    if "user" not in turn:
+        raise DSuiteError(f'{where} has no "user" key; each turn needs the customer\'s words there.')
+    for key in ("user", "system"):
+        if key in turn and not isinstance(turn[key], str):
+            raise DSuiteError(
+                f'{where}: "{key}" must be a string, got {json.dumps(turn[key])}; give {DIALOGUE_FORMAT}.'
+            )
+
+
+def _json_kind(value) -> str:
+    """What a parsed JSON value is, in JSON's words (``a number``, ``an object``...)."""
+    if isinstance(value, bool):
+        return "true/false"
+    kinds = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}
+    return kinds.get(type(value), "null")
+
+
 @app.command()
 def track(
     dialogue: Annotated[Path, typer.Argument(help="JSON list of {system, user} turns.")],
@@ -279,17 +337,7 @@ def track(
 
     By default the adapter decides which values the rules read in the customer's words, and which values the
     assistant offered, enter the state (the verifier); --generate lets it write them instead."""
-    from core_model.errors import DSuiteError
-
-    try:
-        turns = json.loads(dialogue.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DSuiteError(
-            f"Cannot read dialogue '{dialogue}': {exc}. Give a JSON list of "
-            '{"system": "...", "user": "..."} turns.'
-        ) from exc
-    if not isinstance(turns, list) or not all(isinstance(t, dict) and "user" in t for t in turns):
-        raise DSuiteError(f'\'{dialogue}\' must hold a JSON list of {{"system", "user"}} objects.')
+    turns = _read_dialogue(dialogue)
     if rules:
         from domains.customer_service.rule_tracker import track_dialogue
 

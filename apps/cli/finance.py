@@ -22,7 +22,9 @@ def ask(
     mode: Annotated[
         str, typer.Option(help="model (the finance adapter drafts) or extractive (no model).")
     ] = "model",
-    adapter: Annotated[str, typer.Option(help="Adapter that drafts; 'none' for the bare base.")] = "finance",
+    adapter: Annotated[
+        str, typer.Option(help="Adapter that drafts in model mode; 'none' for the bare base.")
+    ] = "finance",
     doc: Annotated[
         list[Path] | None, typer.Option(help="User document(s) to index (.txt, .md, .pdf).")
     ] = None,
@@ -31,7 +33,10 @@ def ask(
     """Ask the finance advisor; several questions form one multi-turn session."""
     from domains.finance.advisor import FinanceAdvisor
 
-    advisor = FinanceAdvisor(mode=mode, adapter=None if adapter == "none" else adapter)
+    drafter = None if adapter == "none" else adapter
+    if mode == "model":
+        _check_adapter(drafter)
+    advisor = FinanceAdvisor(mode=mode, adapter=drafter)
     for path in doc or []:
         advisor.add_document(path)
     for text in question:
@@ -41,6 +46,23 @@ def ask(
         else:
             typer.echo(f"> {text}\n{answer.text}\n[state] {advisor.state.describe()}")
             typer.echo(f"[grounded] {answer.grounding.ok}  [answered by] {answer.answered_by}\n")
+
+
+def _check_adapter(adapter: str | None) -> None:
+    """Refuse an adapter the registry lacks before any question is answered, as `cs ask` does (the
+    advisor would otherwise answer with the bare base); the shipped finance adapter is installed into the
+    registry on first use.
+
+    Raises:
+        DSuiteError: no adapter, version or alias of that name (the message lists the registered ones).
+    """
+    if adapter is None:
+        return
+    from adapters import Registry
+    from adapters.shipped import resolve_with_shipped
+    from core_model import load_base
+
+    resolve_with_shipped(Registry(), adapter, load_base(None).fingerprint)
 
 
 @app.command()
@@ -55,9 +77,11 @@ def feed(
         str | None, typer.Option(help="Live daily bars of this symbol via yfinance (optional).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulated feed (the default feed).")] = 0,
-    bars: Annotated[int, typer.Option(help="Number of simulated bars.")] = 300,
-    tail: Annotated[int, typer.Option(help="Print only the last N bars (0 = every bar).")] = 5,
-    delay: Annotated[float, typer.Option(help="Seconds to wait between printed bars (replay pacing).")] = 0.0,
+    bars: Annotated[int, typer.Option(min=1, help="Number of simulated bars.")] = 300,
+    tail: Annotated[int, typer.Option(min=0, help="Print only the last N bars (0 = every bar).")] = 5,
+    delay: Annotated[
+        float, typer.Option(min=0.0, help="Seconds to wait between printed bars (replay pacing).")
+    ] = 0.0,
     as_json: JsonOption = False,
 ) -> None:
     """Stream bars from a feed with incrementally computed indicators, then print the final snapshot."""
@@ -125,7 +149,10 @@ def extract(
     """Extract finance terms, tickers, money, percentages and dates from text."""
     from domains.finance.extraction import extract as run_extract
 
-    for mention in run_extract(text):
+    mentions = run_extract(text)
+    if not mentions:
+        typer.echo("[]" if as_json else "No terms, tickers or figures found.")
+    for mention in mentions:
         record = mention.to_dict()
         typer.echo(
             json.dumps(record) if as_json else f"{record['label']:>8} {record['text']!r} {record['term']}"

@@ -174,3 +174,17 @@ def test_train_and_ship_trains_registers_and_ships_with_the_record_count(tiny_ba
     assert "12 records" in (folder / "DATA_CARD.md").read_text()
     assert Registry().versions("yn") == [1]
     assert Registry().exemplars(Registry().resolve("yn")) == []  # a pipeline's adapter: never routed chat
+
+
+def test_an_eval_system_installs_the_shipped_copy_on_a_fresh_registry(embedded_base, tmp_path, monkeypatch):
+    """The finance advisor drafts through eval.systems: on a fresh clone's empty registry its adapter is the
+    shipped copy, not the bare base after a warning."""
+    from adapters.registry import Registry
+    from eval.systems import _adapter_folder
+
+    monkeypatch.setenv("DSUITE_REGISTRY", str(tmp_path / "fresh"))
+    monkeypatch.delenv("DSUITE_ADAPTERS", raising=False)
+    folder, digest = _adapter_folder("finance", embedded_base)
+    registry = Registry()
+    assert registry.names() == ["finance"] and folder == registry.resolve("finance").path
+    assert digest == registry.resolve("finance").content_hash

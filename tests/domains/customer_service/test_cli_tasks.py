@@ -77,6 +77,25 @@ def test_cs_track_refuses_a_bad_file(tmp_path):
     assert out.returncode == 2 and "JSON list" in out.stderr
 
 
+def test_cs_track_names_the_file_and_turn_of_a_bad_turn_and_a_non_utf8_file(tmp_path):
+    bad_turn = tmp_path / "bad_turn.json"
+    bad_turn.write_text(json.dumps([{"system": "", "user": "I need a cheap hotel."}, {"user": 5}]))
+    out = run_dsuite("cs", "track", str(bad_turn), "--rules", timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"'{bad_turn}', turn 2" in out.stderr and '"user" must be a string, got 5' in out.stderr
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes('[{"user": "a café in the centre"}]'.encode("latin-1"))
+    out = run_dsuite("cs", "track", str(latin1), "--rules", timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"'{latin1}' is not UTF-8 text" in out.stderr and "save it as UTF-8" in out.stderr
+
+
+def test_cs_ask_refuses_an_empty_message_in_cli_terms():
+    out = run_dsuite("cs", "ask", "", timeout=120)
+    assert out.returncode == 2 and "cs ask needs a customer message" in out.stderr, out.stderr
+    assert "respond()" not in out.stderr
+
+
 def test_cs_track_prints_a_state_per_turn_with_the_verifier_the_writer_and_the_rules(tmp_path):
     dialogue = tmp_path / "dialogue.json"
     turns = [
