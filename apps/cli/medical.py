@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 
 NOTHING_CODED_EXIT = 3  # code-batch finished, but the input had rows and every one was quarantined
+INTERRUPTED_EXIT = 130  # code-batch stopped by Ctrl-C (128 + SIGINT, as shells report it)
 
 ModeOption = Annotated[
     str,
@@ -93,42 +94,55 @@ def code_batch(
     restart: Annotated[
         bool,
         typer.Option(
-            "--restart", help="Delete the partial results of an unfinished earlier run of this --out first."
+            "--restart",
+            help="Start over: delete the results of an earlier run of this --out (finished or not) first.",
         ),
     ] = False,
 ) -> None:
     """Code every note of a file: resumable, quarantines bad rows, prints a JSON summary at the end.
 
-    A rerun resumes only with the same input and --id-col/--text-col/--mode/--chunk-size/--max-chars.
+    A rerun resumes only with the same input and --id-col/--text-col/--mode/--chunk-size/--max-chars;
+    a rerun of a finished job says it is complete and codes nothing.
 
-    Otherwise it is refused: use --restart (starts over) or another --out.
+    Otherwise (other input or settings, unfinished or finished) it is refused: use --restart (starts over)
+    or another --out.
 
-    Exit codes: 0 done; 2 an error (bad settings, input or output path, resume mismatch, worker failure).
+    Exit codes: 0 done (or already complete); 2 an error (bad settings, an empty, non-UTF-8 or unreadable
+    input, an output path, a resume mismatch, a worker failure); 130 interrupted (Ctrl-C; rerun to resume).
 
     Exit code 3: finished, but every row of a non-empty input was quarantined (see the quarantine file).
     """
-    from domains.medical.batch import JobConfig, run_batch
+    from domains.medical.batch import BatchInterrupted, JobConfig, run_batch
 
     if quiet:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # the weight-loading bars of the coder's encoders
-    summary = run_batch(
-        JobConfig(
-            input=input,
-            output=out,
-            id_col=id_col,
-            text_col=text_col,
-            workers=workers,
-            engine=engine,
-            mode=mode,
-            chunk_size=chunk_size,
-            max_chars=max_chars,
-            progress=not quiet,
-            restart=restart,
-        )
+    job = JobConfig(
+        input=input,
+        output=out,
+        id_col=id_col,
+        text_col=text_col,
+        workers=workers,
+        engine=engine,
+        mode=mode,
+        chunk_size=chunk_size,
+        max_chars=max_chars,
+        progress=not quiet,
+        restart=restart,
     )
+    try:
+        summary = run_batch(job)
+    except BatchInterrupted as exc:
+        typer.secho(str(exc), err=True, fg=typer.colors.YELLOW)
+        raise typer.Exit(INTERRUPTED_EXIT) from None
     typer.echo(json.dumps(summary))
+    if summary["already_complete"]:
+        typer.secho(
+            f"'{out}' is already complete ({summary['coded']} coded, {summary['quarantined']} quarantined of "
+            f"{summary['rows']} rows); nothing was coded again. Pass --restart to code it again.",
+            err=True,
+        )
     if summary["status"] != "ok":
         typer.secho(
             f"No note was coded: all {summary['rows']} rows were quarantined "
@@ -144,10 +158,20 @@ def assert_concept(
     text: Annotated[str, typer.Argument(help="A sentence or note.")],
     concept: Annotated[str, typer.Argument(help="The condition phrase inside it.")],
 ) -> None:
-    """Print the assertion status (present/negated/possible/historical/hypothetical/family) of a concept."""
-    from domains.medical.assertion import assert_concepts
+    """Print the assertion status (present/negated/possible/historical/hypothetical/family) of a concept.
 
-    typer.echo(json.dumps(assert_concepts([(text, concept)])[0]))
+    Exit code 2 when the text or concept is empty, or the concept does not occur in the text.
+    """
+    from domains.medical.assertion import assert_concept as assert_one
+
+    result = assert_one(text, concept)
+    if not result["found"]:
+        raise DSuiteError(
+            f"The concept {concept!r} does not occur in the text (compared ignoring case and spacing), so it "
+            "has no assertion status. Give the condition phrase as the text writes it, e.g. "
+            '`dsuite medical assert "Patient denies chest pain." "chest pain"`.'
+        )
+    typer.echo(json.dumps(result))
 
 
 @app.command("build-index")

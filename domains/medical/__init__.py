@@ -20,10 +20,11 @@ def code_note(text: str, note_id: str | None = None, mode: str = "full") -> dict
 
 
 def assert_concept(text: str, concept: str) -> dict:
-    """Assertion status of ``concept`` inside ``text``."""
-    from domains.medical.assertion import assert_concepts
+    """Assertion status of ``concept`` inside ``text`` (``assertion`` None and ``found`` False when it is not
+    there; see ``domains.medical.assertion.assert_concept``, which refuses an empty text or concept)."""
+    from domains.medical.assertion import assert_concept as assert_one
 
-    return assert_concepts([(text, concept)])[0]
+    return assert_one(text, concept)
 
 
 def run_batch(**settings) -> dict:

@@ -12,9 +12,16 @@ and SHA-256 (of the whole file) and every setting that changes results or chunki
 for the full coder, the ranker version). A run that finds committed chunks of a job with another manifest
 refuses to start (``DSuiteError``): rerun with the original settings, or pass ``restart=True``
 (``--restart``) to delete the parts, or choose another output. ``workers``/``engine`` may change freely.
+A finished job keeps its manifest in the summary (``"job"`` in ``<OUTPUT>.summary.json``; the returned summary
+leaves it out). A rerun of the same job finds it complete and returns its summary without coding
+(``already_complete``); a run with another manifest, or over an output without one, is refused the same way,
+so finished results are never replaced by accident. ``restart=True`` deletes the parts and the outputs of an
+earlier run, finished or not. Ctrl-C (SIGINT) raises ``BatchInterrupted`` (a ``KeyboardInterrupt``) whose
+message says how many rows are committed; rerunning the same job resumes after them.
 
 Checks before any coding: settings, the coder mode (and the ranker file of the full coder), the output paths,
-the input's format and its id/text columns. Before the merge, the committed parts must hold
+the input's format and encoding (UTF-8), its id/text columns and that it has at least one row (an empty input
+is an error, not an empty result). Before the merge, the committed parts must hold
 ``coded + quarantined == rows read``; otherwise nothing is written and the parts are kept.
 The summary's ``status`` is ``"ok"``, or ``"no notes coded"`` when the input had rows but all were quarantined
 (the CLI then exits with code 3).
@@ -28,6 +35,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -94,9 +102,13 @@ class JobConfig:
     chunk_size: int = 64
     max_chars: int = DEFAULT_MAX_CHARS
     progress: bool = True
-    restart: bool = False  # delete the parts of an earlier, unfinished run of this output first
+    restart: bool = False  # start over: delete the parts and outputs of an earlier run (finished or not)
     # called as on_progress(rows done, rows in the input) after each committed chunk (and once at the start)
     on_progress: Callable[[int, int], None] | None = None
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped a job; the message says how many rows are committed and how to resume."""
 
 
 @dataclass
@@ -122,7 +134,7 @@ def _validate(row: RawRow, cfg: JobConfig, seen: set[str]) -> tuple[str, str] | 
         return {"row": row.number, "id": None if note_id is None else str(note_id), "reason": reason}
 
     if row.error:
-        return bad(row.error)
+        return bad(row.error, _readable_id(row.record, cfg.id_col))
     record = row.record or {}
     note_id = record.get(cfg.id_col)
     if isinstance(note_id, float) and not math.isnan(note_id) and note_id.is_integer():
@@ -145,6 +157,16 @@ def _validate(row: RawRow, cfg: JobConfig, seen: set[str]) -> tuple[str, str] | 
         return bad(f"duplicate id: '{note_id}' already appeared earlier in the input", note_id)
     seen.add(note_id)
     return note_id, text
+
+
+def _readable_id(record: dict | None, id_col: str) -> str | None:
+    """The id of a row that could not be read whole (bad bytes in its text, extra fields), if it is clean."""
+    note_id = (record or {}).get(id_col)
+    if isinstance(note_id, bool) or not isinstance(note_id, str | int):
+        return None
+    note_id = str(note_id).strip()
+    readable = note_id and not any("\udc80" <= ch <= "\udcff" for ch in note_id)
+    return note_id if readable else None
 
 
 def _chunks(cfg: JobConfig) -> Iterator[Chunk]:
@@ -237,6 +259,7 @@ def _code_chunk(args: tuple[list[tuple[str, str]], str]) -> list[dict]:
 def _init_worker(mode: str) -> None:
     """Set up a worker; a failure is reported by its first task, so the job ends instead of respawning."""
     global _INIT_ERROR
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which shuts the pool down
     try:
         import torch
 
@@ -283,6 +306,14 @@ def _run_pool(cfg: JobConfig, chunks: Iterator[Chunk], done) -> None:
 # -- commit / merge -----------------------------------------------------------------------------------------
 def _parts_dir(cfg: JobConfig) -> Path:
     return cfg.output.with_name(cfg.output.name + ".parts")
+
+
+def _quarantine_path(cfg: JobConfig) -> Path:
+    return cfg.output.with_name(cfg.output.name + ".quarantine.jsonl")
+
+
+def _summary_path(cfg: JobConfig) -> Path:
+    return cfg.output.with_name(cfg.output.name + ".summary.json")
 
 
 def _part_paths(cfg: JobConfig, index: int) -> tuple[Path, Path]:
@@ -359,8 +390,7 @@ def _check_settings(cfg: JobConfig) -> None:
 def _check_output(cfg: JobConfig) -> None:
     """The output, its quarantine/summary files and the parts folder can be written where they are named."""
     out = cfg.output
-    named = (out, out.with_name(out.name + ".quarantine.jsonl"), out.with_name(out.name + ".summary.json"))
-    for path in named:
+    for path in (out, _quarantine_path(cfg), _summary_path(cfg)):
         if path.is_dir():
             raise DSuiteError(f"--out: '{path}' is an existing folder; give a file name such as coded.jsonl.")
     parts = _parts_dir(cfg)
@@ -439,16 +469,13 @@ def _prepare_parts(cfg: JobConfig, manifest: dict) -> None:
         DSuiteError: committed chunks of a job with another input or other settings (or without a manifest).
     """
     parts = _parts_dir(cfg)
-    if cfg.restart and parts.is_dir():
-        log.warning("--restart: deleting the partial results in %s", parts)
-        shutil.rmtree(parts)
     parts.mkdir(parents=True, exist_ok=True)
     path = parts / MANIFEST
     committed = _committed(cfg)
     if committed:
         how = (
-            "Rerun with the original settings to resume it, or start over with --restart (JobConfig.restart; "
-            f"it deletes '{parts.name}'), or delete that folder, or choose another --out."
+            "Rerun with the original settings to resume it, or start over with --restart (it deletes "
+            f"'{parts.name}'), or delete that folder, or choose another --out."
         )
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
@@ -473,20 +500,87 @@ def _prepare_parts(cfg: JobConfig, manifest: dict) -> None:
     tmp.replace(path)
 
 
+def _delete_earlier_run(cfg: JobConfig) -> None:
+    """``--restart``: delete the parts and the outputs of an earlier run of this output, finished or not."""
+    paths = (_parts_dir(cfg), cfg.output, _quarantine_path(cfg), _summary_path(cfg))
+    earlier = [path for path in paths if path.exists()]
+    if earlier:
+        log.warning("--restart: deleting the results of an earlier run: %s", ", ".join(map(str, earlier)))
+    for path in earlier:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _finished_run(cfg: JobConfig, manifest: dict) -> dict | None:
+    """The summary of a finished run of this very job at ``cfg.output``, marked ``already_complete`` (None
+    when there is nothing finished to keep: the job is to be coded).
+
+    Raises:
+        DSuiteError: the output exists, but its summary records another job (other input or settings) or
+            none (no readable summary with a job manifest).
+    """
+    if not cfg.output.exists():
+        return None
+    how = (
+        "Rerun with the original settings (it finds the job complete), or pass --restart to code the input "
+        "again and replace them, or choose another --out."
+    )
+    try:
+        old = json.loads(_summary_path(cfg).read_text(encoding="utf-8"))
+        job = old["job"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DSuiteError(
+            f"'{cfg.output}' already exists, but '{_summary_path(cfg).name}' beside it is missing or records "
+            "no batch job (written by another program or an older DomainSuite), so it cannot be matched to "
+            "this job and would be replaced. Pass --restart to code the input again and replace it, or "
+            "choose another --out."
+        ) from None
+    differences = _differences(job if isinstance(job, dict) else {}, manifest)
+    if differences:
+        raise DSuiteError(
+            f"'{cfg.output}' holds the results of a finished earlier run with another input or other "
+            f"settings: {'; '.join(differences)}. This run would replace them. {how}"
+        )
+    if not _quarantine_path(cfg).is_file():
+        return None  # the quarantine file was removed: code again to rebuild both
+    old.pop("job")
+    return {
+        **old,
+        "coded_this_run": 0,
+        "skipped_already_committed": old.get("coded"),
+        "setup_seconds": 0.0,
+        "seconds": 0.0,
+        "notes_per_s": None,
+        "already_complete": True,
+    }
+
+
+def _interrupted_message(cfg: JobConfig) -> str:
+    rows = sum(_committed_counts(cfg))
+    return (
+        f"Interrupted: {rows} rows committed to '{_parts_dir(cfg)}'; rerun the same command to resume "
+        f"(the merged results go to '{cfg.output}')."
+    )
+
+
 def run_batch(cfg: JobConfig) -> dict:
-    """Run (or resume) a batch coding job.
+    """Run (or resume) a batch coding job; a rerun of a finished job returns its summary without coding.
 
     Args:
         cfg: the job settings.
 
     Returns:
-        The summary (also written to ``<OUTPUT>.summary.json``).
+        The summary (also written to ``<OUTPUT>.summary.json``); ``already_complete`` is True when the same
+        job had already finished and nothing was coded.
 
     Raises:
         DSuiteError: bad settings (unknown engine or mode, unsupported formats, workers < 1, Ray missing), an
-            output path that cannot be written, an unreadable input or missing id/text column, committed
-            parts of a job with other settings (see the module docstring), a worker that could not start,
-            or a failed final row count.
+            output path that cannot be written, an unreadable, empty or non-UTF-8 input or a missing id/text
+            column, committed parts or finished results of a job with other settings (see the module
+            docstring), a worker that could not start, or a failed final row count.
+        BatchInterrupted: Ctrl-C (SIGINT); the committed chunks are kept for a rerun.
     """
     cfg.input, cfg.output = Path(cfg.input), Path(cfg.output)
     input_format(cfg.input)
@@ -495,7 +589,23 @@ def run_batch(cfg: JobConfig) -> dict:
     check_input(cfg.input, cfg.id_col, cfg.text_col)
     if cfg.input.resolve() == cfg.output.resolve():
         raise DSuiteError("The output path is the input path; choose another --out.")
-    _prepare_parts(cfg, _manifest(cfg))
+    manifest = _manifest(cfg)
+    if cfg.restart:
+        _delete_earlier_run(cfg)
+    elif not _committed(cfg):
+        finished = _finished_run(cfg, manifest)
+        if finished is not None:
+            log.info("'%s' is already complete; nothing was coded", cfg.output)
+            return finished
+    try:
+        _prepare_parts(cfg, manifest)
+        return _code(cfg, manifest)
+    except KeyboardInterrupt as exc:
+        raise BatchInterrupted(_interrupted_message(cfg)) from exc
+
+
+def _code(cfg: JobConfig, manifest: dict) -> dict:
+    """Code the chunks not committed yet, then merge (``_finish``)."""
     setup_started = time.perf_counter()
     if cfg.engine == "local" and cfg.workers == 1:  # loaded before the clock: notes_per_s is the coding rate
         _coder(cfg.mode).code("Fever.")  # one tiny note loads what the coder loads lazily (encoders, indexes)
@@ -542,7 +652,7 @@ def run_batch(cfg: JobConfig) -> dict:
             _run_pool(cfg, pending(), done)
     finally:
         bar.close()
-    return _finish(cfg, counts, time.perf_counter() - started, setup)
+    return _finish(cfg, manifest, counts, time.perf_counter() - started, setup)
 
 
 def _count_lines(path: Path) -> int:
@@ -560,8 +670,9 @@ def _committed_counts(cfg: JobConfig) -> tuple[int, int]:
     return coded, quarantined
 
 
-def _finish(cfg: JobConfig, counts: Counter, seconds: float, setup: float = 0.0) -> dict:
-    """Check the row count, merge the parts into the outputs, write and return the summary.
+def _finish(cfg: JobConfig, manifest: dict, counts: Counter, seconds: float, setup: float = 0.0) -> dict:
+    """Check the row count, merge the parts into the outputs, write and return the summary (written with the
+    job's ``manifest`` as ``"job"``, which a rerun compares).
 
     ``seconds`` is the coding time of this run and ``setup`` the coder's loading before it (one local worker;
     with more workers or Ray their start-up is inside ``seconds``)."""
@@ -581,7 +692,7 @@ def _finish(cfg: JobConfig, counts: Counter, seconds: float, setup: float = 0.0)
             yield record
 
     coded = write_output(tallied(_read_parts(cfg, 0)), cfg.output)
-    quarantine_path = cfg.output.with_name(cfg.output.name + ".quarantine.jsonl")
+    quarantine_path = _quarantine_path(cfg)
     reasons: Counter[str] = Counter()
     quarantined = []
     for record in _read_parts(cfg, 1):
@@ -607,11 +718,12 @@ def _finish(cfg: JobConfig, counts: Counter, seconds: float, setup: float = 0.0)
         "setup_seconds": round(setup, 2),
         "seconds": round(seconds, 2),
         "notes_per_s": round(counts["coded_this_run"] / seconds, 2) if seconds > 0 else None,
+        "already_complete": False,
     }
-    summary_path = cfg.output.with_name(cfg.output.name + ".summary.json")
-    summary_path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    summary_path = _summary_path(cfg)
+    tmp = summary_path.with_name(summary_path.name + ".tmp")
+    tmp.write_text(json.dumps({**summary, "job": manifest}, indent=2), encoding="utf-8")
+    tmp.replace(summary_path)  # the job is finished once its summary is there: the parts go last
     shutil.rmtree(_parts_dir(cfg), ignore_errors=True)
-    if summary["status"] != "ok":
-        log.warning("no note was coded: all %d rows were quarantined (%s)", counts["rows"], quarantine_path)
     log.info("batch coding finished: %s", summary)
     return summary

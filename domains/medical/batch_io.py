@@ -1,8 +1,9 @@
 """Streaming readers for the batch coder (CSV, JSONL, Parquet) that report bad rows instead of failing.
 
 Text input is read as UTF-8 with an optional byte-order mark (``utf-8-sig``), as Excel's "CSV UTF-8"
-writes it. ``check_input`` looks at a file before a job starts (format, header or schema, the id and text
-columns).
+writes it; a UTF-16 or UTF-32 file (Excel's "Unicode Text", PowerShell's default) is refused with how to
+convert it. ``check_input`` looks at a file before a job starts (format, encoding, header or schema, the id
+and text columns, at least one row).
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ CSV_COLUMNS = [
     "section",
 ]
 JSONL_PROBE_LINES = 100  # JSONL has no header: the id/text columns must appear in one of these first lines
+ENCODING_PROBE_BYTES = 4096  # a NUL byte among the first bytes of a text input: UTF-16/UTF-32, not UTF-8
+WIDE_BOMS = (  # the UTF-32 marks first: BOM_UTF32_LE starts with BOM_UTF16_LE
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
 
 
 @dataclass
@@ -43,7 +51,9 @@ class RawRow:
     """One input row: its 0-based position, the record (or None) and a read error (or None).
 
     ``number`` counts records from 0: data rows of a CSV (the header not counted; a row whose quoted text
-    spans several lines is one record), non-blank lines of a JSONL file, rows of a Parquet file.
+    spans several lines is one record), non-blank lines of a JSONL file, rows of a Parquet file. A row with
+    an error keeps its record when it could still be split into fields (bytes that are not UTF-8, too many
+    CSV fields), so that the quarantine can name its id; undecodable bytes are in it as surrogate escapes.
     """
 
     number: int
@@ -106,11 +116,14 @@ def check_input(path: Path, id_col: str, text_col: str) -> list[str]:
 
     Raises:
         DSuiteError: the file is missing, of an unsupported format, not readable as that format (a Parquet
-            file that is corrupt or not Parquet, a JSON array in a JSONL file, a CSV without a header), or
-            the id or text column is not among its columns.
+            file that is corrupt or not Parquet, a JSON array in a JSONL file, a CSV without a header, a CSV
+            or JSONL file in UTF-16/UTF-32), the id or text column is not among its columns, or it has no
+            rows (empty, blank lines only, a header only).
     """
     path = Path(path)
     fmt = _existing(path)
+    if fmt != "parquet":
+        _check_text_encoding(path)
     if fmt == "csv":
         with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
             header = next(csv.reader(handle), None)
@@ -123,9 +136,20 @@ def check_input(path: Path, id_col: str, text_col: str) -> list[str]:
     elif fmt == "parquet":
         columns = list(_parquet_file(path).schema_arrow.names)
     else:
+        if next(_jsonl_lines(path), None) is None:
+            _no_rows(path, "it is empty or holds blank lines only")
         columns = _jsonl_columns(path)
         if columns is None:  # no JSON object in the first lines: every row is quarantined with its reason
             return []
+    _check_columns(path, columns, id_col, text_col)
+    if fmt == "csv" and next(read_rows(path), None) is None:
+        _no_rows(path, "it has a header row only")
+    if fmt == "parquet" and _parquet_file(path).metadata.num_rows == 0:
+        _no_rows(path, "its table has 0 rows")
+    return columns
+
+
+def _check_columns(path: Path, columns: list[str], id_col: str, text_col: str) -> None:
     flags = (("--id-col", id_col), ("--text-col", text_col))
     missing = [(flag, col) for flag, col in flags if col not in columns]
     if missing:
@@ -135,7 +159,38 @@ def check_input(path: Path, id_col: str, text_col: str) -> list[str]:
             f"Input '{path}' has no column {named}; its columns are: {shown or '(none)'}. "
             "Name the note id and text columns with --id-col NAME and --text-col NAME."
         )
-    return columns
+
+
+def _no_rows(path: Path, why: str) -> None:
+    raise DSuiteError(
+        f"Input '{path}' has no rows to code ({why}). Check that it is the right file and that the export "
+        "that wrote it finished; a batch job needs at least one note."
+    )
+
+
+def _check_text_encoding(path: Path) -> None:
+    """Refuse a CSV or JSONL file that is not UTF-8 as a whole: a UTF-16/UTF-32 byte-order mark, or NUL bytes
+    near its start (UTF-16 without a mark). Single bad bytes (Latin-1) only quarantine their rows.
+
+    Raises:
+        DSuiteError: the file is empty, or in UTF-16/UTF-32 (or binary), with the commands to convert it.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(ENCODING_PROBE_BYTES)
+    if not head:
+        _no_rows(path, "it is empty: 0 bytes")
+    found = next((name for bom, name in WIDE_BOMS if head.startswith(bom)), None)
+    if found is None and b"\x00" not in head:
+        return
+    why = (
+        f"it starts with a {found} byte-order mark" if found else "it has NUL bytes (UTF-16 or UTF-32 text?)"
+    )
+    excel = " (or in Excel: Save As 'CSV UTF-8 (Comma delimited)')" if path.suffix.lower() == ".csv" else ""
+    raise DSuiteError(
+        f"Input '{path}' is not UTF-8: {why}. The batch coder reads UTF-8 only. Convert it, e.g. "
+        f"`iconv -f {found or 'UTF-16LE'} -t UTF-8 '{path}' > notes-utf8{path.suffix}`{excel}, and pass the "
+        "converted file."
+    )
 
 
 def _jsonl_columns(path: Path) -> list[str] | None:
@@ -180,7 +235,8 @@ def _jsonl(path: Path) -> Iterator[RawRow]:
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield RawRow(number, None, f"undecodable: not UTF-8 ({exc.reason} at byte {exc.start})")
+            error = f"undecodable: not UTF-8 ({exc.reason} at byte {exc.start}); save the file as UTF-8"
+            yield RawRow(number, _escaped_record(raw), error)
             continue
         try:
             record = json.loads(line)
@@ -191,6 +247,15 @@ def _jsonl(path: Path) -> Iterator[RawRow]:
             yield RawRow(number, None, f"malformed: expected a JSON object, got {type(record).__name__}")
         else:
             yield RawRow(number, record)
+
+
+def _escaped_record(raw: bytes) -> dict[str, Any] | None:
+    """A JSON line that is not UTF-8 read with its bad bytes as surrogate escapes (None if not an object)."""
+    try:
+        record = json.loads(raw.decode("utf-8", errors="surrogateescape"))
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _csv(path: Path) -> Iterator[RawRow]:
@@ -204,9 +269,12 @@ def _csv(path: Path) -> Iterator[RawRow]:
                 if isinstance(v, str) and any("\udc80" <= ch <= "\udcff" for ch in v)
             ]
             if bad:
-                yield RawRow(number, None, f"undecodable: not UTF-8 in column(s) {', '.join(map(str, bad))}")
+                columns = ", ".join(map(str, bad))
+                yield RawRow(
+                    number, record, f"undecodable: not UTF-8 in column(s) {columns}; save the file as UTF-8"
+                )
             elif None in record:
-                yield RawRow(number, None, "malformed: more fields than the header")
+                yield RawRow(number, record, "malformed: more fields than the header")
             else:
                 yield RawRow(number, dict(record))
 

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from core_model.errors import DSuiteError
-from domains.medical.assertion import assert_concepts
+from domains.medical.assertion import assert_concept, assert_concepts
 from domains.medical.context import ContextRules
+from tests.conftest import last_json, run_dsuite
 
 
 @pytest.mark.parametrize(
@@ -40,7 +41,29 @@ def test_hand_written_sentences(text, concept, expected):
 
 def test_missing_concept_is_reported_not_guessed():
     result = assert_concepts([("Nothing relevant here.", "asthma")])[0]
-    assert result == {"assertion": "present", "modifiers": [], "found": False}
+    assert result == {"assertion": None, "modifiers": [], "found": False}  # not "present": it is not there
+    assert assert_concept("No chest pain.", "diabetes")["assertion"] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "concept", "empty"), [("", "fever", "text"), ("No fever.", "  ", "concept")]
+)
+def test_empty_text_or_concept_is_an_error(text, concept, empty):
+    with pytest.raises(DSuiteError, match=f"The {empty} is empty"):
+        assert_concept(text, concept)
+    with pytest.raises(DSuiteError, match=f"The {empty} of item 1 is empty"):
+        assert_concepts([("Denies fever.", "fever"), (text, concept)])
+
+
+def test_cli_assert_refuses_a_concept_not_in_the_text():
+    missing = run_dsuite("medical", "assert", "No chest pain.", "diabetes")
+    assert missing.returncode == 2 and not missing.stdout.strip(), missing.stdout
+    assert "'diabetes' does not occur in the text" in missing.stderr and "Traceback" not in missing.stderr
+    empty = run_dsuite("medical", "assert", "No chest pain.", "")
+    assert empty.returncode == 2 and "The concept is empty" in empty.stderr
+    found = run_dsuite("medical", "assert", "No chest pain.", "chest pain")
+    assert found.returncode == 0, found.stderr[-2000:]
+    assert last_json(found.stdout)["assertion"] == "negated" and last_json(found.stdout)["found"] is True
 
 
 def test_user_rules_extend_the_shipped_ones(tmp_path):

@@ -1,5 +1,5 @@
-"""The batch coding job: malformed rows go to quarantine, SIGKILL + rerun equals an uninterrupted run,
-and the Ray engine's output equals the local engine's."""
+"""The batch coding job: malformed rows go to quarantine, SIGKILL + rerun equals an uninterrupted run, Ctrl-C
+says what is committed and how to resume, and the Ray engine's output equals the local engine's."""
 
 from __future__ import annotations
 
@@ -107,31 +107,48 @@ def _run_cli(source: Path, out: Path, extra: list[str] | None = None) -> subproc
         *(extra or []),
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # Ctrl-C raises KeyboardInterrupt in the job even when these tests run where SIGINT is ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def _write_notes_csv(path: Path, n: int) -> None:
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["id", "text"])
+        writer.writeheader()
+        writer.writerows(_good_rows(n))
+
+
+def _stop_after_commits(process: subprocess.Popen, parts: Path, commits: int, how: signal.Signals) -> str:
+    """Send ``how`` to the job once ``commits`` chunks are committed; returns its stderr once it ended."""
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(parts.glob("*.results.jsonl"))) < commits:
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the job finished before it could be stopped; give it more rows"
+    os.kill(process.pid, how)
+    return process.communicate(timeout=120)[1].decode()
 
 
 def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
     source = tmp_path / "notes.csv"
-    import csv
-
-    with source.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["id", "text"])
-        writer.writeheader()
-        writer.writerows(_good_rows(2000))
+    _write_notes_csv(source, 2000)
     reference = tmp_path / "reference.jsonl"
     run_batch(JobConfig(input=source, output=reference, mode="dictionary", chunk_size=20, progress=False))
 
     out = tmp_path / "killed.jsonl"
     parts = out.with_name(out.name + ".parts")
     process = _run_cli(source, out)
-    deadline = time.time() + 240
-    while time.time() < deadline and len(list(parts.glob("*.results.jsonl"))) < 3:
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, "the job finished before it could be killed; give it more rows"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    _stop_after_commits(process, parts, 3, signal.SIGKILL)
     committed = len(list(parts.glob("*.results.jsonl")))
     assert 3 <= committed < 100 and not out.exists()
 
@@ -142,6 +159,25 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
     assert summary["skipped_already_committed"] == committed * 20
     assert summary["coded_this_run"] == 2000 - committed * 20
     assert out.read_bytes() == reference.read_bytes()
+
+
+def test_ctrl_c_says_what_is_committed_and_a_rerun_resumes(tmp_path):
+    source = tmp_path / "notes.csv"
+    _write_notes_csv(source, 2000)
+    out = tmp_path / "coded.jsonl"
+    parts = out.with_name(out.name + ".parts")
+    process = _run_cli(source, out)
+    stderr = _stop_after_commits(process, parts, 3, signal.SIGINT)
+    committed = len(list(parts.glob("*.results.jsonl")))
+    assert process.returncode == 130, stderr[-2000:]
+    assert f"Interrupted: {committed * 20} rows committed to '{parts}'" in stderr
+    assert "rerun the same command to resume" in stderr and "Traceback" not in stderr
+    assert 3 <= committed < 100 and not out.exists()
+    rerun = _run_cli(source, out)
+    stdout, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr.decode()[-2000:]
+    summary = json.loads(stdout.decode().strip().splitlines()[-1])
+    assert summary["skipped_already_committed"] == committed * 20 and summary["coded"] == 2000
 
 
 def test_ray_engine_output_equals_local(tmp_path):

@@ -1,6 +1,7 @@
-"""The batch coding job's checks: a resume only with the same job (manifest), the final row count, BOMs,
-missing columns, bad modes, unreadable Parquet, bad output paths, JSON arrays in JSONL, quarantine rows, the
-exit codes of `dsuite medical code-batch`, and the local worker pool."""
+"""The batch coding job's checks: a resume only with the same job (manifest), a finished job neither redone
+nor replaced, the final row count, BOMs and UTF-16/Latin-1 input, missing columns, inputs without rows, bad
+modes, unreadable Parquet, bad output paths, JSON arrays in JSONL, quarantine rows, the exit codes of
+`dsuite medical code-batch`, and the local worker pool."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from core_model.errors import DSuiteError
 from domains.medical import batch
 from domains.medical.batch import Chunk, JobConfig, run_batch
 from domains.medical.batch_io import CSV_COLUMNS
-from tests.conftest import REPO, dsuite_command
+from tests.conftest import REPO, dsuite_command, last_json, run_dsuite
 from tests.domains.medical.test_batch import _good_rows, _write_jsonl_with_bad_rows
 
 
@@ -112,17 +113,18 @@ def test_count_rows_matches_the_rows_read(tmp_path):
     assert count_rows(csv_source) == 5 and count_rows(tmp_path / "blank.jsonl") == 3
 
 
-@pytest.mark.parametrize(
-    ("changed", "flag"),
-    [
-        ({"chunk_size": 7}, "--chunk-size"),
-        ({"mode": "rules+retrieval"}, "--mode"),
-        ({"max_chars": 50}, "--max-chars"),
-        ({"id_col": "note_key"}, "--id-col"),
-        ({"text_col": "body"}, "--text-col"),
-        ({"input": "other"}, "input file"),
-    ],
-)
+# a setting (or the input) that differs from the earlier run's, and the words that name it in the refusal
+CHANGES = [
+    ({"chunk_size": 7}, "--chunk-size"),
+    ({"mode": "rules+retrieval"}, "--mode"),
+    ({"max_chars": 50}, "--max-chars"),
+    ({"id_col": "note_key"}, "--id-col"),
+    ({"text_col": "body"}, "--text-col"),
+    ({"input": "other"}, "input file"),
+]
+
+
+@pytest.mark.parametrize(("changed", "flag"), CHANGES)
 def test_resume_with_other_settings_or_input_is_refused(tmp_path, changed, flag):
     source = _notes_csv(tmp_path / "notes.csv")
     out = tmp_path / "out.jsonl"
@@ -135,6 +137,7 @@ def test_resume_with_other_settings_or_input_is_refused(tmp_path, changed, flag)
         run_batch(_job(source, out, **settings))
     message = str(refused.value)
     assert flag in message and "--restart" in message and "original settings" in message
+    assert "JobConfig" not in message  # the CLI user's flag, not the Python field
     assert sorted(_parts(out).glob("chunk-*.results.jsonl")) == committed and not out.exists()
     # --restart starts over with the new settings
     summary = run_batch(_job(source, out, restart=True, **settings))
@@ -224,7 +227,72 @@ def test_a_damaged_part_fails_the_row_count_check(tmp_path):
     assert not out.exists() and _parts(out).is_dir()
 
 
-# -- 2. byte-order marks ------------------------------------------------------------------------------------
+# -- 1b. a finished job: a rerun finds it complete; another job is refused as for an unfinished one ---------
+def test_rerun_of_a_finished_job_codes_nothing_and_keeps_its_results(tmp_path, monkeypatch):
+    source = _notes_csv(tmp_path / "notes.csv")
+    out = tmp_path / "out.jsonl"
+    first = run_batch(_job(source, out, chunk_size=10))
+    results, quarantine = out.read_bytes(), Path(first["quarantine"]).read_bytes()
+    recorded = json.loads(out.with_name(out.name + ".summary.json").read_text(encoding="utf-8"))
+    assert recorded["job"]["chunk_size"] == 10 and recorded["job"]["input"]["size"] == source.stat().st_size
+    assert first["already_complete"] is False and "job" not in first
+    monkeypatch.setattr(batch, "_code", lambda *args: pytest.fail("a finished job was coded again"))
+    again = run_batch(_job(source, out, chunk_size=10, workers=2))  # workers may change
+    assert again["already_complete"] is True and "job" not in again
+    counts = {key: again[key] for key in ("rows", "coded", "coded_this_run", "skipped_already_committed")}
+    assert counts == {"rows": 30, "coded": 30, "coded_this_run": 0, "skipped_already_committed": 30}
+    assert out.read_bytes() == results and Path(again["quarantine"]).read_bytes() == quarantine
+    assert not _parts(out).exists()
+
+
+@pytest.mark.parametrize(("changed", "flag"), CHANGES)
+def test_a_finished_job_is_not_replaced_by_a_run_with_other_settings(tmp_path, changed, flag):
+    source = _notes_csv(tmp_path / "notes.csv")
+    out = tmp_path / "out.jsonl"
+    run_batch(_job(source, out, chunk_size=10))
+    results = out.read_bytes()
+    settings = {"chunk_size": 10, **changed}
+    if changed.get("input"):
+        settings.pop("input")
+        source = _notes_csv(tmp_path / "other.csv", n=8)
+    with pytest.raises(DSuiteError, match="finished earlier run") as refused:
+        run_batch(_job(source, out, **settings))
+    message = str(refused.value)
+    assert flag in message and "--restart" in message and "JobConfig" not in message
+    assert out.read_bytes() == results and not _parts(out).exists()
+    # --restart codes the input again with the new settings and replaces the results
+    summary = run_batch(_job(source, out, restart=True, **settings))
+    assert summary["already_complete"] is False and summary["skipped_already_committed"] == 0
+    assert len(_lines(out)) == summary["coded"] == summary["rows"] - summary["quarantined"]
+
+
+def test_an_output_that_records_no_job_is_not_replaced(tmp_path):
+    source = _notes_csv(tmp_path / "notes.csv", n=5)
+    out = tmp_path / "out.jsonl"
+    out.write_text("results of another program\n", encoding="utf-8")
+    with pytest.raises(DSuiteError, match="records no batch job.*--restart"):
+        run_batch(_job(source, out))
+    assert out.read_text(encoding="utf-8") == "results of another program\n" and not _parts(out).exists()
+    assert run_batch(_job(source, out, restart=True))["coded"] == len(_lines(out)) == 5
+
+
+def test_cli_rerun_of_a_finished_job(tmp_path):
+    source, other = _notes_csv(tmp_path / "notes.csv"), _notes_csv(tmp_path / "mt8.csv", n=8)
+    out = tmp_path / "res30.jsonl"
+    args = ("medical", "code-batch", str(source), "--out", str(out), "--mode", "dictionary", "--quiet")
+    assert run_dsuite(*args).returncode == 0
+    again = run_dsuite(*args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    summary = last_json(again.stdout)
+    assert summary["already_complete"] and (summary["coded_this_run"], summary["coded"]) == (0, 30)
+    assert "already complete" in again.stderr and "--restart" in again.stderr
+    replaced = run_dsuite(*args[:2], str(other), *args[3:])
+    assert replaced.returncode == 2 and "finished earlier run" in replaced.stderr, replaced.stderr[-2000:]
+    assert "input file's content" in replaced.stderr and "Traceback" not in replaced.stderr
+    assert len(_lines(out)) == 30
+
+
+# -- 2. byte-order marks and encodings ----------------------------------------------------------------------
 def test_utf8_bom_in_csv_and_jsonl_is_read(tmp_path):
     rows = _good_rows(5)
     csv_source = _write_csv(tmp_path / "excel.csv", rows, encoding="utf-8-sig")
@@ -237,7 +305,38 @@ def test_utf8_bom_in_csv_and_jsonl_is_read(tmp_path):
     assert summary["coded"] == 5 and summary["quarantined"] == 0
 
 
-# -- 3. missing columns, and a job that codes nothing -------------------------------------------------------
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_a_utf16_or_utf32_input_is_refused_with_how_to_convert(tmp_path, encoding):
+    rows = _good_rows(3)
+    csv_source = _write_csv(tmp_path / "notes.csv", rows, encoding=encoding)
+    jsonl_source = tmp_path / "notes.jsonl"
+    jsonl_source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding=encoding)
+    for source in (csv_source, jsonl_source):
+        out = tmp_path / f"{source.suffix[1:]}.jsonl"
+        with pytest.raises(
+            DSuiteError, match=r"is not UTF-8: .*(UTF-16|UTF-32|NUL bytes).*iconv -f"
+        ) as refused:
+            run_batch(_job(source, out))
+        assert "no column" not in str(refused.value) and not _parts(out).exists()
+
+
+def test_a_latin1_row_is_quarantined_with_its_readable_id(tmp_path):
+    rows = _good_rows(3) + [
+        {"id": "n-latin", "text": "Caf\xe9 owner with fever."},
+        {"id": "caf\xe9", "text": "x"},
+    ]
+    csv_source = _write_csv(tmp_path / "notes.csv", rows, encoding="latin-1")
+    summary = run_batch(_job(csv_source, tmp_path / "csv.jsonl"))
+    quarantine = _lines(Path(summary["quarantine"]))
+    assert [(q["row"], q["id"]) for q in quarantine] == [(3, "n-latin"), (4, None)]  # an unreadable id: None
+    assert all(q["reason"].startswith("undecodable: not UTF-8 in column(s)") for q in quarantine)
+    jsonl_source = tmp_path / "notes.jsonl"
+    jsonl_source.write_bytes(b'{"id": "j1", "text": "fever"}\n{"id": "j-latin", "text": "caf\xe9"}\n')
+    summary = run_batch(_job(jsonl_source, tmp_path / "jsonl.jsonl"))
+    assert [(q["row"], q["id"]) for q in _lines(Path(summary["quarantine"]))] == [(1, "j-latin")]
+
+
+# -- 3. missing columns, inputs without rows, and a job that codes nothing ----------------------------------
 def test_missing_columns_are_refused_before_coding(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -254,6 +353,42 @@ def test_missing_columns_are_refused_before_coding(tmp_path):
         with pytest.raises(DSuiteError, match=r"'body' \(--text-col\)"):
             run_batch(_job(source, out, id_col="note_id", text_col="body"))
         assert run_batch(_job(source, out, id_col="note_id"))["coded"] == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "why"),
+    [
+        ("empty.jsonl", b"", "it is empty: 0 bytes"),
+        ("blank.jsonl", b"\n   \n", "blank lines only"),
+        ("empty.csv", b"", "it is empty: 0 bytes"),
+        ("header.csv", b"id,text\n", "a header row only"),
+    ],
+)
+def test_an_input_without_rows_is_refused(tmp_path, name, content, why):
+    source = tmp_path / name
+    source.write_bytes(content)
+    out = tmp_path / "o.jsonl"
+    with pytest.raises(DSuiteError, match=rf"has no rows to code \(.*{why}"):
+        run_batch(_job(source, out))
+    assert not _parts(out).exists() and not out.exists()
+
+
+def test_an_input_without_rows_still_has_its_columns_checked(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("note_id,body\n", encoding="utf-8")
+    with pytest.raises(DSuiteError, match=r"no column 'id' \(--id-col\).*'note_id', 'body'"):
+        run_batch(_job(header_only, tmp_path / "o.jsonl"))
+    with pytest.raises(DSuiteError, match="has no rows to code"):
+        run_batch(_job(header_only, tmp_path / "o.jsonl", id_col="note_id", text_col="body"))
+    no_rows = tmp_path / "notes.parquet"
+    pq.write_table(pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}), no_rows)
+    with pytest.raises(DSuiteError, match=r"no column 'body' \(--text-col\)"):
+        run_batch(_job(no_rows, tmp_path / "o.jsonl", text_col="body"))
+    with pytest.raises(DSuiteError, match=r"has no rows to code \(its table has 0 rows\)"):
+        run_batch(_job(no_rows, tmp_path / "o.jsonl"))
 
 
 def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -278,7 +413,11 @@ def test_cli_exit_codes_for_a_missing_column_and_for_nothing_coded(tmp_path):
     assert done.returncode == 3, done.stderr[-2000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["status"] == "no notes coded" and summary["rows"] == 3 and summary["quarantined"] == 3
-    assert "No note was coded" in done.stderr
+    assert done.stderr.lower().count("no note was coded") == 1  # said once, not logged as well
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("id,text\n", encoding="utf-8")
+    done = _cli(str(header_only), "--out", str(tmp_path / "c.jsonl"), "--mode", "dictionary")
+    assert done.returncode == 2 and "has no rows to code" in done.stderr, done.stderr[-2000:]
 
 
 # -- 4. a bad mode with several workers, and a worker that cannot start -------------------------------------
