@@ -50,12 +50,17 @@ def chat(
 
     session = CustomerServiceSession(generate=generate, adapter=adapter, base=base, precision=precision)
     interactive = sys.stdin.isatty()
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="surrogateescape")  # a line that is not UTF-8 is refused below
     while True:
         if interactive:
             typer.echo("you> ", nl=False)
         line = sys.stdin.readline()
         if not line or not line.strip():
             break
+        if not _is_utf8(line):
+            typer.secho("That message is not UTF-8 text; type it again (or set a UTF-8 locale).", err=True)
+            continue
         if as_json:
             turn = session.respond(line)
             typer.echo(_turn_json(turn))
@@ -76,6 +81,15 @@ def chat(
         typer.echo(detail + "]")
         if turn.escalation:
             break
+
+
+def _is_utf8(text: str) -> bool:
+    """False for text read with ``surrogateescape`` from bytes that are not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @contextmanager

@@ -41,6 +41,8 @@ def code(
     if (text is None) == (file is None):
         raise DSuiteError("Give the note either as TEXT or with --file PATH (exactly one of them).")
     if file is not None:
+        if file.is_dir():
+            raise DSuiteError(f"--file '{file}' is a folder; pass one UTF-8 text file (or use code-batch).")
         if not file.is_file():
             raise DSuiteError(f"--file '{file}' not found; pass a UTF-8 text file with one note.")
         try:
@@ -55,12 +57,15 @@ def code(
 def brief_lines(result: dict) -> str:
     """A coding result for the terminal: a line per code (code, score, assertion, support, description and
     the evidence it quotes, with its section), then a line per excluded mention and why."""
+    from domains.medical.text import NO_SECTION
+
     lines = []
     for code in result["codes"]:
         quoted = ", ".join(
             dict.fromkeys(f"'{e['text']}'" for e in code["evidence"] if e["text"] != e["sentence"])
         )
-        section = next((e["section"] for e in code["evidence"] if e.get("section")), None)
+        sections = [e["section"] for e in code["evidence"] if e.get("section") not in (None, NO_SECTION)]
+        section = sections[0] if sections else None
         where = f" in {section}" if section else ""
         lines.append(
             f"{code['code']:<8} {code['score']:.2f}  {code['assertion']:<10} {code['support']:<8} "

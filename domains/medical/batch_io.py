@@ -370,6 +370,8 @@ def write_output(records: Iterator[dict], path: Path) -> int:
 def csv_rows(record: dict) -> list[dict]:
     """The flat rows of one note's result (``CSV_COLUMNS``): one per code, the first evidence span's text,
     offsets and section; a note without codes gets one row with its id alone, so every note is listed."""
+    from domains.medical.text import NO_SECTION
+
     rows = []
     for code in record["codes"]:
         first = code["evidence"][0] if code["evidence"] else {}
@@ -385,7 +387,7 @@ def csv_rows(record: dict) -> list[dict]:
                 "evidence": first.get("text", ""),
                 "start": first.get("start", ""),
                 "end": first.get("end", ""),
-                "section": first.get("section") or "",
+                "section": "" if first.get("section") == NO_SECTION else first.get("section") or "",
             }
         )
     return rows or [{"id": record["id"]}]

@@ -28,6 +28,7 @@ _HEADER = re.compile(r"(?:^|(?<=[\n,.;])|(?<=\s{2}))[ \t]*([A-Za-z][A-Za-z/&\- ]
 _END = {".", "!", "?"}
 _TEXTS_KEY = "dsuite_token_texts"
 _TEXT_KEY = "dsuite_text"
+NO_SECTION = "none"  # the section of text before any heading the sections file knows
 _BOUNDS_KEY = "dsuite_sent_bounds"
 _SECTION_STARTS_KEY = "dsuite_section_starts"
 _KNOWN_HEADERS_KEY = "dsuite_known_headers"
@@ -96,6 +97,7 @@ class ClinicalTokenizer:
 
 
 @lru_cache(maxsize=1)
+
 def tokenizer() -> ClinicalTokenizer:
     """The clinical tokenizer on a blank English vocabulary (shared)."""
     return ClinicalTokenizer(spacy.blank("en").vocab)
@@ -133,7 +135,7 @@ def find_sections(text: str, sections_path: str | None = None) -> list[tuple[int
 def _scan_sections(text: str, sections_path: str | None):
     """``(find_sections' spans, (start_char, end_char) of each header the sections file knows)``."""
     table = _section_table(str(sections_path or SECTIONS))
-    starts: list[tuple[int, str, str | None]] = [(0, "none", None)]
+    starts: list[tuple[int, str, str | None]] = [(0, NO_SECTION, None)]
     known: list[tuple[int, int]] = []
     for match in _HEADER.finditer(text):
         header = " ".join(match.group(1).lower().split())
@@ -226,14 +228,14 @@ def section_at(doc: Doc, char: int) -> tuple[str, str | None]:
     """The ``(section name, default assertion)`` holding character ``char`` of ``doc``."""
     sections = doc._.sections
     if not sections:
-        return "none", None
+        return NO_SECTION, None
     cached = doc.user_data.get(_SECTION_STARTS_KEY)
     if cached is None or cached[0] is not sections:
         cached = (sections, [s[0] for s in sections])
         doc.user_data[_SECTION_STARTS_KEY] = cached
     index = bisect.bisect_right(cached[1], char) - 1
     if index < 0:
-        return "none", None
+        return NO_SECTION, None
     return sections[index][2], sections[index][3]
 
 

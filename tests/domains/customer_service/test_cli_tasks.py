@@ -70,6 +70,19 @@ def test_cs_chat_streams_replies_in_the_terminal_and_stops_at_a_handover():
     assert "source generated" in details[0] and "ESCALATED (requested" in details[1]
 
 
+def test_cs_chat_asks_again_for_a_line_that_is_not_utf8():
+    """A Latin-1 line on stdin: said and skipped, and the next message is answered."""
+    out = subprocess.run(
+        dsuite_command("cs", "chat", "--json"),
+        input=b"caf\xe9 refund\nI want to cancel order 4471923\n",
+        capture_output=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert b"That message is not UTF-8 text" in out.stderr
+    assert last_json(out.stdout.decode())["intent"] == "cancel_order"
+
+
 def test_cs_track_refuses_a_bad_file(tmp_path):
     bad = tmp_path / "dialogue.json"
     bad.write_text('{"user": "hi"}')

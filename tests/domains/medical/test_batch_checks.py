@@ -499,3 +499,14 @@ def test_coding_failures_are_quarantined_with_their_row(tmp_path):
     quarantine = _lines(batch._part_paths(cfg, 1)[1])
     assert [q["row"] for q in quarantine] == [5, 7] and quarantine[1]["id"] == "b"
     assert quarantine[1]["reason"].startswith("coding failed")
+
+
+def test_csv_rows_leave_the_section_empty_for_text_before_any_heading():
+    from domains.medical.batch_io import csv_rows
+
+    evidence = {"text": "fever", "start": 0, "end": 5}
+    code = {"code": "R50.9", "description": "Fever", "score": 1.0, "assertion": "present", "billable": True}
+    record = {"id": "n1", "codes": [{**code, "evidence": [{**evidence, "section": "none"}]}]}
+    assert csv_rows(record)[0]["section"] == ""
+    record["codes"][0]["evidence"][0]["section"] = "assessment"
+    assert csv_rows(record)[0]["section"] == "assessment"

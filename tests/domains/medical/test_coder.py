@@ -88,6 +88,11 @@ def test_cli_code_prints_valid_json_and_rejects_bad_input(tmp_path):
     assert "not coded: 'chest pain'" in lines[-1] and "'denies'" in lines[-1]
     both = runner.invoke(app, ["code", "text", "--file", str(note)])
     assert both.exit_code != 0
+    # no heading before the finding: no "in none", the section name of text before any heading
+    plain = runner.invoke(app, ["code", "Patient has pneumonia.", "--mode", "dictionary", "--brief"])
+    assert "<- 'pneumonia'" in plain.output and " in none" not in plain.output, plain.output
+    folder = runner.invoke(app, ["code", "--file", str(tmp_path)])
+    assert folder.exit_code != 0 and "is a folder" in str(folder.exception)
     assert runner.invoke(app, ["--help"]).exit_code == 0
     assert runner.invoke(app, ["code-batch", "--help"]).exit_code == 0
 
