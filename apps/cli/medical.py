@@ -120,9 +120,12 @@ def code_batch(
     from domains.medical.batch import BatchInterrupted, JobConfig, run_batch
 
     if quiet:
+        import os
+
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # the weight-loading bars of the coder's encoders
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # and of the worker processes, which read it
     job = JobConfig(
         input=input,
         output=out,
