@@ -24,7 +24,7 @@ from domains.finance.dictionary import Term, load_dictionary
 from domains.finance.extraction import extract
 from domains.finance.grounding import GroundingCheck, check_numbers, keep_grounded_sentences
 from domains.finance.market import Snapshot, latest_snapshot
-from domains.finance.policy import Refusal, check_no_draft, check_request, disclaimer
+from domains.finance.policy import Refusal, check_no_draft, check_request, disclaimer, simulated_note
 from domains.finance.sentiment import SYSTEM_PROMPT
 from domains.finance.state import DialogState, load_dialog_rules
 
@@ -338,6 +338,9 @@ class FinanceAdvisor:
         parts = [body] if body else []
         if snapshots:
             parts.append("Figures: " + " | ".join(s.summary() for s in snapshots))
+            simulated = [s.symbol for s in snapshots if s.simulated]
+            if simulated:
+                parts.append(simulated_note(simulated))
         if terms:
             parts.append("Terms: " + " ".join(f"{t.term}: {t.definition} [{t.source}]" for t in terms))
         if documents:

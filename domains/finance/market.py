@@ -50,6 +50,11 @@ class Snapshot:
             out[label] = fmt.format(value * 100 if percent else value)
         return out
 
+    @property
+    def simulated(self) -> bool:
+        """Whether the figures come from the seeded simulation (no market data for the symbol)."""
+        return self.source.startswith("simulated")
+
     def summary(self) -> str:
         """One line the advisor cites: ``SPY on 2020-08-28 (replay:SPY.csv): close 350.58, ...``."""
         figures = ", ".join(f"{label} {value}" for label, value in self.facts().items())

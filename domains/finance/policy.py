@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from core_model.errors import DSuiteError
+
 POLICY_FILE = "policy.json"
 _RULES = {
     "type": "array",
@@ -23,6 +25,7 @@ POLICY_SCHEMA = {
     "required": ["disclaimer", "refusals"],
     "properties": {
         "disclaimer": {"type": "string", "minLength": 20},
+        "simulated_note": {"type": "string", "minLength": 20},
         "refusals": {**_RULES, "minItems": 1},
         "no_draft": _RULES,
     },
@@ -54,6 +57,17 @@ def load_policy() -> dict:
 def disclaimer() -> str:
     """The disclaimer every answer carries."""
     return load_policy()["disclaimer"]
+
+
+def simulated_note(symbols: list[str]) -> str:
+    """What an answer says when ``symbols`` have no market data and their figures come from the simulation."""
+    from eval.data.ohlcv import ohlcv_symbols
+
+    try:
+        covered = ", ".join(ohlcv_symbols()) or "no symbol"
+    except DSuiteError:
+        covered = "no symbol (the shared datasets folder is missing)"
+    return load_policy()["simulated_note"].format(symbols=", ".join(symbols), covered=covered)
 
 
 def check_request(text: str) -> Refusal | None:

@@ -70,6 +70,17 @@ def test_disclaimer_text():
     assert "not personal financial advice" in disclaimer()
 
 
+def test_simulated_figures_are_said_to_be_simulated():
+    """AAPL has no price history in the shared data: its figures come from the seeded simulation, and the
+    answer says so (the "simulated:seed=0" tag alone read as real prices); SPY's replayed ones do not."""
+    advisor = FinanceAdvisor(mode="extractive", use_retrieval=False)
+    aapl = advisor.ask("What is the price of AAPL?").text
+    assert "Figures: AAPL" in aapl and "there is no market data for AAPL here" in aapl
+    assert "not from real prices" in aapl and "SPY" in aapl.split("covers")[1]  # what the history covers
+    spy = FinanceAdvisor(mode="extractive", use_retrieval=False).ask("How is SPY doing?").text
+    assert "Figures: SPY" in spy and "no market data" not in spy
+
+
 def test_a_buy_or_sell_question_on_a_named_security_gets_figures_and_no_draft():
     advisor = FinanceAdvisor(mode="extractive", use_retrieval=False)
     answer = advisor.ask("Is AAPL a good buy right now?")
