@@ -28,6 +28,9 @@ PRESETS = ("tiny", "quick", "default")
 REGISTRY_COLUMNS = ["adapter", "versions", "aliases", "base fingerprint", "metrics"]
 MAX_COMPARE_TOKENS = 256
 
+# command-line advice in the registry's and trainer's messages, as this page gives it
+ADMIN_WORDS = {"`dsuite adapters train --name NAME --data FILE.jsonl`": "the Train section of this page"}
+
 
 def registry_table() -> pd.DataFrame:
     """One row per registered adapter: ``name@latest``, versions, aliases, base fingerprint, metrics."""
@@ -60,7 +63,7 @@ def adapter_details(spec: str | None) -> tuple[dict, str]:
     try:
         shown = services.registry().show(spec)
     except DSuiteError as exc:
-        raise user_error(exc) from exc
+        raise user_error(exc, controls=ADMIN_WORDS) from exc
     card = shown.pop("data_card", "") or "_No data card was recorded._"
     shown["folder"] = shown.pop("path", "")  # a top-level "path" would read as a file to download
     return shown, card
@@ -105,6 +108,7 @@ def train(file, name: str, preset: str, max_steps: float | None = None,
     from adapters import LoraTrainConfig, load_examples, train_adapter
     from adapters.registry import check_name
 
+    path = None  # the server's copy of the upload, once checked
     try:
         path = check_upload(file, (".jsonl",), "training records")
         name = (name or "").strip()
@@ -119,7 +123,7 @@ def train(file, name: str, preset: str, max_steps: float | None = None,
             raise DSuiteError(f"'{path.name}' has {len(examples)} record; training needs at least 2 "
                               "(one is held out for evaluation).")
     except DSuiteError as exc:
-        raise user_error(exc) from exc
+        raise user_error(exc, upload=path, controls=ADMIN_WORDS) from exc
     started = time.perf_counter()
     loss_curve = pd.DataFrame({"step": [], "loss": []})
     status = f"Training **{name}** on {len(examples)} records (preset `{preset}`)..."
@@ -138,7 +142,7 @@ def train(file, name: str, preset: str, max_steps: float | None = None,
         yield status, loss_curve, registry_table()
     if snapshot.error is not None:
         if isinstance(snapshot.error, DSuiteError):
-            raise user_error(snapshot.error) from snapshot.error
+            raise user_error(snapshot.error, controls=ADMIN_WORDS) from snapshot.error
         logger.exception("training %s failed", name, exc_info=snapshot.error)
         raise gr.Error(f"Training {name} failed: {snapshot.error}. See the server log for details.")
     if snapshot.losses:
@@ -167,7 +171,7 @@ def rollback(name: str | None) -> tuple[str, pd.DataFrame]:
         before = registry.resolve(f"{base_name}@latest")
         ref = registry.rollback(base_name)
     except DSuiteError as exc:
-        raise user_error(exc) from exc
+        raise user_error(exc, controls=ADMIN_WORDS) from exc
     status = f"`{base_name}@latest` now serves **{ref.key}** (was {before.key}; `{undo_hint(before)}`)."
     return status, registry_table()
 
@@ -192,7 +196,7 @@ def compare(prompt: str, adapter: str | None, max_new_tokens: float = 64) -> tup
             GenerationRequest(prompt=prompt.strip(), adapter=adapter, max_new_tokens=int(max_new_tokens)),
         ])
     except DSuiteError as exc:
-        raise user_error(exc) from exc
+        raise user_error(exc, controls=ADMIN_WORDS) from exc
     return base.text.strip(), tuned.text.strip()
 
 

@@ -139,6 +139,15 @@ def code_one(text: str | None, file=None, mode: str = "full") -> tuple[dict, pd.
     return highlights(note, result), code_table(result), result, str(out)
 
 
+BATCH_CONTROLS = {  # the batch job's flags, as this page names them in its messages
+    "--id-col NAME": "the Id column box",
+    "--text-col NAME": "the Text column box",
+    "--id-col": "the Id column box",
+    "--text-col": "the Text column box",
+    "--mode": "the Coder menu",
+}
+
+
 def code_batch(file, id_col: str = "id", text_col: str = "text", mode: str = "full",
                progress: gr.Progress = gr.Progress()) -> tuple[dict, str, str, str]:  # noqa: B008
     """Run the batch coding job over an uploaded CSV/JSONL/Parquet of notes, with a progress bar.
@@ -150,6 +159,7 @@ def code_batch(file, id_col: str = "id", text_col: str = "text", mode: str = "fu
     Raises:
         gr.Error: a bad upload, missing columns, an unknown mode, or a job error.
     """
+    path = None  # the server's copy of the upload, once checked
     try:
         path = check_upload(file, BATCH_TYPES, "clinical notes")
         if mode not in MODES:
@@ -166,7 +176,7 @@ def code_batch(file, id_col: str = "id", text_col: str = "text", mode: str = "fu
             on_progress=lambda done, total: progress((done, total), desc="coding notes", unit="notes"),
         )
     except DSuiteError as exc:
-        raise user_error(exc) from exc
+        raise user_error(exc, upload=path, controls=BATCH_CONTROLS) from exc
     table = output.with_suffix(".csv")
     with output.open(encoding="utf-8") as handle:
         write_output((json.loads(line) for line in handle), table)

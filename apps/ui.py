@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import gradio as gr
 
 from core_model.errors import DSuiteError
 
 
-def user_error(exc: DSuiteError | str) -> gr.Error:
-    """A Gradio error popup carrying a suite error's message (what was given, expected, how to fix)."""
-    return gr.Error(str(exc), print_exception=False)
+def user_error(
+    exc: DSuiteError | str, upload: Path | None = None, controls: dict[str, str] | None = None
+) -> gr.Error:
+    """A Gradio error popup carrying a suite error's message (what was given, expected, how to fix), in the
+    page's words: ``upload``, the server's copy of an uploaded file, is named by its file name (the user has
+    no access to the server's temporary folder); ``controls`` maps command-line flags (``--id-col``) to the
+    page's controls ("the Id column box") or other command-line advice to what the page offers instead."""
+    message = str(exc)
+    if upload is not None:
+        message = message.replace(str(upload), upload.name)
+    for said, shown in (controls or {}).items():
+        message = re.sub(rf"{re.escape(said)}(?![\w-])", shown, message)
+    return gr.Error(message, print_exception=False)

@@ -1,0 +1,29 @@
+"""Errors shown on a page speak of the page: the uploaded file by its name, the page's controls, not flags."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+
+
+def test_a_batch_upload_with_other_columns_names_the_boxes_and_the_file(tmp_path):
+    from apps.medical import code_batch
+
+    upload = tmp_path / "gradio-tmp-1234" / "wrongcols.csv"
+    upload.parent.mkdir()
+    upload.write_text("note,body\n1,fever\n", encoding="utf-8")
+    with pytest.raises(gr.Error) as error:
+        code_batch(str(upload), "id", "text", "dictionary")
+    message = error.value.message
+    assert "Input 'wrongcols.csv' has no column 'id' (the Id column box)" in message, message
+    assert "--id-col" not in message and "gradio-tmp-1234" not in message
+
+
+def test_the_admin_page_points_to_its_train_section(tmp_path, monkeypatch):
+    from apps import admin
+
+    monkeypatch.setenv("DSUITE_REGISTRY", str(tmp_path / "registry"))
+    with pytest.raises(gr.Error) as error:
+        admin.adapter_details("nosuch")
+    assert "Train one with the Train section of this page" in error.value.message
+    assert "dsuite adapters train" not in error.value.message
