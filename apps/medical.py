@@ -18,7 +18,7 @@ import gradio as gr
 import pandas as pd
 
 from apps.ui import user_error
-from apps.uploads import check_upload
+from apps.uploads import check_upload, upload_path
 from core_model.errors import DSuiteError
 from domains.medical.batch_io import write_output
 
@@ -128,6 +128,9 @@ def code_one(text: str | None, file=None, mode: str = "full") -> tuple[dict, pd.
         result = _domain().pipeline["code"](note, note_id="note", mode=mode)
     except DSuiteError as exc:
         raise user_error(exc) from exc
+    if file is not None and text and text.strip() and text.strip() != EXAMPLE.strip():
+        gr.Info(f"Coded the uploaded file '{upload_path(file).name}', not the note typed in the box; remove "
+                "the upload to code the typed note.")
     out = Path(tempfile.mkdtemp(prefix="dsuite-medical-")) / "coding.json"
     out.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
     if not result["codes"]:

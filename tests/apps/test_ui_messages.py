@@ -27,3 +27,15 @@ def test_the_admin_page_points_to_its_train_section(tmp_path, monkeypatch):
         admin.adapter_details("nosuch")
     assert "Train one with the Train section of this page" in error.value.message
     assert "dsuite adapters train" not in error.value.message
+
+
+def test_a_typed_note_beside_an_upload_is_said_to_be_left_out(tmp_path, capsys, caplog):
+    """The upload wins, and the page says so (gr.Info; outside a request Gradio prints it)."""
+    from apps.medical import code_one
+
+    upload = tmp_path / "htn.txt"
+    upload.write_text("History of hypertension.", encoding="utf-8")
+    _, _, result, _ = code_one("Patient has asthma and gout.", str(upload), "dictionary")
+    assert [c["code"] for c in result["codes"]] == ["I10"]
+    shown = "".join(capsys.readouterr()) + caplog.text
+    assert "Coded the uploaded file 'htn.txt', not the note typed in the box" in shown
