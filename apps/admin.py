@@ -145,14 +145,33 @@ def train(file, name: str, preset: str, max_steps: float | None = None,
             raise user_error(snapshot.error, controls=ADMIN_WORDS) from snapshot.error
         logger.exception("training %s failed", name, exc_info=snapshot.error)
         raise gr.Error(f"Training {name} failed: {snapshot.error}. See the server log for details.")
-    if snapshot.losses:
-        loss_curve = pd.DataFrame(snapshot.losses, columns=["step", "loss"])
     ref = snapshot.result
-    metrics = ref.meta.get("metrics", {})
-    shown = ", ".join(f"{key} {value}" for key, value in sorted(metrics.items()))
-    status = (f"Registered **{ref.key}** in {elapsed(started)} — evaluation: {shown}. "
-              "The hub serves it now, no restart needed.")
+    loss_curve = recorded_losses(ref.meta) if ref.meta.get("training", {}).get("losses") else loss_curve
+    evaluation = evaluation_line(ref.meta.get("metrics", {}))
+    status = (
+        f"Registered **{ref.key}** in {elapsed(started)} — {evaluation}. "
+        "The hub serves it now, no restart needed."
+    )
     yield status, loss_curve, registry_table()
+
+
+def recorded_losses(meta: dict) -> pd.DataFrame:
+    """The loss of every optimizer step, as training recorded it (the live curve reads the progress bar's
+    running average between polls, so it can miss steps)."""
+    losses = meta["training"]["losses"]
+    return pd.DataFrame({"step": range(1, len(losses) + 1), "loss": losses})
+
+
+def evaluation_line(metrics: dict) -> str:
+    """The evaluation for the status line, each figure named for what it is."""
+    base, tuned = metrics.get("heldout_nll_base"), metrics.get("heldout_nll_adapter")
+    parts = [f"held-out loss per token (lower is better): base {base} -> adapter {tuned}"] if tuned else []
+    if "heldout_nll" in metrics:
+        trainer = metrics["heldout_nll"]
+        parts.append(f"the trainer's held-out loss {trainer} (over all tokens, not per record)")
+    named = {"heldout_nll_base", "heldout_nll_adapter", "heldout_nll"}
+    parts += [f"{key} {value}" for key, value in sorted(metrics.items()) if key not in named]
+    return "evaluation: " + ", ".join(parts) if parts else "no evaluation recorded"
 
 
 def rollback(name: str | None) -> tuple[str, pd.DataFrame]:

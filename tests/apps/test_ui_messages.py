@@ -39,3 +39,13 @@ def test_a_typed_note_beside_an_upload_is_said_to_be_left_out(tmp_path, capsys, 
     assert [c["code"] for c in result["codes"]] == ["I10"]
     shown = "".join(capsys.readouterr()) + caplog.text
     assert "Coded the uploaded file 'htn.txt', not the note typed in the box" in shown
+
+
+def test_the_finished_loss_curve_is_every_recorded_step():
+    """The live curve samples the progress bar's running loss; the finished one is what training recorded."""
+    from apps.admin import evaluation_line, recorded_losses
+
+    curve = recorded_losses({"training": {"losses": [2.9, 2.5, 2.47]}})
+    assert curve["step"].tolist() == [1, 2, 3] and curve["loss"].tolist() == [2.9, 2.5, 2.47]
+    line = evaluation_line({"heldout_nll": 2.06, "heldout_nll_base": 2.4, "heldout_nll_adapter": 2.03})
+    assert line.startswith("evaluation: held-out loss per token (lower is better): base 2.4 -> adapter 2.03")
