@@ -29,7 +29,7 @@ from adapters.requests import GenerationRequest, GenerationResult
 from adapters.shipped import resolve_with_shipped
 from core_model.base import Base
 from core_model.errors import DSuiteError
-from core_model.generation import GenerationSettings, as_messages
+from core_model.generation import BROKEN, GenerationSettings, as_messages, whole_characters
 from core_model.paths import PROJECT_DATA
 
 logger = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ class AdapterManager:
                     penalty,
                 )
                 for i, ids in zip(indices, outputs, strict=True):
-                    text = self.base.tokenizer.decode(ids, skip_special_tokens=True)
+                    text = self.base.tokenizer.decode(ids, skip_special_tokens=True).rstrip(BROKEN)
                     results[i] = GenerationResult(text, self._label(keys[i]), len(ids), ids)
             return results
         finally:
@@ -273,9 +273,7 @@ class AdapterManager:
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
         try:
-            for piece in streamer:
-                if piece:
-                    yield piece
+            yield from whole_characters(streamer)
             worker.join()
             if errors:
                 raise errors[0]

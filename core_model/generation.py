@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from core_model.base import Base
@@ -96,9 +96,23 @@ def stream(
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    for piece in streamer:
-        if piece:
-            yield piece
+    yield from whole_characters(streamer)
     worker.join()
     if errors:
         raise errors[0]
+
+
+BROKEN = "\ufffd"  # what decoding gives for a character whose bytes are not all generated yet
+
+
+def whole_characters(pieces: Iterable[str]) -> Iterator[str]:
+    """Streamed text pieces without a broken character at their end: a trailing U+FFFD (an emoji or other
+    multi-byte character cut between tokens) is held back until the next piece completes it, and dropped
+    when the stream ends there (the token limit cut through it)."""
+    held = ""
+    for piece in pieces:
+        text = held + piece
+        whole = text.rstrip(BROKEN)
+        held = text[len(whole) :]
+        if whole:
+            yield whole

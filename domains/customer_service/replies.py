@@ -45,6 +45,8 @@ class _ReplyEngine:
 
     def stream(self, messages: list[dict], max_new_tokens: int) -> Iterator[str]:
         """The reply text so far, each time it grows by a token."""
+        from core_model.generation import BROKEN
+
         tokenizer = self.engine.tokenizer
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -61,7 +63,7 @@ class _ReplyEngine:
         try:
             for token in request.stream(timeout=_TOKEN_TIMEOUT_S):
                 tokens.append(token)
-                yield tokenizer.decode(tokens, skip_special_tokens=True)
+                yield tokenizer.decode(tokens, skip_special_tokens=True).rstrip(BROKEN)  # no half emoji
         finally:  # the reader stopped early (Stop button, closed page): free the slot for other replies
             request.cancel()
 
