@@ -1,8 +1,10 @@
 """Customer service: the support chat with its dialog state, intent and confidence, FAQ sources, escalation.
 
 Each browser session has its own ``CustomerServiceSession`` in ``gr.State``; every turn updates the state
-table, the intent line, the FAQ sources used, and shows an escalation banner with its reason when the
-assistant hands the conversation to a human. Pure handlers and a module-level ``demo``.
+table, the intent line, the FAQ sources used, and shows an escalation banner with its reason from the turn
+the assistant hands the conversation to a human until "New conversation". "New conversation" ends the session,
+also while a reply is being written: that reply stops and nothing of it comes back to the page.
+Pure handlers and a module-level ``demo``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ def new_session(generate: bool):
     return get_domain("customer_service").pipeline["session"](generate=generate)
 
 
+def live_session(session, generate: bool):
+    """The conversation's session, or a new one when there is none yet or "New conversation" ended it (a reply
+    that was being written then may have put the ended session back just after the reset)."""
+    return new_session(generate) if session is None or session.ended else session
+
+
 def intent_line(turn) -> str:
     """Markdown: the turn's intent, its confidence and where the answer came from (and whether Stop cut the
     reply short, so a short answer is not mistaken for the model's whole one)."""
@@ -44,7 +52,8 @@ def intent_line(turn) -> str:
 
 
 def escalation_banner(turn) -> dict:
-    """The banner's update: shown with the reason when this turn escalated, hidden otherwise."""
+    """The banner's update: shown with the reason while the conversation is handed over (every turn from the
+    handover on carries its escalation), hidden otherwise."""
     if turn.escalation is None:
         return gr.update(value="", visible=False)
     reason = turn.escalation.reason.replace("_", " ")
@@ -68,7 +77,7 @@ def turn_view(turn, history: list[dict] | None, session) -> tuple:
 def respond(message: str, history: list[dict] | None, session, generate: bool = True):
     """One customer turn, streamed: yields the outputs of :func:`turn_view` each time a generated reply
     grows by a token (once for any other reply); the last yield is the finished turn. Only the first yield
-    clears the message box.
+    clears the message box. Once "New conversation" ends the session, nothing more of this turn is yielded.
 
     Raises:
         gr.Error: an empty message, or a domain error (e.g. no intent model trained) with what to do.
@@ -76,13 +85,14 @@ def respond(message: str, history: list[dict] | None, session, generate: bool = 
     if not message or not message.strip():
         raise gr.Error("Type a message first: the message box is empty.")
     try:
-        if session is None:
-            session = new_session(generate)
+        session = live_session(session, generate)
         session.generate = generate  # the box's current value, also for an API caller's live session
         turns = session.respond_stream(message.strip())
         try:
             for i, turn in enumerate(turns):
                 view = turn_view(turn, history, session)
+                if session.ended:  # New conversation: the page already shows the new one
+                    return
                 # clear the message box once: later updates must not wipe what the customer types meanwhile
                 yield view if i == 0 else (view[0], gr.update(), *view[2:])
         finally:  # Stop, or a closed page: the session keeps the reply as far as it was shown
@@ -94,7 +104,7 @@ def respond(message: str, history: list[dict] | None, session, generate: bool = 
 def check_message(message: str | None, *others):
     """Gradio validator: an empty or over-long message is refused at the box itself, before anything runs
     (an error raised inside the reply would leave the buttons as they were during it). The event's other
-    inputs (``others``: the session, the checkbox) are always valid."""
+    inputs (``others``: the chat, the session, the checkbox) are always valid."""
     if not message or not message.strip():
         verdict = gr.validate(False, "Type a message first: the message box is empty.")
     else:
@@ -106,15 +116,21 @@ def check_message(message: str | None, *others):
     return (verdict, *(gr.validate(True, "") for _ in others)) if others else verdict
 
 
-def busy(_message: str | None = None, session=None, generate: bool = True):
+def busy(_message: str | None = None, history: list[dict] | None = None, session=None, generate: bool = True):
     """While a reply streams: Send off (Gradio drops a click on a busy event), Stop on. Also starts the
     conversation's session when there is none yet, so that Stop has the session to stop on the very first
-    reply too (a session made inside :func:`respond` reaches the page's state only with the reply)."""
+    reply too (a session made inside :func:`respond` reaches the page's state only with the reply); the chat
+    is cleared when the session found is one "New conversation" ended (its reply wrote back just after it).
+
+    Returns:
+        ``(Send update, Stop update, session, chat history)``.
+    """
     try:
-        session = new_session(generate) if session is None else session
+        fresh = live_session(session, generate)
     except DSuiteError as exc:
         raise user_error(exc) from exc
-    return gr.update(interactive=False), gr.update(interactive=True), session
+    chat = [] if session is not None and fresh is not session else gr.skip()
+    return gr.update(interactive=False), gr.update(interactive=True), fresh, chat
 
 
 def idle():
@@ -128,8 +144,11 @@ def stop_reply(session) -> None:
         session.stop_reply()
 
 
-def reset():
-    """Start a new conversation."""
+def reset(session=None):
+    """Start a new conversation: the old session is ended, which also stops a reply being written for it (the
+    event streaming that reply then leaves the page to the new conversation)."""
+    if session is not None:
+        session.end()
     return ([], None, "", pd.DataFrame(columns=STATE_COLUMNS), pd.DataFrame(columns=FAQ_COLUMNS),
             gr.update(value="", visible=False))
 
@@ -163,7 +182,7 @@ with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
     buttons = [send, stop]
     triggers = ((send.click, {"api_name": "cs_respond"}), (message.submit, {"api_visibility": "private"}))
     for trigger, api in triggers:
-        start = trigger(busy, [message, session_state, generate], [*buttons, session_state],
+        start = trigger(busy, [message, chat, session_state, generate], [*buttons, session_state, chat],
                         validator=check_message, api_visibility="private")
         reply = start.success(respond, inputs, outputs, **api)
         reply.then(idle, None, buttons, api_visibility="private")
@@ -172,4 +191,6 @@ with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
     # reply's .then above turns the buttons back. Not Gradio's `cancels`: in the hub a cancelled event marks
     # every output of this tab with an error badge.
     stop.click(stop_reply, session_state, None, queue=False, api_visibility="private")
-    clear.click(reset, None, [chat, session_state, intent, state_view, faq_view, banner], api_name="cs_reset")
+    # New conversation ends the session, which stops a reply in progress and keeps it from writing back
+    clear.click(reset, session_state, [chat, session_state, intent, state_view, faq_view, banner],
+                api_name="cs_reset")

@@ -49,8 +49,12 @@ def advisor_for(advisor, draft_with_model: bool, retrieve: bool):
 
 
 def ask(message: str, history: list[dict] | None, advisor, draft_with_model: bool = True,
-        retrieve: bool = True):
+        retrieve: bool = True, conversation: dict | None = None):
     """One advisor turn (the advisor is created on the first turn with the chosen settings).
+
+    ``conversation``: the page's conversation counter (``{"number": n}``, which :func:`reset` counts up);
+    when "New conversation" was clicked while the answer was being written, the answer is dropped and
+    nothing on the page changes.
 
     Returns:
         ``(chat history, cleared textbox, advisor, dialog state, cited terms, answer details)``.
@@ -60,11 +64,14 @@ def ask(message: str, history: list[dict] | None, advisor, draft_with_model: boo
     """
     if not message or not message.strip():
         raise gr.Error("Type a question first: the message box is empty.")
+    number = None if conversation is None else conversation["number"]
     try:
         advisor = advisor_for(advisor, draft_with_model, retrieve)
         answer = advisor.ask(message.strip())
     except DSuiteError as exc:
         raise user_error(exc) from exc
+    if conversation is not None and conversation["number"] != number:  # the old one must not come back
+        return tuple(gr.skip() for _ in range(6))
     history = list(history or []) + [
         {"role": "user", "content": message.strip()},
         {"role": "assistant", "content": answer.text},
@@ -76,8 +83,11 @@ def ask(message: str, history: list[dict] | None, advisor, draft_with_model: boo
     return history, "", advisor, answer.state, terms, details
 
 
-def reset():
-    """Forget the conversation and the dialog state."""
+def reset(conversation: dict | None = None):
+    """Forget the conversation and the dialog state; ``conversation`` (the counter) counts up, so an answer
+    still being written for the old conversation is dropped instead of bringing its advisor back."""
+    if conversation is not None:
+        conversation["number"] += 1
     return [], None, {}, pd.DataFrame(columns=TERM_COLUMNS), {}
 
 
@@ -121,6 +131,7 @@ with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
                 "invents numbers.")
     gr.Markdown(f"> {_disclaimer()}", elem_id="finance-disclaimer")
     advisor_state = gr.State(None)
+    conversation_state = gr.State({"number": 0})  # each page its own copy; New conversation counts up
     chart_state = gr.State(None)
     with gr.Row():
         with gr.Column(scale=3):
@@ -152,11 +163,11 @@ with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
     facts = gr.Markdown(elem_id="finance-facts")
     timer = gr.Timer(TICK_SECONDS, active=False)  # ticks only once a chart is shown, until paused
 
-    inputs = [question, chat, advisor_state, draft, retrieve]
+    inputs = [question, chat, advisor_state, draft, retrieve, conversation_state]
     outputs = [chat, question, advisor_state, state_view, terms_view, details_view]
     send.click(ask, inputs, outputs, api_name="finance_ask")
     question.submit(ask, inputs, outputs, api_visibility="private")
-    clear.click(reset, None, [chat, advisor_state, state_view, terms_view, details_view],
+    clear.click(reset, conversation_state, [chat, advisor_state, state_view, terms_view, details_view],
                 api_name="finance_reset")
     show.click(open_chart, [symbol, kind], [plot, facts, chart_state], api_name="finance_chart").then(
         lambda: gr.Timer(active=True), None, timer, api_visibility="private")

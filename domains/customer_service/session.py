@@ -2,7 +2,9 @@
 
 Per user turn: intent (with out-of-scope rejection), the retail dialog state, FAQ retrieval with
 placeholders filled from the state, escalation (request, low confidence, repeated failure, strong negative
-sentiment, each with its reason), and a generated reply when no FAQ fits.
+sentiment, each with its reason), and a generated reply when no FAQ fits. Once handed over, the conversation
+stays with the human agent: each later message is still read into the state and history (for the agent) and
+gets the same reply, that an agent takes over (``handover.after``), with the original escalation.
 """
 
 from __future__ import annotations
@@ -78,9 +80,10 @@ class Turn:
         confidence: probability of the best in-scope intent.
         state: the dialog state after this turn (retail schema slots).
         faq_sources: the FAQ entries the answer came from (empty for generated replies).
-        escalation: the handover and its reason, or None.
-        source: ``faq``, ``generated``, ``clarify``, ``handover`` or ``small_talk`` (a greeting, thanks or
-            goodbye, answered from ``prompts.json`` without counting as a turn left unanswered).
+        escalation: the handover and its reason, or None; each turn after a handover carries the first one.
+        source: ``faq``, ``generated``, ``clarify``, ``handover`` (also every turn after one) or
+            ``small_talk`` (a greeting, thanks or goodbye, answered from ``prompts.json`` without counting as
+            a turn left unanswered).
         stopped: the generated reply was stopped before it was finished (``stop_reply``, or its reader went
             away); ``reply`` is what had been written.
     """
@@ -144,13 +147,21 @@ class CustomerServiceSession:
         self.policy = EscalationPolicy()
         self.state: dict = {}
         self.history: list[Turn] = []
-        self.escalated: Escalation | None = None
+        self.escalated: Escalation | None = None  # set at the handover, for the rest of the conversation
+        self.ended = False  # set by end(): the conversation was left for a new one
         self._stop = threading.Event()
 
     def stop_reply(self) -> None:
         """End the reply being written at its next token (a Stop button; safe from another thread). The turn
         keeps what was written so far; the next message starts as usual. A Stop that comes while a message is
         being handled but before its reply starts (the button is on from the click) stops that reply."""
+        self._stop.set()
+
+    def end(self) -> None:
+        """Leave this conversation for a new one (the app's New conversation; safe from another thread): the
+        reply being written stops at its next token and ``ended`` is set, so whoever streams that reply stops
+        showing it and whoever holds the session starts a new one instead of going on with this one."""
+        self.ended = True
         self._stop.set()
 
     def respond(self, text: str) -> Turn:
@@ -169,7 +180,9 @@ class CustomerServiceSession:
         self.state = update_retail_state(self.state, text)
         chat = small_talk(text)
         escalation, sources = None, []
-        if chat:  # no FAQ, no escalation, and the policy's count of unanswered turns stays as it was
+        if self.escalated:  # handed over: the agent takes it from here; the turn is kept for them
+            reply, source, escalation = prompts()["handover"]["after"], "handover", self.escalated
+        elif chat:  # no FAQ, no escalation, and the policy's count of unanswered turns stays as it was
             replies = {kind["name"]: kind["reply"] for kind in prompts()["small_talk"]["kinds"]}
             reply, source = replies[chat], "small_talk"
         else:

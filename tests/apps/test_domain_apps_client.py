@@ -102,6 +102,7 @@ def test_customer_service_tracks_state_and_escalates_on_request(client):
 
 
 def test_customer_service_streams_a_reply_when_no_faq_fits(client):
+    client.predict(api_name="/cs_reset")  # a new conversation: the one above was handed over
     job = client.submit("Can you recommend a good umbrella?", [], True, api_name="/cs_respond")
     chat, box, intent, state, faq, banner = job.result(timeout=300)
     assert len(job.outputs()) > 2  # the reply arrived token by token

@@ -32,6 +32,52 @@ def test_request_for_a_human_escalates_with_reason(session_factory):
     assert turn.source == "handover"
 
 
+def test_after_a_handover_the_conversation_stays_with_the_agent(session_factory):
+    """Once handed over, a later message is not answered as if nothing happened: it gets the one reply that an
+    agent takes over, with the original escalation, and is still read into the state for the agent."""
+    from domains.customer_service.session import prompts
+
+    session = session_factory()
+    handover = session.respond("Let me talk to a real person please.")
+    assert handover.escalation is not None and handover.escalation.reason == "requested"
+    later = session.respond("Where is my order 1234567?")  # alone, an FAQ answer (track_order)
+    assert (later.source, later.reply) == ("handover", prompts()["handover"]["after"])
+    assert later.escalation == handover.escalation and session.escalated == handover.escalation
+    assert later.faq_sources == [] and later.state["retail-order_id"] == "1234567"  # the agent sees it
+    assert session.respond("Thanks").reply == prompts()["handover"]["after"]  # small talk too
+    assert session.history[1:] == [later, session.history[-1]] and len(session.history) == 3
+
+
+def test_a_repeated_failure_handover_is_not_announced_again_on_every_later_message(session_factory):
+    from domains.customer_service.session import prompts
+
+    session = session_factory()
+    session.respond("Can you recommend a good umbrella?")
+    handover = session.respond("Can you recommend a good umbrella?")  # the second unanswered turn
+    assert handover.escalation is not None and handover.escalation.reason == "repeated_failure"
+    assert handover.reply == prompts()["handover"]["repeated_failure"]
+    for text in ("Can you recommend a good umbrella?", "Where is my order 1234567?"):
+        turn = session.respond(text)
+        assert (turn.reply, turn.escalation) == (prompts()["handover"]["after"], handover.escalation)
+    assert session.policy.failures == 2  # no longer counted: the agent has the conversation
+    assert len(session.history) == 4
+
+
+def test_ending_the_conversation_stops_the_reply_being_written():
+    """``end()`` (the app's New conversation) while the model writes a reply: the reply stops at its next
+    token and the session is marked ended, for whoever holds it to start a new one."""
+    from domains.customer_service.session import CustomerServiceSession
+
+    session = CustomerServiceSession(generate=True)
+    stream = session.respond_stream("Can you recommend a good umbrella?")
+    first = next(stream)
+    assert first.source == "generated" and not session.ended
+    session.end()
+    turns = list(stream)
+    assert len(turns) == 1 and turns[0].stopped and turns[0].reply == first.reply.strip()
+    assert session.ended and session.history == turns
+
+
 def test_strong_negative_sentiment_escalates(session_factory):
     turn = session_factory().respond("Where is my refund?? This is absolutely unacceptable, I am furious!!")
     assert turn.escalation is not None and turn.escalation.reason == "negative_sentiment"
