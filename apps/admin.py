@@ -165,11 +165,14 @@ def recorded_losses(meta: dict) -> pd.DataFrame:
 def evaluation_line(metrics: dict) -> str:
     """The evaluation for the status line, each figure named for what it is."""
     base, tuned = metrics.get("heldout_nll_base"), metrics.get("heldout_nll_adapter")
-    parts = [f"held-out loss per token (lower is better): base {base} -> adapter {tuned}"] if tuned else []
+    records = metrics.get("heldout_records")
+    on = f" on {records} held-out records" if records else ""
+    loss = f"held-out loss per token{on} (lower is better): base {base} -> adapter {tuned}"
+    parts = [loss] if tuned else []
     if "heldout_nll" in metrics:
         trainer = metrics["heldout_nll"]
         parts.append(f"the trainer's held-out loss {trainer} (over all tokens, not per record)")
-    named = {"heldout_nll_base", "heldout_nll_adapter", "heldout_nll"}
+    named = {"heldout_nll_base", "heldout_nll_adapter", "heldout_nll", "heldout_records"}
     parts += [f"{key} {value}" for key, value in sorted(metrics.items()) if key not in named]
     return "evaluation: " + ", ".join(parts) if parts else "no evaluation recorded"
 

@@ -20,7 +20,8 @@ def astro(client):
 def test_train_registers_and_evaluates(astro):
     status, curve, table = astro
     assert "Registered **astro@1**" in status
-    assert "held-out loss per token (lower is better): base " in status and " -> adapter " in status
+    assert "held-out loss per token on " in status and "(lower is better): base " in status
+    assert " -> adapter " in status
     assert "the trainer's held-out loss" in status
     assert any(row[0] == "astro@1" for row in table["data"])
 

@@ -72,7 +72,7 @@ def test_admin_trains_an_adapter_that_the_hub_serves_without_restart(page, hub_s
     page.locator("#train-btn").click()
     status = page.locator("#train-status")
     expect(status).to_contain_text("Registered cooking@1", timeout=480_000)
-    expect(status).to_contain_text("heldout_nll_adapter")
+    expect(status).to_contain_text(re.compile(r"held-out loss per token .*: base [0-9.]+ -> adapter [0-9.]+"))
     expect(page.locator("#registry")).to_contain_text("cooking@1")
     screenshot(page, "admin")
     card = ask_hub(page, "How long should I boil an egg?", 8)

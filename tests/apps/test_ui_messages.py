@@ -47,5 +47,7 @@ def test_the_finished_loss_curve_is_every_recorded_step():
 
     curve = recorded_losses({"training": {"losses": [2.9, 2.5, 2.47]}})
     assert curve["step"].tolist() == [1, 2, 3] and curve["loss"].tolist() == [2.9, 2.5, 2.47]
-    line = evaluation_line({"heldout_nll": 2.06, "heldout_nll_base": 2.4, "heldout_nll_adapter": 2.03})
-    assert line.startswith("evaluation: held-out loss per token (lower is better): base 2.4 -> adapter 2.03")
+    metrics = {"heldout_nll": 2.06, "heldout_nll_base": 2.4, "heldout_nll_adapter": 2.03}
+    line = evaluation_line({**metrics, "heldout_records": 2})
+    assert line.startswith("evaluation: held-out loss per token on 2 held-out records (lower is better):")
+    assert "heldout_records" not in line and "-> adapter 2.03" in line
