@@ -80,10 +80,16 @@ def respond(message: str, history: list[dict] | None, session, generate: bool = 
     clears the message box. Once "New conversation" ends the session, nothing more of this turn is yielded.
 
     Raises:
-        gr.Error: an empty message, or a domain error (e.g. no intent model trained) with what to do.
+        gr.Error: an empty or over-long message, or a domain error (e.g. no intent model trained) with what
+            to do.
     """
     if not message or not message.strip():
         raise gr.Error("Type a message first: the message box is empty.")
+    if len(message) > MAX_MESSAGE_CHARS:  # the box's validator does this too, but an API call skips it
+        raise gr.Error(
+            f"The message has {len(message)} characters; the assistant reads at most {MAX_MESSAGE_CHARS}. "
+            "Shorten it."
+        )
     try:
         session = live_session(session, generate)
         session.generate = generate  # the box's current value, also for an API caller's live session

@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 TITLE = "Finance"
 TERM_COLUMNS = ["term", "definition", "source"]
 TICK_SECONDS = 1.0
+MAX_QUESTION_CHARS = 4000  # as the hub and the support chat (20,000 characters kept a core busy 24 s)
 EXAMPLES = [
     "I have $5,000 to invest for 10 years with moderate risk. What is an index fund?",
     "What is the P/E ratio of KO telling me?",
@@ -60,10 +61,15 @@ def ask(message: str, history: list[dict] | None, advisor, draft_with_model: boo
         ``(chat history, cleared textbox, advisor, dialog state, cited terms, answer details)``.
 
     Raises:
-        gr.Error: an empty question, or a domain error with what to fix.
+        gr.Error: an empty or over-long question, or a domain error with what to fix.
     """
     if not message or not message.strip():
         raise gr.Error("Type a question first: the message box is empty.")
+    if len(message) > MAX_QUESTION_CHARS:
+        raise gr.Error(
+            f"The question has {len(message)} characters; the advisor reads at most {MAX_QUESTION_CHARS}. "
+            "Shorten it."
+        )
     number = None if conversation is None else conversation["number"]
     try:
         advisor = advisor_for(advisor, draft_with_model, retrieve)

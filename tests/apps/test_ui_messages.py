@@ -51,3 +51,13 @@ def test_the_finished_loss_curve_is_every_recorded_step():
     line = evaluation_line({**metrics, "heldout_records": 2})
     assert line.startswith("evaluation: held-out loss per token on 2 held-out records (lower is better):")
     assert "heldout_records" not in line and "-> adapter 2.03" in line
+
+
+def test_an_over_long_question_is_refused_by_the_handler_itself():
+    """The Finance tab had no limit, and an API call to the support chat skips the box's validator."""
+    from apps import customer_service, finance
+
+    with pytest.raises(gr.Error, match="the advisor reads at most 4000"):
+        finance.ask("x" * 4001, [], None)
+    with pytest.raises(gr.Error, match="the assistant reads at most 4000"):
+        next(customer_service.respond("x" * 4001, [], None))
