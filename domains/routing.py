@@ -228,11 +228,15 @@ def claims(texts: list[str], domains: tuple[str, ...] = tuple(CLAIM_REASONS)) ->
     unknown = sorted(set(domains) - set(CLAIM_REASONS))
     if unknown:
         raise DSuiteError(f"No claim for {', '.join(unknown)}; domains with one: {', '.join(CLAIM_REASONS)}.")
-    found: list[str | None] = [None] * len(texts)
-    for domain in reversed([d for d in CLAIM_REASONS if d in domains]):  # the first domain's claim wins
-        for i, claimed in enumerate(_claimed_by(domain, texts)):
-            found[i] = domain if claimed else found[i]
-    return found
+    return first_claims({d: _claimed_by(d, texts) for d in domains}, domains)
+
+
+def first_claims(readings: dict[str, list[bool]], domains: tuple[str, ...]) -> list[str | None]:
+    """Per text, the first of ``domains`` (in ``CLAIM_REASONS``' order) whose reading (``readings``: each
+    domain's verdict per text) claims it, or None."""
+    order = [d for d in CLAIM_REASONS if d in domains]
+    size = len(next(iter(readings.values()), []))
+    return [next((d for d in order if readings[d][i]), None) for i in range(size)]
 
 
 def routing_cost(routed: list[str | None], expected: list[str | None]) -> float:
@@ -261,27 +265,29 @@ def choose_threshold(
 
 def choose_claims(
     results, expected: list[str | None], texts: list[str]
-) -> tuple[tuple[str, ...], list[dict]]:
-    """The domains whose claims the router reads: each in turn (``CLAIM_REASONS``' order) is kept unless it
-    raises the validation cost (each cost at its own best threshold). A claim that changes no validation
-    request is kept: a domain's reading is a narrow rule, and the validation rows rarely word a request the
-    way the exemplars miss. Returned with what each try cost."""
+) -> tuple[tuple[str, ...], float, list[dict]]:
+    """The domains whose claims the router reads, and the threshold chosen with them: each domain in turn
+    (``CLAIM_REASONS``' order) is kept unless it raises the validation cost (each cost at its own best
+    threshold). A claim that changes no validation request is kept: a domain's reading is a narrow rule, and
+    the validation rows rarely word a request the way the exemplars miss. Returned with what each try cost.
+    Each domain reads the texts once."""
+    readings = {domain: _claimed_by(domain, texts) for domain in CLAIM_REASONS}
     used: tuple[str, ...] = ()
+    best = choose_threshold(results, expected)
     tried = []
     for domain in CLAIM_REASONS:
-        before = choose_threshold(results, expected, claims(texts, used) if used else None)
-        after = choose_threshold(results, expected, claims(texts, (*used, domain)))
-        kept = after[1] <= before[1]
-        used = (*used, domain) if kept else used
+        after = choose_threshold(results, expected, first_claims(readings, (*used, domain)))
+        kept = after[1] <= best[1]
         tried.append(
             {
                 "domain": domain,
                 "kept": kept,
-                "validation_cost": {"with": round(after[1], 6), "without": round(before[1], 6)},
-                "thresholds": {"with": after[0], "without": before[0]},
+                "validation_cost": {"with": round(after[1], 6), "without": round(best[1], 6)},
+                "thresholds": {"with": after[0], "without": best[0]},
             }
         )
-    return tuple(d for d in CLAIM_REASONS if d in used), tried
+        used, best = ((*used, domain), after) if kept else (used, best)
+    return used, best[0], tried
 
 
 def routing_accuracy(router: DomainRouter, rows: list[tuple[str, str | None]]) -> dict:
@@ -356,8 +362,7 @@ def build_domain_router(out_dir: Path | None = None, evaluate_test: bool = True)
     validation = labelled("validation", VALIDATION)
     texts, expected = [t for t, _ in validation], [e for _, e in validation]
     results = router.route_batch(texts)
-    used, tried = choose_claims(results, expected, texts)
-    threshold = choose_threshold(results, expected, claims(texts, used) if used else None)[0]
+    used, threshold, tried = choose_claims(results, expected, texts)
     router.threshold = threshold
     domain_router = DomainRouter(router, threshold, claims_used=used)
     meta = {

@@ -282,7 +282,7 @@ def run(
             logger.info("%s [%s]: resuming with %d cached outputs", task.name, spec.label, len(cached))
         seconds = _predict_system(task, spec, examples, cached, run_dir, seed, progress)
         outputs = [cached[str(e["id"])] for e in examples]
-        rows.append(_score(task, spec, examples, outputs, seconds))
+        rows.append(_score(task, spec, examples, outputs, seconds, fingerprints[spec.label]))
     report = Report(
         task=task.name, dataset=task.dataset, description=task.description, split=split, limit=limit,
         seed=seed, n_examples=len(examples), primary_metric=task.primary_metric, rows=rows,
@@ -297,7 +297,12 @@ def run(
 
 
 def _score(
-    task: Task, spec: SystemSpec, examples: list[dict], outputs: list[dict], seconds: float
+    task: Task,
+    spec: SystemSpec,
+    examples: list[dict],
+    outputs: list[dict],
+    seconds: float,
+    fingerprint: str | None,
 ) -> SystemResult:
     metrics = {k: float(v) for k, v in task.score(examples, outputs).items()}
     if task.primary_metric not in metrics:
@@ -311,7 +316,6 @@ def _score(
         if len(per_class) <= MAX_STORED_CONFUSION:
             names, counts = confusion([str(y) for y in y_true], [str(y) for y in y_pred])
             matrix = {"labels": names, "matrix": counts}
-    fingerprint = system_fingerprint(task, spec)
     return SystemResult(
         system=spec.label, spec=asdict(spec), metrics=metrics, n=len(examples), seconds=round(seconds, 3),
         per_class=per_class, confusion=matrix, fingerprint=fingerprint,

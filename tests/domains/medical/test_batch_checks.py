@@ -124,15 +124,21 @@ CHANGES = [
 ]
 
 
+def _changed_run(tmp_path, source, changed: dict, n: int):
+    """The input and job settings of a second run that changes ``changed`` (``input``: another file of
+    ``n`` notes) from a first run of ``source`` with chunk size 10."""
+    settings = {"chunk_size": 10, **changed}
+    if settings.pop("input", None):
+        source = _notes_csv(tmp_path / "other.csv", n=n)
+    return source, settings
+
+
 @pytest.mark.parametrize(("changed", "flag"), CHANGES)
 def test_resume_with_other_settings_or_input_is_refused(tmp_path, changed, flag):
     source = _notes_csv(tmp_path / "notes.csv")
     out = tmp_path / "out.jsonl"
     committed = _interrupted(source, out, chunk_size=10)
-    settings = {"chunk_size": 10, **changed}
-    if changed.get("input"):
-        settings.pop("input")
-        source = _notes_csv(tmp_path / "other.csv", n=35)
+    source, settings = _changed_run(tmp_path, source, changed, n=35)
     with pytest.raises(DSuiteError, match="committed chunk") as refused:
         run_batch(_job(source, out, **settings))
     message = str(refused.value)
@@ -251,10 +257,7 @@ def test_a_finished_job_is_not_replaced_by_a_run_with_other_settings(tmp_path, c
     out = tmp_path / "out.jsonl"
     run_batch(_job(source, out, chunk_size=10))
     results = out.read_bytes()
-    settings = {"chunk_size": 10, **changed}
-    if changed.get("input"):
-        settings.pop("input")
-        source = _notes_csv(tmp_path / "other.csv", n=8)
+    source, settings = _changed_run(tmp_path, source, changed, n=8)
     with pytest.raises(DSuiteError, match="finished earlier run") as refused:
         run_batch(_job(source, out, **settings))
     message = str(refused.value)
