@@ -114,7 +114,7 @@ def prepare_embedded(force: bool = False, progress: bool = True) -> Path:
     set_offline()
     llama_dir = prepare_embedded_llama(force=force, progress=progress)
     target = embedded_base_dir()
-    from core_model.convert import CHANNEL_ORDER_FILE, CONVERSION_VERSION, VERSION_FILE
+    from core_model.conversion_files import CHANNEL_ORDER_FILE, CONVERSION_VERSION, VERSION_FILE
 
     if _is_checkpoint(target) and not force:
         version = _conversion_version(target)
@@ -152,7 +152,7 @@ def prepare_embedded(force: bool = False, progress: bool = True) -> Path:
 
 def _conversion_version(folder: Path) -> int:
     """The conversion version a prepared base was written with (1: before versions were recorded)."""
-    from core_model.convert import VERSION_FILE
+    from core_model.conversion_files import VERSION_FILE
 
     try:
         return int(json.loads((folder / VERSION_FILE).read_text())["conversion"])

@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from core_model.config import DSuiteConfig, config_from_preset
+from core_model.conversion_files import CHANNEL_ORDER_FILE
 from core_model.errors import DSuiteError
 from core_model.model import DSuiteForCausalLM
 
@@ -146,13 +147,6 @@ def convert_llama(llama, preset: str = "smollm2-135m", progress: bool = True) ->
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
         setattr(model.config, key, getattr(src, key, None))
     return model
-
-
-CHANNEL_ORDER_FILE = Path("conversion") / "channel_order.safetensors"
-# Bumped when a conversion of the same source gives other weights; a prepared base of an older version
-# is converted again. 2: the hybrid gates are set by the conversion (were left to the random init).
-CONVERSION_VERSION = 2
-VERSION_FILE = Path("conversion") / "version.json"
 
 
 def fused_channel_order(llama, model: DSuiteForCausalLM) -> dict[int, torch.Tensor]:

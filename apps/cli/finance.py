@@ -60,9 +60,11 @@ def _check_adapter(adapter: str | None) -> None:
         return
     from adapters import Registry
     from adapters.shipped import resolve_with_shipped
-    from core_model import load_base
+    from core_model.base import resolve_base_path
+    from core_model.fingerprint import fingerprint
 
-    resolve_with_shipped(Registry(), adapter, load_base(None).fingerprint)
+    # the fingerprint is cached beside the weights: no need to load the model to refuse a name
+    resolve_with_shipped(Registry(), adapter, fingerprint(resolve_base_path(None)))
 
 
 @app.command()

@@ -139,7 +139,7 @@ def test_cli_base_info_reports_a_truncated_checkpoint(tmp_path):
 
 def test_prepared_base_records_its_conversion_version(tmp_path):
     from core_model.base import _conversion_version
-    from core_model.convert import CONVERSION_VERSION
+    from core_model.conversion_files import CONVERSION_VERSION
 
     assert _conversion_version(prepare_embedded()) == CONVERSION_VERSION
     assert _conversion_version(tmp_path) == 1  # prepared before versions were recorded: converted again
