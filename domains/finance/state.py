@@ -4,7 +4,7 @@ The update rules are data (``data/finance/dialog_rules.json``); instruments come
 (TICKER and instrument-like dictionary terms), amounts from its MONEY mentions re-read with US or European
 separators, plus numbers with a scale word or an amount cue (``5k``, ``2.5 million``, ``10.000 to invest``).
 A negated risk level is ruled out, never recorded ("I don't want high risk" records low, the most cautious
-level left).
+level left); a level said of something else ("Is bitcoin high risk?") is not the client's.
 """
 
 from __future__ import annotations
@@ -239,12 +239,18 @@ def read_amounts(text: str, mentions: list[Mention]) -> list[tuple[str, float | 
     return [(words, value) for _, words, value in sorted(found, key=lambda f: f[0])]
 
 
-def _negated(lowered: str, start: int, negation: dict) -> bool:
-    """Whether a match at ``start`` follows a negation cue in its clause (and no double negative)."""
+def _clause_before(lowered: str, start: int, clause_breaks: str) -> str:
+    """The words of the clause before ``start`` (from the last clause break), one space between them."""
     clause = lowered[:start]
-    breaks = list(re.finditer(negation["clause_breaks"], clause))
+    breaks = list(re.finditer(clause_breaks, clause))
     if breaks:
         clause = clause[breaks[-1].end() :]
+    return " ".join(clause.split())
+
+
+def _negated(lowered: str, start: int, negation: dict) -> bool:
+    """Whether a match at ``start`` follows a negation cue in its clause (and no double negative)."""
+    clause = _clause_before(lowered, start, negation["clause_breaks"])
     window = " ".join(clause.split()[-negation["window_words"] :])
     if not re.search(negation["cues"], window):
         return False
@@ -319,6 +325,9 @@ class DialogState:
         for rule in rules["risk_tolerance"]:
             for pattern in rule["patterns"]:
                 for match in re.finditer(pattern, lowered):
+                    clause = _clause_before(lowered, match.start(), rules["negation"]["clause_breaks"])
+                    if any(re.search(p, clause) for p in rules["risk_of_something_else"]["patterns"]):
+                        continue  # "Is bitcoin high risk?": said of an asset, not of the client
                     negated = _negated(lowered, match.start(), rules["negation"])
                     (ruled_out if negated else affirmed).add(rule["value"])
         for rule in rules["risk_tolerance"]:  # the first affirmed rule wins, as before

@@ -38,10 +38,35 @@ def state_after(*turns: str, state: DialogState | None = None) -> DialogState:
         # no level said
         ("Is SPY risky?", None),
         ("Is NVDA too risky for me?", None),
+        # a level said of an asset or a portfolio is not the client's
+        ("Is bitcoin high risk?", None),
+        ("Are bonds low risk?", None),
+        ("Is the stock market high risk right now?", None),
+        ("Isn't TSLA high risk?", None),
+        ("Bitcoin is high risk, right?", None),
+        ("Why is crypto so high risk?", None),
+        ("What makes bitcoin high risk?", None),
+        ("That's too aggressive for me", None),
+        ("I think bitcoin is high risk", None),
+        ("What is a conservative portfolio?", None),
+        # ... while a level the client asks for still counts
+        ("Is a low-risk fund right for me?", "low"),
+        ("Is there a low risk option?", "low"),
+        ("I want something that is low risk", "low"),
+        ("Something that is low risk, please", "low"),
+        ("My strategy is aggressive", "high"),
+        ("I'm a conservative investor", "low"),
+        ("What is a good low risk fund?", "low"),
+        ("Is bitcoin a good choice for a conservative investor like me?", "low"),
     ],
 )
 def test_risk_tolerance(text, level):
     assert state_after(text).risk_tolerance == level
+
+
+def test_a_question_about_an_assets_risk_keeps_the_clients_level():
+    assert state_after("I'm conservative.", "Is bitcoin high risk?").risk_tolerance == "low"
+    assert state_after("I'm aggressive.", "Are bonds low risk?").risk_tolerance == "high"
 
 
 def test_a_negation_keeps_a_stored_level_it_does_not_rule_out():
