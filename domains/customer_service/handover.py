@@ -5,7 +5,8 @@ someone", "chat with a live agent"), a transfer ("put me through to an operator"
 supervisor"), a qualified person on its own ("a real person", "human agent"), or a message that is only the
 word ("agent").
 Questions about the assistant itself ("are you a real person?", "could you be a live agent") are taken out
-before matching. The escalation policy hands over on
+before matching, and a phrase after a question or refusal opening ("do I need to speak to a representative
+...?", "without talking to anyone") is not a request. The escalation policy hands over on
 such a request even when the intent model misses it, and the hub's domain router sends it to customer service.
 """
 
@@ -25,8 +26,9 @@ def _any(words: list[str]) -> str:
 
 
 @lru_cache(maxsize=1)
-def _patterns() -> tuple[re.Pattern, re.Pattern, re.Pattern]:
-    """The request, whole-message and about-the-assistant patterns, built from the rules file."""
+def _patterns() -> tuple[re.Pattern, re.Pattern, re.Pattern, re.Pattern, re.Pattern]:
+    """The request, whole-message, about-the-assistant, not-a-request and ask-verb-then-"to" patterns, built
+    from the rules file."""
     rules = read_json(HANDOVER_FILE)
     people, kinds = _any(rules["people"]), _any(rules["kinds"])
     person = rf"(?:{_any(rules['determiners'])} )?(?:{kinds} )?{people}"
@@ -40,7 +42,10 @@ def _patterns() -> tuple[re.Pattern, re.Pattern, re.Pattern]:
     alone = re.compile(rf"^{_any(rules['alone'])}$")
     choice = r"(?:(?:a |an )?\w+ or )?(?:really |actually |even )?"  # "are you a bot or a real person"
     about = re.compile(rf"\b{_any(rules['about_assistant'])} {choice}(?:a |an )?(?:{kinds} )+{people}\b")
-    return request, alone, about
+    fillers = _any(rules["not_a_request_fillers"])
+    not_request = re.compile(rf"\b{_any(rules['not_a_request_before'])} (?:{fillers} ){{0,2}}$")
+    ask_to = re.compile(rf"{_any(rules['ask_verbs'])} to ")
+    return request, alone, about, not_request, ask_to
 
 
 def _normalised(text: str) -> str:
@@ -50,9 +55,13 @@ def _normalised(text: str) -> str:
 
 def asks_for_person(text: str) -> str | None:
     """The phrase in which ``text`` asks for a person, or None (also for questions about the assistant)."""
-    request, alone, about = _patterns()
+    request, alone, about, not_request, ask_to = _patterns()
     low = about.sub(" ", _normalised(text))
     if alone.match(low):
         return low
-    found = request.search(low)
-    return found.group(0) if found else None
+    for found in request.finditer(low):
+        verb = ask_to.match(found.group(0))  # "need to speak to ...": the opening is read before "speak"
+        cut = found.start() + (verb.end() if verb else 0)
+        if not not_request.search(low[:cut]):  # "do I need to speak to a representative?"
+            return found.group(0)
+    return None

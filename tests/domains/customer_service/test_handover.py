@@ -20,6 +20,9 @@ ASKS = [
     "escalate this to a supervisor",
     "Agent!",
     "You are useless, I want a real person",
+    "what do i need to do to talk with a person",  # how to reach one: still a request
+    "I do not want to speak to a bot, I want a real person",
+    "never mind, put me through to an operator",
 ]
 NOT_ASKS = [
     "are you a real person?",
@@ -32,6 +35,11 @@ NOT_ASKS = [
     "I made a transfer to someone yesterday and it has not arrived",
     "I need a real estate agent",
     "Where is my order 12345?",
+    # a question whether one must, or a refusal: not a request
+    "Do I need to speak to a representative to change my pin?",
+    "do i have to talk to someone to close an account or can i in the app",
+    "Can I do it without ever talking to anyone?",
+    "I don't want to talk to a person",
 ]
 
 
@@ -41,7 +49,7 @@ def test_a_request_for_a_person_is_read_as_one(text):
 
 
 @pytest.mark.parametrize("text", NOT_ASKS)
-def test_questions_about_the_assistant_and_other_requests_are_not(text):
+def test_questions_about_the_assistant_refusals_and_other_requests_are_not(text):
     assert asks_for_person(text) is None
 
 
