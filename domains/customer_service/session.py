@@ -76,8 +76,9 @@ class Turn:
     Attributes:
         user: the customer's text.
         reply: the assistant's answer.
-        intent: the predicted intent (``"oos"`` when out of scope).
-        confidence: probability of the best in-scope intent.
+        intent: the predicted intent (``"oos"`` when out of scope); for small talk, its kind (``greeting``,
+            ``thanks``, ``goodbye``: the rule's, the intent model is not asked).
+        confidence: probability of the best in-scope intent (1.0 for small talk).
         state: the dialog state after this turn (retail schema slots).
         faq_sources: the FAQ entries the answer came from (empty for generated replies).
         escalation: the handover and its reason, or None; each turn after a handover carries the first one.
@@ -175,17 +176,20 @@ class CustomerServiceSession:
         if not isinstance(text, str) or not text.strip():
             raise DSuiteError("respond() needs a non-empty customer message (got an empty string).")
         text = text.strip()
-        vector = self.intents.embed([text])
-        prediction = self.intents.decide(self.intents.probabilities(vector, [text]))[0]
         self.state = update_retail_state(self.state, text)
-        chat = small_talk(text)
+        chat = None if self.escalated else small_talk(text)
         escalation, sources = None, []
-        if self.escalated:  # handed over: the agent takes it from here; the turn is kept for them
-            reply, source, escalation = prompts()["handover"]["after"], "handover", self.escalated
-        elif chat:  # no FAQ, no escalation, and the policy's count of unanswered turns stays as it was
+        if chat:  # no intent, FAQ or escalation; the policy's count of unanswered turns stays as it was
             replies = {kind["name"]: kind["reply"] for kind in prompts()["small_talk"]["kinds"]}
             reply, source = replies[chat], "small_talk"
+            label, confidence = chat, 1.0  # the rule's kind ("greeting"), not a guess of the intent model
         else:
+            vector = self.intents.embed([text])
+            prediction = self.intents.decide(self.intents.probabilities(vector, [text]))[0]
+            label, confidence = prediction.label, prediction.confidence
+        if self.escalated:  # handed over: the agent takes it from here; the turn is kept for them
+            reply, source, escalation = prompts()["handover"]["after"], "handover", self.escalated
+        elif not chat:
             hits = self._faq_hits(text, vector)
             good = [h for h in hits[:3] if h.score >= FAQ_MIN_SCORE and h.intent == prediction.best]
             if not good and prediction.confidence >= FAQ_INTENT_SURE and not prediction.out_of_scope:
@@ -209,8 +213,8 @@ class CustomerServiceSession:
             return Turn(
                 text,
                 reply,
-                prediction.label,
-                prediction.confidence,
+                label,
+                confidence,
                 dict(self.state),
                 sources,
                 escalation,

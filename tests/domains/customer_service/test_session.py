@@ -154,7 +154,9 @@ def test_greetings_thanks_and_goodbyes_get_their_reply_and_are_not_failures(sess
     turn = session.respond("Hello")
     greeting = prompts()["small_talk"]["kinds"][0]
     assert (turn.source, turn.reply, turn.escalation) == ("small_talk", greeting["reply"], None)
-    assert session.policy.failures == 1 and session.history == [turn]
+    assert (turn.intent, turn.confidence) == ("greeting", 1.0)  # the rule's kind, not a guessed intent
+    assert session.respond("hello?").intent == "greeting"
+    assert session.policy.failures == 1 and session.history[0] == turn
     assert session.respond("hi, I want to cancel order 4471923").source == "faq"
 
 
