@@ -24,7 +24,14 @@ from domains.finance.dictionary import Term, load_dictionary
 from domains.finance.extraction import extract
 from domains.finance.grounding import GroundingCheck, check_numbers, keep_grounded_sentences
 from domains.finance.market import Snapshot, latest_snapshot
-from domains.finance.policy import Refusal, check_no_draft, check_request, disclaimer, simulated_note
+from domains.finance.policy import (
+    Refusal,
+    check_no_draft,
+    check_request,
+    disclaimer,
+    simulated_note,
+    unknown_symbol_hint,
+)
 from domains.finance.sentiment import SYSTEM_PROMPT
 from domains.finance.state import DialogState, load_dialog_rules
 
@@ -347,8 +354,11 @@ class FinanceAdvisor:
             parts.append(
                 "From your documents: " + " ".join(f"({d['source']}) {d['text']}" for d in documents)
             )
+        hint = unknown_symbol_hint(turn.text, turn.mentions)
         if not parts:
             parts.append("I could not find a dictionary term or market figure for that; could you rephrase?")
+        if hint:  # "How is ZZZQ doing?": a symbol the extractor does not know
+            parts.append(hint)
         parts.append(turn.note)
         final = "\n\n".join(parts)
         self.history.append((turn.text, final))

@@ -26,6 +26,7 @@ POLICY_SCHEMA = {
     "properties": {
         "disclaimer": {"type": "string", "minLength": 20},
         "simulated_note": {"type": "string", "minLength": 20},
+        "unknown_symbol_hint": {"type": "string", "minLength": 20},
         "refusals": {**_RULES, "minItems": 1},
         "no_draft": _RULES,
     },
@@ -68,6 +69,23 @@ def simulated_note(symbols: list[str]) -> str:
     except DSuiteError:
         covered = "no symbol (the shared datasets folder is missing)"
     return load_policy()["simulated_note"].format(symbols=", ".join(symbols), covered=covered)
+
+
+def unknown_symbol_hint(text: str, mentions) -> str | None:
+    """How to ask for figures when ``text`` has capitalised words that may be ticker symbols the extractor
+    did not read as one ("How is ZZZQ doing?"), or None: 2 to 5 capital letters, not inside a mention."""
+    found = [m for m in re.finditer(r"(?<![$\w])[A-Z]{2,5}(?!\w)", text)]
+    words = [
+        m.group(0)
+        for m in found
+        if m.group(0) not in {"I", "OK", "US", "USA", "UK", "EU", "AM", "PM"}
+        and not any(x.start <= m.start() < x.end for x in mentions)
+    ]
+    if not words:
+        return None
+    words = list(dict.fromkeys(words))
+    example = ", ".join(f"${w}" for w in words)
+    return load_policy()["unknown_symbol_hint"].format(words=" or ".join(words), example=example)
 
 
 def check_request(text: str) -> Refusal | None:

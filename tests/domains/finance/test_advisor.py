@@ -81,6 +81,17 @@ def test_simulated_figures_are_said_to_be_simulated():
     assert "Figures: SPY" in spy and "no market data" not in spy
 
 
+def test_a_symbol_the_extractor_does_not_know_gets_a_hint_and_its_dollar_form_gets_figures():
+    advisor = FinanceAdvisor(mode="extractive", use_retrieval=False)
+    unknown = advisor.ask("How is ZZZQ doing?").text
+    assert "If ZZZQ is a ticker symbol, write it with a dollar sign ($ZZZQ)" in unknown
+    known = advisor.ask("How is $ZZZQ doing?").text
+    assert "Figures: ZZZQ" in known and "there is no market data for ZZZQ here" in known
+    assert "dollar sign" not in known
+    for text in ("How is SPY doing?", "What is an ETF?", "I live in the US"):  # known tickers, terms, words
+        assert "dollar sign" not in advisor.ask(text).text, text
+
+
 def test_a_buy_or_sell_question_on_a_named_security_gets_figures_and_no_draft():
     advisor = FinanceAdvisor(mode="extractive", use_retrieval=False)
     answer = advisor.ask("Is AAPL a good buy right now?")
