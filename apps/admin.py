@@ -183,11 +183,11 @@ def rollback(name: str | None) -> tuple[str, pd.DataFrame]:
     Raises:
         gr.Error: no adapter chosen, or no earlier version.
     """
-    if not name:
-        raise gr.Error("Choose an adapter to roll back.")
+    base_name = (name or "").partition("@")[0].strip()
+    if not base_name:  # nothing chosen, or only spaces / a version such as "@3" (an API call)
+        raise gr.Error(f"Choose an adapter to roll back (got {name!r}); pick one in the adapter list.")
     from adapters.registry import undo_hint
 
-    base_name = name.partition("@")[0]
     try:
         registry = services.registry()
         before = registry.resolve(f"{base_name}@latest")

@@ -45,6 +45,12 @@ def test_rollback_without_an_earlier_version_is_refused(client, astro):
         client.predict("astro", api_name="/admin_rollback")
 
 
+def test_rollback_of_a_blank_name_asks_for_an_adapter(client):
+    for name in ("   ", "@3"):
+        with pytest.raises(Exception, match="Choose an adapter to roll back"):
+            client.predict(name, api_name="/admin_rollback")
+
+
 def test_train_rejects_a_wrong_file_type(client):
     from gradio_client import handle_file
 
