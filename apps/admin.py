@@ -59,7 +59,7 @@ def adapter_details(spec: str | None) -> tuple[dict, str]:
         gr.Error: no adapter chosen, or an unknown one (the message names what exists).
     """
     if not spec:
-        raise gr.Error("Choose an adapter first: the registry list is above.")
+        raise user_error("Choose an adapter first: the registry list is above.")
     try:
         shown = services.registry().show(spec)
     except DSuiteError as exc:
@@ -185,7 +185,7 @@ def rollback(name: str | None) -> tuple[str, pd.DataFrame]:
     """
     base_name = (name or "").partition("@")[0].strip()
     if not base_name:  # nothing chosen, or only spaces / a version such as "@3" (an API call)
-        raise gr.Error(f"Choose an adapter to roll back (got {name!r}); pick one in the adapter list.")
+        raise user_error(f"Choose an adapter to roll back (got {name!r}); pick one in the adapter list.")
     from adapters.registry import undo_hint
 
     try:
@@ -207,11 +207,11 @@ def compare(prompt: str, adapter: str | None, max_new_tokens: float = 64) -> tup
     from adapters import GenerationRequest
 
     if not prompt or not prompt.strip():
-        raise gr.Error("Type a prompt to compare: the prompt box is empty.")
+        raise user_error("Type a prompt to compare: the prompt box is empty.")
     if not adapter:
-        raise gr.Error("Choose an adapter to compare with the base.")
+        raise user_error("Choose an adapter to compare with the base.")
     if not 1 <= int(max_new_tokens) <= MAX_COMPARE_TOKENS:
-        raise gr.Error(f"Max new tokens must be between 1 and {MAX_COMPARE_TOKENS}, got {max_new_tokens}.")
+        raise user_error(f"Max new tokens must be between 1 and {MAX_COMPARE_TOKENS}, got {max_new_tokens}.")
     try:
         base, tuned = services.manager().generate([
             GenerationRequest(prompt=prompt.strip(), max_new_tokens=int(max_new_tokens)),

@@ -14,13 +14,12 @@ import logging
 import gradio as gr
 import pandas as pd
 
-from apps.ui import user_error
+from apps.ui import text_problem, user_error
 from core_model.errors import DSuiteError
 
 logger = logging.getLogger(__name__)
 
 TITLE = "Customer service"
-MAX_MESSAGE_CHARS = 4000  # a longer message would not fit the reply engine's 2,048 tokens
 STATE_COLUMNS = ["slot", "value"]
 FAQ_COLUMNS = ["faq", "question", "intent", "score"]
 EXAMPLES = [
@@ -83,13 +82,9 @@ def respond(message: str, history: list[dict] | None, session, generate: bool = 
         gr.Error: an empty or over-long message, or a domain error (e.g. no intent model trained) with what
             to do.
     """
-    if not message or not message.strip():
-        raise gr.Error("Type a message first: the message box is empty.")
-    if len(message) > MAX_MESSAGE_CHARS:  # the box's validator does this too, but an API call skips it
-        raise gr.Error(
-            f"The message has {len(message)} characters; the assistant reads at most {MAX_MESSAGE_CHARS}. "
-            "Shorten it."
-        )
+    problem = text_problem(message)
+    if problem:  # the box's validator does this too, but an API call skips it
+        raise user_error(problem)
     try:
         session = live_session(session, generate)
         session.generate = generate  # the box's current value, also for an API caller's live session
@@ -111,14 +106,8 @@ def check_message(message: str | None, *others):
     """Gradio validator: an empty or over-long message is refused at the box itself, before anything runs
     (an error raised inside the reply would leave the buttons as they were during it). The event's other
     inputs (``others``: the chat, the session, the checkbox) are always valid."""
-    if not message or not message.strip():
-        verdict = gr.validate(False, "Type a message first: the message box is empty.")
-    else:
-        verdict = gr.validate(
-            len(message) <= MAX_MESSAGE_CHARS,
-            f"The message has {len(message)} characters; the assistant reads at most {MAX_MESSAGE_CHARS}. "
-            "Shorten it.",
-        )
+    problem = text_problem(message)
+    verdict = gr.validate(problem is None, problem or "")
     return (verdict, *(gr.validate(True, "") for _ in others)) if others else verdict
 
 

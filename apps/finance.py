@@ -13,7 +13,7 @@ import gradio as gr
 import pandas as pd
 
 from apps.market_chart import FEED_KINDS, LiveChart, replay_symbols, start_chart
-from apps.ui import user_error
+from apps.ui import text_problem, user_error
 from core_model.errors import DSuiteError
 
 logger = logging.getLogger(__name__)
@@ -21,7 +21,6 @@ logger = logging.getLogger(__name__)
 TITLE = "Finance"
 TERM_COLUMNS = ["term", "definition", "source"]
 TICK_SECONDS = 1.0
-MAX_QUESTION_CHARS = 4000  # as the hub and the support chat (20,000 characters kept a core busy 24 s)
 EXAMPLES = [
     "I have $5,000 to invest for 10 years with moderate risk. What is an index fund?",
     "What is the P/E ratio of KO telling me?",
@@ -63,13 +62,9 @@ def ask(message: str, history: list[dict] | None, advisor, draft_with_model: boo
     Raises:
         gr.Error: an empty or over-long question, or a domain error with what to fix.
     """
-    if not message or not message.strip():
-        raise gr.Error("Type a question first: the message box is empty.")
-    if len(message) > MAX_QUESTION_CHARS:
-        raise gr.Error(
-            f"The question has {len(message)} characters; the advisor reads at most {MAX_QUESTION_CHARS}. "
-            "Shorten it."
-        )
+    problem = text_problem(message, "question", "the advisor")
+    if problem:
+        raise user_error(problem)
     number = None if conversation is None else conversation["number"]
     try:
         advisor = advisor_for(advisor, draft_with_model, retrieve)

@@ -21,7 +21,7 @@ import gradio as gr
 
 from apps import services
 from apps.hub_pipelines import TABS, pipeline_answer, pipeline_of_adapter
-from apps.ui import user_error
+from apps.ui import MAX_MESSAGE_CHARS, text_problem, user_error
 from core_model.errors import DSuiteError
 from domains.routing import CLAIM_REASONS
 
@@ -40,7 +40,6 @@ PIPELINE_HINT = (
     "the **Customer service**, **Medical coding** and **Finance** tabs also show the dialog state, code "
     "batches of notes and chart market feeds."
 )
-MAX_MESSAGE_CHARS = 4000
 # the tabs after the routed chat: one module per app, each with TITLE and a module-level `demo`
 APP_MODULES = ("apps.medical", "apps.finance", "apps.customer_service", "apps.admin")
 
@@ -116,14 +115,8 @@ def route_card(route: Route, answered_by: str | None, first_token_s: float | Non
 
 def message_problem(message: str | None) -> str | None:
     """What is wrong with a hub message (empty, too long), or None."""
-    if not message or not message.strip():
-        return "Type a message first: the message box is empty."
-    if len(message) > MAX_MESSAGE_CHARS:
-        return (
-            f"The message has {len(message)} characters; the hub accepts at most {MAX_MESSAGE_CHARS}. "
-            "Shorten it, or use the industry tab for long documents."
-        )
-    return None
+    advice = "Shorten it, or use the industry tab for long documents."
+    return text_problem(message, reader="the hub", advice=advice)
 
 
 def check_message(message: str | None):
@@ -147,7 +140,7 @@ def respond(message: str, history: list[dict] | None = None,
 
     problem = message_problem(message)
     if problem:  # API callers; the page's validator refuses it before this runs
-        raise gr.Error(problem)
+        raise user_error(problem)
     started = time.perf_counter()
     try:
         route = route_request(message)

@@ -23,3 +23,20 @@ def user_error(
     for said, shown in (controls or {}).items():
         message = re.sub(rf"{re.escape(said)}(?![\w-])", shown, message)
     return gr.Error(message, print_exception=False)
+
+
+# The longest message or question a chat box takes: a longer one would not fit the reply engine's 2,048
+# tokens, and 20,000 characters kept a core busy for 24 s.
+MAX_MESSAGE_CHARS = 4000
+
+
+def text_problem(
+    text: str | None, what: str = "message", reader: str = "the assistant", advice: str = "Shorten it."
+) -> str | None:
+    """What is wrong with a chat box's ``text`` (empty, or over ``MAX_MESSAGE_CHARS``), or None; the same
+    words for the box's validator and for an API call that skips it."""
+    if not text or not text.strip():
+        return f"Type a {what} first: the message box is empty."
+    if len(text) > MAX_MESSAGE_CHARS:
+        return f"The {what} has {len(text)} characters; {reader} reads at most {MAX_MESSAGE_CHARS}. {advice}"
+    return None

@@ -61,3 +61,7 @@ def test_an_over_long_question_is_refused_by_the_handler_itself():
         finance.ask("x" * 4001, [], None)
     with pytest.raises(gr.Error, match="the assistant reads at most 4000"):
         next(customer_service.respond("x" * 4001, [], None))
+    from apps.hub import message_problem
+
+    assert "the hub reads at most 4000" in message_problem("x" * 4001)
+    assert message_problem("x" * 4000) is None and "box is empty" in message_problem("  ")
