@@ -67,6 +67,17 @@ def test_an_argument_that_is_not_utf8_is_a_clear_error():
     assert "Argument 2 (caf\\xe9 refund) is not UTF-8 text (byte 0xe9)" in proc.stderr, proc.stderr
 
 
+def test_the_bad_byte_is_named_after_correct_utf8_characters_too():
+    import os
+
+    from apps.cli import check_text_arguments
+    from core_model.errors import DSuiteError
+
+    with pytest.raises(DSuiteError, match=r"Argument 2 \(\u00e9 and \\xff\) is not UTF-8 text \(byte 0xff\)"):
+        check_text_arguments(["ok", "\u00e9 and " + os.fsdecode(b"\xff")])
+    check_text_arguments(["\u00e9 is fine"])
+
+
 def test_a_mistyped_registry_or_an_empty_prompt_is_refused_and_eval_list_shows_splits(tmp_path):
     from tests.conftest import run_dsuite
 

@@ -64,16 +64,24 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
 
 
+def is_utf8(text: str) -> bool:
+    """False for text decoded with ``surrogateescape`` from bytes that are not UTF-8 (Python keeps them as
+    lone surrogates that no later step can encode)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_text_arguments(args: list[str]) -> None:
-    """Refuse an argument that is not UTF-8 text (the shell passed bytes in another encoding, which Python
-    keeps as lone surrogates that no later step can encode)."""
+    """Refuse an argument that is not UTF-8 text (the shell passed bytes in another encoding)."""
     for position, arg in enumerate(args, start=1):
-        try:
-            arg.encode("utf-8")
-        except UnicodeEncodeError as exc:
+        if not is_utf8(arg):
             raw = arg.encode("utf-8", "surrogateescape")
-            shown = raw.decode("ascii", "backslashreplace")
+            bad = next(ord(c) - 0xDC00 for c in arg if "\udc80" <= c <= "\udcff")  # the escaped byte
+            shown = raw.decode("utf-8", "backslashreplace")  # bad bytes shown as \xNN, the rest as typed
             raise DSuiteError(
-                f"Argument {position} ({shown}) is not UTF-8 text (byte 0x{raw[exc.start]:02x}). Pass it in "
+                f"Argument {position} ({shown}) is not UTF-8 text (byte 0x{bad:02x}). Pass it in "
                 "UTF-8, e.g. with a UTF-8 terminal locale or through `iconv -f latin1 -t utf-8`."
-            ) from None
+            )

@@ -46,6 +46,7 @@ def chat(
     """Talk to the support assistant; one message per line, an empty line or Ctrl-D ends. Where no FAQ answer
     fits it asks for more, or with --generate (as the app's checkbox) the model writes the reply; Ctrl-C while
     a reply is being written stops that reply and the conversation goes on."""
+    from apps.cli import is_utf8  # the package imports this module: read it once both are loaded
     from domains.customer_service.session import CustomerServiceSession
 
     session = CustomerServiceSession(generate=generate, adapter=adapter, base=base, precision=precision)
@@ -58,7 +59,7 @@ def chat(
         line = sys.stdin.readline()
         if not line or not line.strip():
             break
-        if not _is_utf8(line):
+        if not is_utf8(line):
             typer.secho("That message is not UTF-8 text; type it again (or set a UTF-8 locale).", err=True)
             continue
         if as_json:
@@ -81,15 +82,6 @@ def chat(
         typer.echo(detail + "]")
         if turn.escalation:
             break
-
-
-def _is_utf8(text: str) -> bool:
-    """False for text read with ``surrogateescape`` from bytes that are not UTF-8."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 @contextmanager
