@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 
@@ -61,8 +62,8 @@ class LoraTrainConfig:
         # `not x > 0` rather than `x <= 0`: NaN fails every comparison, so it is refused too
         if self.r < 1:
             raise DSuiteError(f"LoRA rank r must be >= 1, got {self.r}.")
-        if not self.alpha > 0:
-            raise DSuiteError(f"LoRA alpha must be > 0, got {self.alpha}.")
+        if not 0 < self.alpha < math.inf:
+            raise DSuiteError(f"LoRA alpha must be a finite number > 0, got {self.alpha}.")
         if not 0 <= self.dropout < 1:
             raise DSuiteError(f"LoRA dropout must be in [0, 1), got {self.dropout}.")
         if isinstance(self.target_modules, str):
@@ -75,8 +76,8 @@ class LoraTrainConfig:
             raise DSuiteError(
                 f"max_steps must be >= 0 (0: `epochs` decides the length), got {self.max_steps}."
             )
-        if not self.epochs >= 0:
-            raise DSuiteError(f"epochs must be >= 0, got {self.epochs}.")
+        if not 0 <= self.epochs < math.inf:
+            raise DSuiteError(f"epochs must be a finite number >= 0, got {self.epochs}.")
         if self.epochs == 0 and self.max_steps == 0:
             raise DSuiteError(
                 f"Set epochs > 0 or max_steps > 0 (got epochs={self.epochs}, max_steps={self.max_steps})."
@@ -85,8 +86,8 @@ class LoraTrainConfig:
             raise DSuiteError(f"batch_size must be >= 1, got {self.batch_size}.")
         if not 0 < self.eval_fraction < 1:
             raise DSuiteError(f"eval_fraction must be in (0, 1), got {self.eval_fraction}.")
-        if not self.lr > 0:
-            raise DSuiteError(f"lr must be > 0, got {self.lr}.")
+        if not 0 < self.lr < math.inf:
+            raise DSuiteError(f"lr must be a finite number > 0 (e.g. 2e-4), got {self.lr}.")
         if not self.weight_decay >= 0:
             raise DSuiteError(f"weight_decay must be >= 0, got {self.weight_decay}.")
         if self.max_eval < 1:

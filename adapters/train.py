@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
@@ -179,6 +180,18 @@ def _mean_nll(model, tokenizer, encoded, batch_size: int, device: torch.device) 
     return total / max(count, 1)
 
 
+def _diverged(name: str, ckpt_dir: Path, what: str, config: LoraTrainConfig) -> NoReturn:
+    """Refuse to register a run whose loss is no longer a number; its checkpoint goes too (resuming it with
+    the same settings would diverge again)."""
+    import shutil
+
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    raise DSuiteError(
+        f"Training {name} diverged: {what} (lr={config.lr}). Nothing was registered; train again with a "
+        "lower --lr (the default preset uses 2e-4)."
+    )
+
+
 def train_adapter(
     name: str,
     data: str | Path,
@@ -296,12 +309,20 @@ def train_adapter(
         bias="none",
         task_type="CAUSAL_LM",
     )
+    linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    missing = [t for t in config.target_modules if not any(n == t or n.endswith("." + t) for n in linear)]
+    if missing:  # peft adapts the names it finds and ignores the rest when any name matches
+        raise DSuiteError(
+            f"The base has no Linear module named {', '.join(repr(t) for t in missing)} (target_modules="
+            f"{list(config.target_modules)}). Name Linear modules of the base: "
+            f"{', '.join(sorted({n.rsplit('.', 1)[-1] for n in linear}))}."
+        )
     try:
         peft_model = get_peft_model(model, lora_config)
     except ValueError as exc:
         raise DSuiteError(
             f"Cannot put LoRA on target_modules={list(config.target_modules)} of {type(model).__name__}: "
-            f"{exc}. "
+            f"{str(exc).rstrip('.')}. "
             "Name Linear modules of the base, e.g. q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj."
         ) from exc
     params = [(n, p) for n, p in peft_model.named_parameters() if p.requires_grad]
@@ -345,6 +366,9 @@ def train_adapter(
         optimizer.step()
         scheduler.step()
         value = float(loss.detach())
+        if not math.isfinite(value):  # the weights are NaN from here on: registering them serves nothing
+            bar.close()
+            _diverged(name, ckpt_dir, f"the loss was {value} at step {step + 1}", config)
         losses.append(round(value, 4))
         tokens_seen += int(mask.sum())
         running = value if running is None else 0.9 * running + 0.1 * value
@@ -363,6 +387,8 @@ def train_adapter(
     seconds = time.perf_counter() - started
     peft_model.eval()
     eval_loss = _mean_nll(peft_model, tokenizer, held_encoded, config.batch_size, device)
+    if not math.isfinite(eval_loss):
+        _diverged(name, ckpt_dir, f"the held-out loss is {eval_loss}", config)
     tensors = {k: v.detach().to("cpu").clone() for k, v in get_peft_model_state_dict(peft_model).items()}
     adapter_config = _jsonable(peft_model.peft_config["default"].to_dict())
     del peft_model, model, optimizer

@@ -95,14 +95,16 @@ def test_two_registry_variables_naming_two_folders_is_an_error(isolated_env, mon
     ("setting", "value", "message"),
     [
         ("max_steps", -1, "max_steps must be >= 0"),
-        ("epochs", -1.0, "epochs must be >= 0"),
-        ("lr", float("nan"), "lr must be > 0"),
+        ("epochs", -1.0, "epochs must be a finite number >= 0"),
+        ("epochs", float("inf"), "epochs must be a finite number >= 0"),
+        ("lr", float("nan"), "lr must be a finite number > 0"),
+        ("lr", float("inf"), "lr must be a finite number > 0"),
         ("weight_decay", -0.1, "weight_decay must be >= 0"),
         ("max_eval", 0, "max_eval must be >= 1"),
         ("checkpoint_every", -2, "checkpoint_every must be >= 0"),
         ("warmup_steps", -1, "warmup_steps must be >= 0"),
         ("seed", -3, "seed must be >= 0"),
-        ("alpha", float("nan"), "alpha must be > 0"),
+        ("alpha", float("nan"), "alpha must be a finite number > 0"),
     ],
 )
 def test_nonsense_settings_are_refused(setting, value, message):
@@ -239,6 +241,23 @@ def test_missing_data_card_is_a_clear_error(isolated_env, monkeypatch, capsys, t
     )  # fmt: skip
     assert code == 2 and "Data card" in err and "not found" in err
     assert Registry(isolated_env / "reg").names() == []
+
+
+def test_a_mistyped_or_non_linear_target_module_is_refused(yes_no, tiny_base, registry):
+    for targets in ("q_proj,nosuch", "embed_tokens"):  # peft ignores a wrong name beside a right one
+        config = LoraTrainConfig.preset("tiny").with_(target_modules=targets)
+        with pytest.raises(DSuiteError, match="The base has no Linear module named '(nosuch|embed_tokens)'"):
+            train_adapter("tm", yes_no, base=tiny_base, config=config, registry=registry, progress=False)
+    assert registry.names() == []
+
+
+@pytest.mark.slow
+def test_a_run_that_diverges_registers_nothing(yes_no, embedded_base, registry):
+    """lr 1e6 on the real base: the loss is NaN by the fourth step (the tiny random base only saturates)."""
+    config = LoraTrainConfig.preset("tiny").with_(lr=1e6)
+    with pytest.raises(DSuiteError, match="Training big diverged: .*Nothing was registered; .*lower --lr"):
+        train_adapter("big", yes_no, base=embedded_base, config=config, registry=registry, progress=False)
+    assert registry.names() == [] and not (registry.root / ".checkpoints" / "big").exists()
 
 
 # ---------------------------------------------------------------- 6. --resume after a finished run
