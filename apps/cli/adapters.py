@@ -222,17 +222,31 @@ def train(
     from adapters.train import train_adapter
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    ref = train_adapter(
-        name,
-        data,
-        base=base,
-        config=config,
-        registry=store,
-        resume=resume,
-        data_card=card,
-        skip_bad_rows=skip_bad_rows,
-        device=device,
-    )
+    try:
+        ref = train_adapter(
+            name,
+            data,
+            base=base,
+            config=config,
+            registry=store,
+            resume=resume,
+            data_card=card,
+            skip_bad_rows=skip_bad_rows,
+            device=device,
+        )
+    except KeyboardInterrupt:
+        kept = (store.root / ".checkpoints" / name).is_dir()
+        typer.echo(
+            "\nInterrupted: nothing registered. "
+            + (
+                "The last checkpoint is kept: rerun the same command with --resume to go on from it "
+                "(without --resume a new run starts from step 0 and replaces it)."
+                if kept
+                else "No checkpoint had been written yet; rerun the same command to start again."
+            ),
+            err=True,
+        )
+        raise typer.Exit(130) from None
     training = ref.meta["training"]
     if ref.version in before:
         typer.echo(
