@@ -256,10 +256,26 @@ def _code_chunk(args: tuple[list[tuple[str, str]], str]) -> list[dict]:
     return code_notes(notes, mode)
 
 
+def _exit_with_parent(interval: float = 1.0) -> None:
+    """End this worker when the job's process is gone (SIGKILL, out of memory): a pool shuts its workers
+    down only when the parent lives to do it, and an orphan would hold its coder's memory for good."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _init_worker(mode: str) -> None:
     """Set up a worker; a failure is reported by its first task, so the job ends instead of respawning."""
     global _INIT_ERROR
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which shuts the pool down
+    _exit_with_parent()
     try:
         import torch
 

@@ -161,6 +161,39 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path):
     assert out.read_bytes() == reference.read_bytes()
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_workers_end_when_the_job_is_killed(tmp_path):
+    """SIGKILL gives the pool no chance to shut its workers down: they notice and exit on their own."""
+    source = tmp_path / "notes.csv"
+    _write_notes_csv(source, 2000)
+    out = tmp_path / "killed.jsonl"
+    process = _run_cli(source, out, ["--workers", "2"])
+    parts = out.with_name(out.name + ".parts")
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(parts.glob("*.results.jsonl")) and process.poll() is None:
+        time.sleep(0.05)
+    workers = [p for p in _children(process.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+    assert len(workers) >= 2, workers
+    _stop_after_commits(process, parts, 1, signal.SIGKILL)
+    deadline = time.time() + 30
+    while time.time() < deadline and any(Path(f"/proc/{p}").exists() for p in workers):
+        time.sleep(0.2)
+    alive = [p for p in workers if Path(f"/proc/{p}").exists()]
+    assert not alive, f"workers {alive} outlived the killed job"
+
+
 def test_ctrl_c_says_what_is_committed_and_a_rerun_resumes(tmp_path):
     source = tmp_path / "notes.csv"
     _write_notes_csv(source, 2000)
