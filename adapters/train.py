@@ -180,6 +180,11 @@ def _mean_nll(model, tokenizer, encoded, batch_size: int, device: torch.device) 
     return total / max(count, 1)
 
 
+def checkpoint_dir(registry: Registry, name: str) -> Path:
+    """Where a training run of ``name`` keeps its checkpoint until the version is registered."""
+    return registry.root / ".checkpoints" / name
+
+
 def _diverged(name: str, ckpt_dir: Path, what: str, config: LoraTrainConfig) -> NoReturn:
     """Refuse to register a run whose loss is no longer a number; its checkpoint goes too (resuming it with
     the same settings would diverge again)."""
@@ -260,7 +265,7 @@ def train_adapter(
     else:
         folder = resolve_base_path(base)  # a bad --base fails here, before any loading
         _check_layers(config, _depth(folder))
-    ckpt_dir = registry.root / ".checkpoints" / name
+    ckpt_dir = checkpoint_dir(registry, name)
     found = None
     if resume:
         base_fingerprint = base.fingerprint if isinstance(base, Base) else fingerprint(folder)

@@ -219,7 +219,7 @@ def train(
 
     import torch
 
-    from adapters.train import train_adapter
+    from adapters.train import checkpoint_dir, train_adapter
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     try:
@@ -235,7 +235,7 @@ def train(
             device=device,
         )
     except KeyboardInterrupt:
-        kept = (store.root / ".checkpoints" / name).is_dir()
+        kept = checkpoint_dir(store, name).is_dir()
         typer.echo(
             "\nInterrupted: nothing registered. "
             + (

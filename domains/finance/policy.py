@@ -74,16 +74,15 @@ def simulated_note(symbols: list[str]) -> str:
 def unknown_symbol_hint(text: str, mentions) -> str | None:
     """How to ask for figures when ``text`` has capitalised words that may be ticker symbols the extractor
     did not read as one ("How is ZZZQ doing?"), or None: 2 to 5 capital letters, not inside a mention."""
-    found = [m for m in re.finditer(r"(?<![$\w])[A-Z]{2,5}(?!\w)", text)]
     words = [
         m.group(0)
-        for m in found
-        if m.group(0) not in {"I", "OK", "US", "USA", "UK", "EU", "AM", "PM"}
+        for m in re.finditer(r"(?<![$\w])[A-Z]{2,5}(?!\w)", text)
+        if m.group(0) not in {"OK", "US", "USA", "UK", "EU", "AM", "PM"}
         and not any(x.start <= m.start() < x.end for x in mentions)
     ]
     if not words:
         return None
-    words = list(dict.fromkeys(words))
+    words = list(dict.fromkeys(words))  # each once, in order
     example = ", ".join(f"${w}" for w in words)
     return load_policy()["unknown_symbol_hint"].format(words=" or ".join(words), example=example)
 

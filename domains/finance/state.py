@@ -248,9 +248,9 @@ def _clause_before(lowered: str, start: int, clause_breaks: str) -> str:
     return " ".join(clause.split())
 
 
-def _negated(lowered: str, start: int, negation: dict) -> bool:
-    """Whether a match at ``start`` follows a negation cue in its clause (and no double negative)."""
-    clause = _clause_before(lowered, start, negation["clause_breaks"])
+def _negated(clause: str, negation: dict) -> bool:
+    """Whether the words of ``clause`` before a match end in a negation cue's window (and no double
+    negative)."""
     window = " ".join(clause.split()[-negation["window_words"] :])
     if not re.search(negation["cues"], window):
         return False
@@ -296,7 +296,7 @@ class DialogState:
         if horizon is None:
             for rule in rules["horizon_words"]:
                 if any(
-                    not _negated(lowered, m.start(), negation)
+                    not _negated(_clause_before(lowered, m.start(), negation["clause_breaks"]), negation)
                     for p in rule["patterns"]
                     for m in re.finditer(p, lowered)
                 ):
@@ -328,7 +328,7 @@ class DialogState:
                     clause = _clause_before(lowered, match.start(), rules["negation"]["clause_breaks"])
                     if any(re.search(p, clause) for p in rules["risk_of_something_else"]["patterns"]):
                         continue  # "Is bitcoin high risk?": said of an asset, not of the client
-                    negated = _negated(lowered, match.start(), rules["negation"])
+                    negated = _negated(clause, rules["negation"])
                     (ruled_out if negated else affirmed).add(rule["value"])
         for rule in rules["risk_tolerance"]:  # the first affirmed rule wins, as before
             if rule["value"] in affirmed and rule["value"] not in ruled_out:
