@@ -71,6 +71,7 @@ DATA_FILES = tuple(
         "context_rules.json",
         "sections.json",
         "condition_synonyms.json",
+        "code_rules.json",
         "abbreviations.json",
         "icd10cm_minilm_sq8.codes.json",
         "icd10cm_minilm_sq8.faiss",

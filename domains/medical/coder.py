@@ -30,6 +30,7 @@ from spacy.tokens import Doc, Span
 
 from core_model.errors import DSuiteError
 from domains.medical.abbreviations import Expanded, expand, expand_phrase
+from domains.medical.code_rules import gives_way, lacks_mention, stage_conflict
 from domains.medical.context import CATEGORY_TO_STATUS, NOT_CODED, assert_targets, sentence_assertion
 from domains.medical.icd_codes import ancestors, describe, is_billable, is_valid
 from domains.medical.laterality import side_of_evidence, unspecified_side
@@ -344,7 +345,7 @@ class IcdCoder:
             raise DSuiteError("The note text is empty; pass the clinical note as non-empty text.")
         ranked, excluded = self.rank(text, doc)
         codes = []
-        for cand, score in self.assigned(ranked):
+        for cand, score in self.assigned(ranked, text):
             seen, evidence = set(), []
             for record in cand.coded_evidence():
                 key = (record["start"], record["end"], record["source"])
@@ -372,17 +373,19 @@ class IcdCoder:
             "adapter": None,
         }
 
-    def assigned(self, ranked: list[tuple[Candidate, float]]) -> list[tuple[Candidate, float]]:
-        """The ranked codes that go into the output: score at least the threshold, a valid ICD-10-CM code,
-        codable evidence in the note, on the side its evidence names (``laterality``), and no more specific
-        code of its own among them (``K80`` goes when ``K80.50`` is assigned, "unspecified knee" when the
-        right knee is: code to the highest specificity), nor a catch-all another code makes redundant
-        (``GIVES_WAY``)."""
+    def assigned(self, ranked: list[tuple[Candidate, float]], text: str) -> list[tuple[Candidate, float]]:
+        """The ranked codes that go into the output for the note ``text``: score at least the threshold, a
+        valid ICD-10-CM code, codable evidence in the note, on the side its evidence names (``laterality``),
+        consistent with the note (``code_rules``: no stage its evidence contradicts, the condition a code
+        names is in the note), and no more specific code of its own among them (``K80`` goes when
+        ``K80.50`` is assigned, "unspecified knee" when the right knee is: code to the highest
+        specificity), nor a catch-all another code makes redundant (``code_rules.gives_way``)."""
         kept = []
         for cand, score in ranked:
             evidence = cand.coded_evidence() if score >= self.threshold and is_valid(cand.code) else []
-            if evidence:
-                side = side_of_evidence(cand.code, [record["sentence"] for record in evidence])
+            sentences = [record["sentence"] for record in evidence]
+            if evidence and not stage_conflict(cand.code, sentences) and not lacks_mention(cand.code, text):
+                side = side_of_evidence(cand.code, sentences)
                 kept.append((cand if side == cand.code else replace(cand, code=side), score))
         firsts = {}  # one entry per code: the best scored (ranked comes best first)
         for cand, score in kept:
@@ -391,28 +394,15 @@ class IcdCoder:
         covered = {ancestor for cand, _ in kept for ancestor in ancestors(cand.code)}
         kept = [(cand, score) for cand, score in kept if cand.code not in covered]
         codes = [cand.code for cand, _ in kept]
+        spans = {cand.code: [(e["start"], e["end"]) for e in cand.coded_evidence()] for cand, _ in kept}
         # "Pain in unspecified knee" goes when the knee's side is coded
-        redundant = {unspecified_side(code) for code in codes} | {c for c in codes if gives_way(c, codes)}
+        redundant = {unspecified_side(code) for code in codes}
+        redundant |= {code for code in codes if gives_way(code, codes, spans)}
         return [(cand, score) for cand, score in kept if cand.code not in redundant]
 
     def describe(self) -> str:
         """``mode`` plus the ranker version for the full coder."""
         return f"full:{self.ranker.version}" if self.ranker else self.mode
-
-
-# ICD-10-CM catch-alls that give way to other codes of the same note: R69 "Illness, unspecified" to any (it is
-# for a note that names no diagnosis), R52 "Pain, unspecified" to pain coded by site (its Excludes1 note, as
-# code prefixes). US notes drew R52 beside their site's code ("abdominal pain": R10.9 and R52).
-GIVES_WAY = {
-    "R69": ("",),
-    "R52": tuple("G89 R10 M54 N64.4 R07 H92.0 H57.1 R51 M25.5 M79.6 K14.6 K08.8 N23 F45.41".split()),
-}
-
-
-def gives_way(code: str, codes: list[str]) -> bool:
-    """Whether ``code`` is a catch-all (``GIVES_WAY``) that another of the note's codes makes redundant."""
-    prefixes = GIVES_WAY.get(code)
-    return bool(prefixes) and any(other != code and other.startswith(prefixes) for other in codes)
 
 
 def code_support(code: str, phrases: list[dict]) -> str:

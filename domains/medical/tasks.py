@@ -138,7 +138,7 @@ def _icd_predict(examples: list[dict], system: SystemSpec) -> list[dict]:
         outputs.append(
             {
                 "ranked": [c.code for c, _ in ranked],
-                "assigned": [c.code for c, _ in coder.assigned(ranked)],
+                "assigned": [c.code for c, _ in coder.assigned(ranked, example["text"])],
             }
         )
     return outputs

@@ -83,6 +83,6 @@ def test_full_coder_outputs_only_codes_with_evidence():
     without_evidence = {c.code for c, _ in ranked if not c.coded_evidence()}
     assert without_evidence, "neighbour votes should rank codes that no phrase names"
     assert not without_evidence & {c["code"] for c in result["codes"]}
-    assert {c["code"] for c in result["codes"]} == {c.code for c, _ in coder.assigned(ranked)}
+    assert {c["code"] for c in result["codes"]} == {c.code for c, _ in coder.assigned(ranked, note)}
     scores = [s for _, s in ranked]
     assert scores == sorted(scores, reverse=True)

@@ -1,0 +1,109 @@
+"""Code-level consistency of the codes a note would get, after ranking: rules as data
+(``data/medical/code_rules.json``, validated by its schema).
+
+``gives_way``: a catch-all goes when another code of the note starts with one of its prefixes (R69 "Illness,
+unspecified" to any code; N18.9, chronic kidney disease of unspecified stage, to the coded stage).
+``requires_mention``: a code that names a condition the ranker can draw from similar notes alone
+("Hypertensive chronic kidney disease" beside "CKD stage 3") needs one of the condition's words in the note.
+``stage_conflict``: a code whose description names a stage ("stage 5", "End stage renal disease") goes when
+its evidence sentences state stages and not that one ("CKD stage 3").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from domains.medical.icd_codes import describe
+from domains.medical.resources import MEDICAL_DATA, load_validated
+
+CODE_RULES = MEDICAL_DATA / "code_rules.json"
+_ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5"}
+# "stage 3", "stage 3a", "stage III", "end-stage", "end stage", "ESRD"
+_STAGE = re.compile(r"\bstage\s*(\d|iv|v|i{1,3})[ab]?\b|\b(end)[- ]stage\b|\b(esrd)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class CodeRules:
+    gives_way: dict[str, tuple[tuple[str, ...], bool]]  # code -> (prefixes, same mention only)
+    # (code prefixes, the condition's words, the phrases its words do not count in)
+    requires_mention: tuple[tuple[tuple[str, ...], re.Pattern, re.Pattern | None], ...]
+    stage_conflict: bool
+
+
+@lru_cache(maxsize=1)
+def code_rules() -> CodeRules:
+    """The rules of ``code_rules.json`` (read once per process)."""
+    data = load_validated(CODE_RULES, MEDICAL_DATA / "code_rules.schema.json")
+    requires = tuple(
+        (
+            tuple(rule["codes"]),
+            _words(rule["any_of"]),
+            _words(rule["not_within"]) if rule.get("not_within") else None,
+        )
+        for rule in data["requires_mention"]
+    )
+    return CodeRules(
+        gives_way={
+            rule["code"]: (tuple(rule["to"]), rule.get("same_mention", False)) for rule in data["gives_way"]
+        },
+        requires_mention=requires,
+        stage_conflict=data["stage_conflict"],
+    )
+
+
+def _words(phrases: list[str]) -> re.Pattern:
+    """A pattern of any of ``phrases`` as whole words, ignoring case."""
+    return re.compile(r"\b(?:" + "|".join(re.escape(p) for p in phrases) + r")\b", re.IGNORECASE)
+
+
+def gives_way(code: str, codes: list[str], spans: dict[str, list[tuple[int, int]]] | None = None) -> bool:
+    """Whether ``code`` is a catch-all that another of the note's ``codes`` makes redundant. ``spans``: the
+    character spans of each code's evidence; a rule with ``same_mention`` needs the other code's evidence to
+    overlap this one's ("CKD stage 3" names the stage of that CKD, a "renal cyst" elsewhere is not it)."""
+    rule = code_rules().gives_way.get(code)
+    if rule is None:
+        return False
+    prefixes, same_mention = rule
+    others = [other for other in codes if other != code and other.startswith(prefixes)]
+    if not same_mention or not others:
+        return bool(others)
+    own = (spans or {}).get(code, [])
+    return any(
+        start < other_end and other_start < end
+        for other in others
+        for other_start, other_end in (spans or {}).get(other, [])
+        for start, end in own
+    )
+
+
+def lacks_mention(code: str, note: str) -> bool:
+    """Whether ``code`` names a condition (``requires_mention``) whose words the ``note`` never uses outside
+    the phrases of another condition (``not_within``: "hypertension" in "pulmonary hypertension")."""
+    for prefixes, words, not_within in code_rules().requires_mention:
+        if code.startswith(prefixes):
+            text = not_within.sub(" ", note) if not_within is not None else note
+            if words.search(text) is None:
+                return True
+    return False
+
+
+def stages(text: str) -> set[str]:
+    """The stages ``text`` states, as "1".."5" or "end" ("stage IIIb" -> {"3"}, "ESRD" -> {"end"})."""
+    found = set()
+    for number, _end, _esrd in _STAGE.findall(text):
+        found.add(_ROMAN.get(number.lower(), number) if number else "end")
+    return found
+
+
+def stage_conflict(code: str, sentences: list[str]) -> bool:
+    """Whether ``code``'s description names a stage that none of its evidence ``sentences`` states while
+    they state another ("Chronic kidney disease, stage 5" from "CKD stage 3.")."""
+    if not code_rules().stage_conflict:
+        return False
+    own = stages(describe(code) or "")
+    if not own:
+        return False
+    stated = set().union(*(stages(s) for s in sentences)) if sentences else set()
+    return bool(stated) and not (own & stated)

@@ -1,0 +1,63 @@
+"""Code-level consistency (``code_rules.json``): stages the evidence contradicts, conditions the note never
+names, catch-alls beside the specific code; as functions and through the real full coder."""
+
+from __future__ import annotations
+
+import pytest
+
+from domains.medical.code_rules import gives_way, lacks_mention, stage_conflict, stages
+from domains.medical.coder import get_coder
+
+
+def test_stages_read_digits_roman_numerals_and_end_stage():
+    assert stages("CKD stage 3.") == {"3"}
+    assert stages("chronic kidney disease stage IIIb and a stage 2 pressure ulcer") == {"3", "2"}
+    assert stages("end-stage renal disease on dialysis") == {"end"}
+    assert stages("ESRD") == {"end"}
+    assert stages("staged procedure, upstage, no stage given") == set()
+
+
+def test_a_stage_the_evidence_contradicts_is_a_conflict():
+    assert stage_conflict("N18.5", ["CKD stage 3."])  # Chronic kidney disease, stage 5
+    assert stage_conflict("N18.6", ["Chronic kidney disease stage 4."])  # End stage renal disease
+    assert stage_conflict("N18.4", ["ESRD on hemodialysis."])
+    assert not stage_conflict("N18.3", ["CKD stage 3."])
+    assert not stage_conflict("N18.6", ["ESRD on hemodialysis."])
+    assert not stage_conflict("N18.5", ["Chronic kidney disease."])  # no stage stated: the ranker decides
+    assert not stage_conflict("N18.9", ["CKD stage 3."])  # the code names no stage
+
+
+def test_a_code_that_names_a_condition_needs_it_in_the_note():
+    assert lacks_mention("I12.9", "CKD stage 3.")
+    assert not lacks_mention("I12.9", "HTN. CKD stage 3.")
+    assert not lacks_mention("I12.9", "Hypertensive nephropathy.")
+    assert lacks_mention("E11.22", "Chronic kidney disease.")
+    assert not lacks_mention("E11.22", "Type 2 DM with nephropathy.")
+    assert not lacks_mention("N18.3", "CKD stage 3.")  # no rule for it
+    # the word inside another condition's name does not count
+    assert lacks_mention("I10", "Echo: moderate pulmonary hypertension.")
+    assert not lacks_mention("I10", "Pulmonary hypertension and systemic hypertension.")
+    assert lacks_mention("E11.9", "Central diabetes insipidus after surgery.")
+
+
+def test_catch_alls_give_way_to_the_specific_code_of_the_same_mention():
+    same = {"N18.9": [(0, 3)], "N28.9": [(0, 3)], "N18.3": [(0, 12)], "I10": [(14, 17)]}
+    assert gives_way("N18.9", ["N18.9", "N18.3"], same) and gives_way("N28.9", ["N28.9", "N18.3"], same)
+    assert not gives_way("N18.9", ["N18.9", "I10"], same)
+    elsewhere = {"N28.9": [(30, 41)], "N18.3": [(0, 12)]}  # "CKD stage 3. ... renal cyst"
+    assert not gives_way("N28.9", ["N28.9", "N18.3"], elsewhere)
+    assert gives_way("R69", ["R69", "J44.9"]) and gives_way("R52", ["R52", "R10.9"])  # any mention
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("note", "wanted", "unwanted"),
+    [
+        ("CKD stage 3.", {"N18.3"}, {"N18.5", "N18.9", "I12.9", "N28.9"}),
+        ("Patient with chronic kidney disease stage 4.", {"N18.4"}, {"N18.5", "N18.9", "I12.9"}),
+        ("Hypertension. Chronic kidney disease stage 4.", {"N18.4", "I12.9"}, {"N18.5", "N18.9"}),
+    ],
+)
+def test_the_full_coder_codes_the_stated_stage_only(note, wanted, unwanted):
+    codes = {c["code"] for c in get_coder("full").code(note, "n")["codes"]}
+    assert wanted <= codes and not codes & unwanted, codes
