@@ -29,7 +29,7 @@ TITLE = "Medical coding"
 # baseline only: it would code "Patient denies fever." as fever
 MODES = ("full", "rules+retrieval", "dictionary")
 NOTE_TYPES = (".txt", ".md")
-BATCH_TYPES = (".csv", ".jsonl", ".parquet")
+BATCH_TYPES = (".csv", ".tsv", ".jsonl", ".parquet")
 MAX_NOTE_CHARS = 100_000
 BATCH_CHUNK = 20  # notes per committed chunk: the progress bar moves every 20 notes
 CODE_COLUMNS = ["code", "description", "score", "asserted", "support", "billable", "evidence"]
@@ -208,10 +208,11 @@ with gr.Blocks(title=f"DomainSuite — {TITLE}") as demo:
             result_json = gr.JSON(label="Result (JSON)")
             result_file = gr.File(label="Download the JSON", elem_id="medical-json-file")
     with gr.Tab("Batch of notes"):
-        gr.Markdown("Upload a CSV, JSONL or Parquet file with one note per row. Bad rows (missing id, empty "
-                    "or over-long text, duplicates) go to the quarantine file instead of stopping the job.")
+        gr.Markdown("Upload a CSV (or TSV), JSONL or Parquet file with one note per row. Bad rows (missing "
+                    "id, empty or over-long text, duplicates) go to the quarantine file instead of stopping "
+                    "the job.")
         with gr.Row():
-            batch_file = gr.File(label="Notes (.csv, .jsonl, .parquet)", file_types=list(BATCH_TYPES),
+            batch_file = gr.File(label="Notes (.csv, .tsv, .jsonl, .parquet)", file_types=list(BATCH_TYPES),
                                  elem_id="medical-batch-file")
             with gr.Column():
                 id_col = gr.Textbox(value="id", label="Id column")

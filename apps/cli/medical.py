@@ -78,7 +78,9 @@ def brief_lines(result: dict) -> str:
 
 @app.command("code-batch")
 def code_batch(
-    input: Annotated[Path, typer.Argument(help="Notes: a .csv, .jsonl or .parquet file.")],
+    input: Annotated[
+        Path, typer.Argument(help="Notes: a .csv (comma, semicolon or tab), .tsv, .jsonl or .parquet file.")
+    ],
     out: Annotated[
         Path, typer.Option("--out", help="Results: a .jsonl, .parquet or .csv file (CSV: one row per code).")
     ],

@@ -2,8 +2,10 @@
 
 Text input is read as UTF-8 with an optional byte-order mark (``utf-8-sig``), as Excel's "CSV UTF-8"
 writes it; a UTF-16 or UTF-32 file (Excel's "Unicode Text", PowerShell's default) is refused with how to
-convert it. ``check_input`` looks at a file before a job starts (format, encoding, header or schema, the id
-and text columns, at least one row).
+convert it. A CSV file's delimiter is read from its header line: a comma, or the semicolon a European Excel
+writes, a tab or a pipe when the header holds that and no comma; a ``.tsv`` file is tab-delimited.
+``check_input`` looks at a file before a job starts (format, encoding, header or schema, the id and text
+columns, at least one row).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any
 
 from core_model.errors import DSuiteError
 
-FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+CSV_DELIMITERS = (",", ";", "\t", "|")  # a header with no comma: the first of the others it holds
 OUTPUT_SUFFIXES = (".jsonl", ".ndjson", ".parquet", ".csv")
 # --out results.csv: one row per assigned code (a note without codes: one row with its id alone)
 CSV_COLUMNS = [
@@ -62,7 +65,7 @@ class RawRow:
 
 
 def input_format(path: Path) -> str:
-    """``csv``, ``jsonl`` or ``parquet`` from the file suffix.
+    """``csv`` (also for ``.tsv``), ``jsonl`` or ``parquet`` from the file suffix.
 
     Raises:
         DSuiteError: an unsupported suffix.
@@ -71,7 +74,7 @@ def input_format(path: Path) -> str:
     if fmt is None:
         raise DSuiteError(
             f"Input '{path}' has suffix '{Path(path).suffix}'; expected one of "
-            f"{', '.join(sorted(FORMATS))} (CSV, JSONL or Parquet)."
+            f"{', '.join(sorted(FORMATS))} (CSV or TSV, JSONL or Parquet)."
         )
     return fmt
 
@@ -106,7 +109,7 @@ def count_rows(path: Path) -> int:
 
 def _existing(path: Path) -> str:
     if not path.is_file():
-        raise DSuiteError(f"Input file '{path}' not found. Pass a CSV, JSONL or Parquet file of notes.")
+        raise DSuiteError(f"Input file '{path}' not found. Pass a CSV, TSV, JSONL or Parquet file of notes.")
     return input_format(path)
 
 
@@ -126,7 +129,7 @@ def check_input(path: Path, id_col: str, text_col: str) -> list[str]:
         _check_text_encoding(path)
     if fmt == "csv":
         with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-            header = next(csv.reader(handle), None)
+            header = next(csv.reader(handle, delimiter=csv_delimiter(path)), None)
         if not header:
             raise DSuiteError(
                 f"CSV input '{path}' has no header row; its first line must name the columns "
@@ -258,10 +261,23 @@ def _escaped_record(raw: bytes) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+def csv_delimiter(path: Path) -> str:
+    """The delimiter of a CSV or TSV file: a tab for ``.tsv``; for ``.csv`` a comma, unless its header line
+    holds none and holds a semicolon, tab or pipe (in ``CSV_DELIMITERS`` order), then that one."""
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        header = handle.readline()
+    if "," in header:
+        return ","
+    return next((d for d in CSV_DELIMITERS if d in header), ",")
+
+
 def _csv(path: Path) -> Iterator[RawRow]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    delimiter = csv_delimiter(path)
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        reader = csv.DictReader(handle)
+        reader = csv.DictReader(handle, delimiter=delimiter)
         for number, record in enumerate(reader):
             bad = [
                 k

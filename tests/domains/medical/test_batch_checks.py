@@ -308,6 +308,24 @@ def test_utf8_bom_in_csv_and_jsonl_is_read(tmp_path):
     assert summary["coded"] == 5 and summary["quarantined"] == 0
 
 
+@pytest.mark.parametrize(
+    ("name", "delimiter"), [("excel-eu.csv", ";"), ("tabs.csv", "\t"), ("notes.tsv", "\t")]
+)
+def test_semicolon_and_tab_delimited_notes_are_read_like_commas(tmp_path, name, delimiter):
+    """A European Excel's "CSV" uses semicolons, and exports from databases often tabs: the delimiter comes
+    from the header line (a .tsv file is tab-delimited), and a note's own commas stay in its text."""
+    rows = [{**r, "text": r["text"] + ", stable, on lisinopril"} for r in _good_rows(4)]
+    source = tmp_path / name
+    with source.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter=delimiter)
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "coded.jsonl"
+    summary = run_batch(_job(source, out))
+    assert summary["coded"] == 4 and summary["quarantined"] == 0
+    assert [r["id"] for r in _lines(out)] == [r["id"] for r in rows]
+
+
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
 def test_a_utf16_or_utf32_input_is_refused_with_how_to_convert(tmp_path, encoding):
     rows = _good_rows(3)
