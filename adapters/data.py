@@ -126,17 +126,55 @@ def _decode(raw: bytes, number: int) -> tuple[str | None, str | None]:
         )
 
 
+# a table or a binary file given for JSONL: one message for the file instead of an error per line
+TABLE_SUFFIXES = {".csv": "CSV", ".tsv": "TSV", ".parquet": "Parquet", ".xlsx": "Excel", ".xls": "Excel"}
+CSV_TO_JSONL = "import csv, json, sys; [print(json.dumps(r)) for r in csv.DictReader(open(sys.argv[1]))]"
+ARRAY_TO_JSONL = "import json, sys; [print(json.dumps(r)) for r in json.load(open(sys.argv[1]))]"
+
+
+def _convert_command(code: str, path: Path) -> str:
+    """The shell command that runs ``code`` on ``path`` into a ``.jsonl`` file beside it."""
+    return f"python -c \"{code}\" '{path}' > '{path.with_suffix('.jsonl')}'"
+
+
+def _refuse_whole_file(path: Path) -> None:
+    """Refuse a path that is no JSONL file at all, saying what it is and how to make one: missing, a folder, a
+    CSV/TSV/Parquet/Excel file, a JSON array (one document, not one record per line)."""
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.jsonl"))[:3]
+        hint = f" (it holds {', '.join(inside)})" if inside else ""
+        raise DSuiteError(f"Training data '{path}' is a folder; give the JSONL file{hint}. {FORMAT_HELP}")
+    if not path.is_file():
+        raise DSuiteError(f"Training data file '{path}' not found. Give a JSONL file. {FORMAT_HELP}")
+    kind = TABLE_SUFFIXES.get(path.suffix.lower())
+    if kind is not None:
+        convert = ""
+        if kind == "CSV":
+            convert = " A CSV with prompt and completion columns converts with: "
+            convert += _convert_command(CSV_TO_JSONL, path) + "."
+        raise DSuiteError(
+            f"Training data '{path}' is a {kind} file; training reads JSON Lines (.jsonl), one record per "
+            f"line.{convert} {FORMAT_HELP}"
+        )
+    with path.open("rb") as handle:
+        start = handle.read(64).lstrip(codecs.BOM_UTF8).lstrip()
+    if start.startswith(b"["):
+        raise DSuiteError(
+            f"Training data '{path}' is a JSON array (one document), not JSON Lines; write one record per "
+            f"line, e.g. {_convert_command(ARRAY_TO_JSONL, path)}. {FORMAT_HELP}"
+        )
+
+
 def read_examples(path: str | Path) -> tuple[list[Example], list[str]]:
     """Read a training JSONL file: (valid examples, one ``file:line: problem`` per bad record).
 
     Blank lines are skipped; a UTF-8 byte-order mark is accepted.
 
     Raises:
-        DSuiteError: the file is missing or unreadable.
+        DSuiteError: the file is missing or unreadable, or no JSONL file (a folder, a table, a JSON array).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DSuiteError(f"Training data file '{path}' not found. Give a JSONL file. {FORMAT_HELP}")
+    _refuse_whole_file(path)
     examples, problems = [], []
     try:
         with path.open("rb") as handle:
@@ -207,7 +245,31 @@ def usable_examples(
         logger.warning("%s: skipping bad records: %s", path, listing)
     if len(examples) < 2:
         raise DSuiteError(f"{path}: {len(examples)} usable record(s); need at least 2 (one is held out).")
+    _warn_repeats(path, examples)
     return examples
+
+
+def _warn_repeats(path: Path, examples: Sequence[Example]) -> None:
+    """Log a warning when records repeat an earlier one word for word (kept: a repeat may be meant as weight,
+    but an export run twice or a file appended to itself usually is not, and a repeat can land in both the
+    training and the held-out split)."""
+    first: dict[tuple, int] = {}
+    repeats = []
+    for example in examples:
+        key = (json.dumps(example.messages, sort_keys=True), example.completion)
+        if key in first:
+            repeats.append((example.line, first[key]))
+        else:
+            first[key] = example.line
+    if repeats:
+        shown = ", ".join(f"line {line} repeats line {earlier}" for line, earlier in repeats[:3])
+        more = f" and {len(repeats) - 3} more" if len(repeats) > 3 else ""
+        logger.warning(
+            "%s: %d of %d records repeat an earlier record word for word (%s%s); they are trained on as "
+            "given. "
+            "Remove the repeats unless they are meant to weigh those examples more.",
+            path, len(repeats), len(examples), shown, more,
+        )
 
 
 def split_examples(examples: Sequence[Example], eval_fraction: float, seed: int) -> tuple[list, list]:

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -134,6 +135,57 @@ def test_non_utf8_file_is_an_error_naming_file_and_line(tmp_path):
     path.write_bytes('{"prompt": "a", "completion": "b"}\n'.encode("utf-16"))
     with pytest.raises(DSuiteError, match="UTF-16.*save it as UTF-8"):
         load_examples(path)
+
+
+def _run_advice(message: str, source: Path) -> Path:
+    """Run the conversion a refusal shows (``python -c "..." 'FILE' > 'FILE.jsonl'``); returns the JSONL."""
+    import subprocess
+    import sys
+
+    code = re.search(r'python -c "(.+?)" \'', message).group(1)
+    target = source.with_suffix(".jsonl")
+    assert f"'{source}' > '{target}'" in message
+    with target.open("w", encoding="utf-8") as out:
+        subprocess.run([sys.executable, "-c", code, str(source)], stdout=out, check=True)
+    return target
+
+
+def test_a_folder_a_table_or_a_json_array_is_refused_with_how_to_make_jsonl(tmp_path):
+    records = [
+        {"prompt": "What is 2+2?", "completion": "4"},
+        {"prompt": "Capital of France?", "completion": "Paris"},
+    ]
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", records)
+    with pytest.raises(DSuiteError, match=r"is a folder; give the JSONL file \(it holds train.jsonl\)"):
+        load_examples(folder)
+    table = tmp_path / "pairs.csv"
+    table.write_text("prompt,completion\nWhat is 2+2?,4\n\"Capital of France?\",Paris\n", encoding="utf-8")
+    with pytest.raises(DSuiteError, match="is a CSV file; training reads JSON Lines") as csv_refusal:
+        load_examples(table)
+    assert [e.completion for e in load_examples(_run_advice(str(csv_refusal.value), table))] == ["4", "Paris"]
+    array = tmp_path / "pairs.json"
+    array.write_text(json.dumps(records, indent=2), encoding="utf-8")
+    with pytest.raises(DSuiteError, match="is a JSON array .*not JSON Lines") as refusal:
+        load_examples(array)
+    assert [e.completion for e in load_examples(_run_advice(str(refusal.value), array))] == ["4", "Paris"]
+    (tmp_path / "pairs.parquet").write_bytes(b"PAR1\x00\x00")
+    with pytest.raises(DSuiteError, match="is a Parquet file"):
+        load_examples(tmp_path / "pairs.parquet")
+
+
+def test_records_that_repeat_an_earlier_one_are_trained_on_with_a_warning(tmp_path, caplog):
+    pairs = [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(3)]
+    path = write_jsonl(tmp_path / "twice.jsonl", pairs + pairs[:2])
+    with caplog.at_level(logging.WARNING, logger="adapters.data"):
+        assert len(load_examples(path)) == 5
+    said = "2 of 5 records repeat an earlier record word for word (line 4 repeats line 1, line 5 repeats line"
+    assert said + " 2)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="adapters.data"):
+        load_examples(write_jsonl(tmp_path / "once.jsonl", pairs))
+    assert "repeat" not in caplog.text
 
 
 def test_utf8_bom_is_accepted(tmp_path):
