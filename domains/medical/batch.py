@@ -118,12 +118,13 @@ class Chunk:
 
     A quarantine record's ``"row"`` is the 0-based index of the record in the input (``RawRow.number``: CSV
     data rows not counting the header, non-blank JSONL lines, Parquet rows), also for notes whose coding
-    failed.
+    failed; its ``"line"`` is the 1-based line of the file where the record starts, as an editor numbers it
+    (the header is line 1 of a CSV; null for Parquet).
     """
 
     index: int
     notes: list[tuple[str, str]] = field(default_factory=list)  # (id, text)
-    note_rows: list[int] = field(default_factory=list)  # the row of each note
+    note_rows: list[tuple[int, int | None]] = field(default_factory=list)  # the (row, line) of each note
     quarantined: list[dict] = field(default_factory=list)
     rows: int = 0
 
@@ -132,7 +133,8 @@ def _validate(row: RawRow, cfg: JobConfig, seen: set[str]) -> tuple[str, str] | 
     """The ``(id, text)`` of a good row, or the quarantine record of a bad one."""
 
     def bad(reason: str, note_id: Any = None) -> dict:
-        return {"row": row.number, "id": None if note_id is None else str(note_id), "reason": reason}
+        note_id = None if note_id is None else str(note_id)
+        return {"row": row.number, "line": row.line, "id": note_id, "reason": reason}
 
     if row.error:
         return bad(row.error, _readable_id(row.record, cfg.id_col))
@@ -184,7 +186,7 @@ def _chunks(cfg: JobConfig) -> Iterator[Chunk]:
             chunk.quarantined.append(checked)
         else:
             chunk.notes.append(checked)
-            chunk.note_rows.append(row.number)
+            chunk.note_rows.append((row.number, row.line))
     if chunk.rows:
         yield chunk
 
@@ -356,7 +358,11 @@ def _commit(cfg: JobConfig, chunk: Chunk, outcomes: list[dict]) -> tuple[int, in
         )
     results = [o["ok"] for o in outcomes if "ok" in o]
     rows_of = dict(zip((note_id for note_id, _ in chunk.notes), chunk.note_rows, strict=True))
-    failed = [{**o["error"], "row": rows_of.get(o["error"]["id"])} for o in outcomes if "error" in o]
+    failed = []
+    for outcome in outcomes:
+        if "error" in outcome:
+            row, line = rows_of.get(outcome["error"]["id"], (None, None))
+            failed.append({"row": row, "line": line, **outcome["error"]})
     quarantined = sorted(chunk.quarantined + failed, key=lambda q: (q["row"] is None, q["row"] or 0))
     results_path, quarantine_path = _part_paths(cfg, chunk.index)
     _write_atomic(quarantine_path, quarantined)

@@ -62,6 +62,7 @@ class RawRow:
     number: int
     record: dict[str, Any] | None
     error: str | None = None
+    line: int | None = None  # 1-based line of the file where the record starts (CSV, JSONL); None for Parquet
 
 
 def input_format(path: Path) -> str:
@@ -223,33 +224,40 @@ def _jsonl_columns(path: Path) -> list[str] | None:
     return list(columns) if found else None
 
 
-def _jsonl_lines(path: Path) -> Iterator[bytes]:
-    """The non-blank lines of a file, without a UTF-8 byte-order mark at its start."""
+def _numbered_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """``(1-based line number, line)`` of the non-blank lines of a file, without a UTF-8 byte-order mark at
+    its start."""
     with path.open("rb") as handle:
         for position, raw in enumerate(handle):
             if position == 0 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8) :]
             if raw.strip():
-                yield raw
+                yield position + 1, raw
+
+
+def _jsonl_lines(path: Path) -> Iterator[bytes]:
+    """The non-blank lines of a file, without a UTF-8 byte-order mark at its start."""
+    return (raw for _, raw in _numbered_lines(path))
 
 
 def _jsonl(path: Path) -> Iterator[RawRow]:
-    for number, raw in enumerate(_jsonl_lines(path)):
+    for number, (line_number, raw) in enumerate(_numbered_lines(path)):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             error = f"undecodable: not UTF-8 ({exc.reason} at byte {exc.start}); save the file as UTF-8"
-            yield RawRow(number, _escaped_record(raw), error)
+            yield RawRow(number, _escaped_record(raw), error, line_number)
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield RawRow(number, None, f"undecodable: not valid JSON ({exc.msg})")
+            yield RawRow(number, None, f"undecodable: not valid JSON ({exc.msg})", line_number)
             continue
         if not isinstance(record, dict):
-            yield RawRow(number, None, f"malformed: expected a JSON object, got {type(record).__name__}")
+            error = f"malformed: expected a JSON object, got {type(record).__name__}"
+            yield RawRow(number, None, error, line_number)
         else:
-            yield RawRow(number, record)
+            yield RawRow(number, record, None, line_number)
 
 
 def _escaped_record(raw: bytes) -> dict[str, Any] | None:
@@ -275,24 +283,31 @@ def csv_delimiter(path: Path) -> str:
 
 def _csv(path: Path) -> Iterator[RawRow]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    delimiter = csv_delimiter(path)
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        for number, record in enumerate(reader):
-            bad = [
-                k
-                for k, v in record.items()
-                if isinstance(v, str) and any("\udc80" <= ch <= "\udcff" for ch in v)
-            ]
+        reader = csv.reader(handle, delimiter=csv_delimiter(path))
+        header = next(reader, None)
+        if header is None:
+            return
+        number = 0
+        while True:
+            line = reader.line_num + 1  # where the next record starts (a quoted field may span lines)
+            fields = next(reader, None)
+            if fields is None:
+                return
+            if not fields:  # a blank line, as csv.DictReader skips it
+                continue
+            record = dict(zip(header, fields, strict=False))
+            if len(fields) < len(header):
+                record.update(dict.fromkeys(header[len(fields) :]))
+            bad = [k for k, v in record.items() if any("\udc80" <= ch <= "\udcff" for ch in v or "")]
             if bad:
-                columns = ", ".join(map(str, bad))
-                yield RawRow(
-                    number, record, f"undecodable: not UTF-8 in column(s) {columns}; save the file as UTF-8"
-                )
-            elif None in record:
-                yield RawRow(number, record, "malformed: more fields than the header")
+                error = f"undecodable: not UTF-8 in column(s) {', '.join(bad)}; save the file as UTF-8"
+            elif len(fields) > len(header):
+                error = "malformed: more fields than the header"
             else:
-                yield RawRow(number, dict(record))
+                error = None
+            yield RawRow(number, record, error, line)
+            number += 1
 
 
 def _parquet_file(path: Path):

@@ -357,6 +357,26 @@ def test_a_latin1_row_is_quarantined_with_its_readable_id(tmp_path):
     assert [(q["row"], q["id"]) for q in _lines(Path(summary["quarantine"]))] == [(1, "j-latin")]
 
 
+def test_quarantined_rows_name_the_line_an_editor_shows(tmp_path):
+    """``line`` is where the record starts in the file (the CSV header is line 1; a quoted note over several
+    lines and blank lines count), beside the 0-based ``row``."""
+    csv_source = tmp_path / "notes.csv"
+    csv_source.write_text(
+        'id,text\nn1,"Fever and cough.\nSecond line of the same note."\n\nn2,\nn3,Headache.\nn1,Again.\n',
+        encoding="utf-8",
+    )
+    summary = run_batch(_job(csv_source, tmp_path / "csv.jsonl"))
+    assert summary["coded"] == 2
+    quarantine = _lines(Path(summary["quarantine"]))
+    assert [(q["row"], q["line"], q["id"]) for q in quarantine] == [(1, 5, "n2"), (3, 7, "n1")]
+    assert quarantine[1]["reason"].startswith("duplicate id")
+    jsonl_source = tmp_path / "notes.jsonl"
+    jsonl_source.write_text('{"id": "j1", "text": "fever"}\n\n\nnot json\n{"id": "j2"}\n', encoding="utf-8")
+    summary = run_batch(_job(jsonl_source, tmp_path / "jsonl.jsonl"))
+    quarantine = _lines(Path(summary["quarantine"]))
+    assert [(q["row"], q["line"]) for q in quarantine] == [(1, 4), (2, 5)]
+
+
 # -- 3. missing columns, inputs without rows, and a job that codes nothing ----------------------------------
 def test_missing_columns_are_refused_before_coding(tmp_path):
     import pyarrow as pa
@@ -513,12 +533,13 @@ def test_a_json_array_in_a_jsonl_file_is_refused(tmp_path):
 def test_coding_failures_are_quarantined_with_their_row(tmp_path):
     cfg = _job(tmp_path / "unused.csv", tmp_path / "o.jsonl")
     batch._parts_dir(cfg).mkdir()
-    chunk = Chunk(1, notes=[("a", "Fever and cough."), ("b", "  ")], note_rows=[4, 7], rows=3)
-    chunk.quarantined.append({"row": 5, "id": None, "reason": "missing id: column 'id' is absent or empty"})
+    chunk = Chunk(1, notes=[("a", "Fever and cough."), ("b", "  ")], note_rows=[(4, 6), (7, 9)], rows=3)
+    missing = {"row": 5, "line": 7, "id": None, "reason": "missing id: column 'id' is absent or empty"}
+    chunk.quarantined.append(missing)
     outcomes = batch.code_notes(chunk.notes, "dictionary")  # "b" fails: the coder gets no text
     assert batch._commit(cfg, chunk, outcomes) == (1, 2)
     quarantine = _lines(batch._part_paths(cfg, 1)[1])
-    assert [q["row"] for q in quarantine] == [5, 7] and quarantine[1]["id"] == "b"
+    assert [(q["row"], q["line"]) for q in quarantine] == [(5, 7), (7, 9)] and quarantine[1]["id"] == "b"
     assert quarantine[1]["reason"].startswith("coding failed")
 
 
