@@ -19,6 +19,9 @@ from tests.conftest import last_json, run_dsuite
         ("No fever, chills, or night sweats.", "night sweats", "negated"),
         ("Chest x-ray was negative for pneumonia.", "pneumonia", "negated"),
         ("Pneumothorax has been ruled out.", "pneumothorax", "negated"),
+        ("Patient w/o hx of diabetes.", "diabetes", "negated"),  # clinical shorthand for "without"
+        ("Pt w/out fever.", "fever", "negated"),
+        ("Neg for pneumonia.", "pneumonia", "negated"),
         ("Mother had breast cancer.", "breast cancer", "family"),
         ("History of myocardial infarction in 2010.", "myocardial infarction", "historical"),
         ("Return if vomiting develops.", "vomiting", "hypothetical"),
