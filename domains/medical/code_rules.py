@@ -5,6 +5,8 @@
 unspecified" to any code; N18.9, chronic kidney disease of unspecified stage, to the coded stage).
 ``requires_mention``: a code that names a condition the ranker can draw from similar notes alone
 ("Hypertensive chronic kidney disease" beside "CKD stage 3") needs one of the condition's words in the note.
+``contradicted_by``: a code goes when the note names only a variant it excludes (E11, type 2 diabetes, for a
+note that says "type 1 diabetes" and never type 2).
 ``stage_conflict``: a code whose description names a stage ("stage 5", "End stage renal disease") goes when
 its evidence sentences state stages and not that one ("CKD stage 3").
 """
@@ -29,6 +31,8 @@ class CodeRules:
     gives_way: dict[str, tuple[tuple[str, ...], bool]]  # code -> (prefixes, same mention only)
     # (code prefixes, the condition's words, the phrases its words do not count in)
     requires_mention: tuple[tuple[tuple[str, ...], re.Pattern, re.Pattern | None], ...]
+    # (code prefixes, the words of the variant that excludes them, the words of their own variant)
+    contradicted_by: tuple[tuple[tuple[str, ...], re.Pattern, re.Pattern | None], ...]
     stage_conflict: bool
 
 
@@ -49,6 +53,10 @@ def code_rules() -> CodeRules:
             rule["code"]: (tuple(rule["to"]), rule.get("same_mention", False)) for rule in data["gives_way"]
         },
         requires_mention=requires,
+        contradicted_by=tuple(
+            (tuple(rule["codes"]), _words(rule["any_of"]), _words(rule["unless"]) if rule["unless"] else None)
+            for rule in data["contradicted_by"]
+        ),
         stage_conflict=data["stage_conflict"],
     )
 
@@ -85,6 +93,16 @@ def lacks_mention(code: str, note: str) -> bool:
         if code.startswith(prefixes):
             text = not_within.sub(" ", note) if not_within is not None else note
             if words.search(text) is None:
+                return True
+    return False
+
+
+def contradicted(code: str, note: str) -> bool:
+    """Whether the ``note`` names a variant that excludes ``code`` and not the code's own variant
+    (``contradicted_by``)."""
+    for prefixes, other, own in code_rules().contradicted_by:
+        if code.startswith(prefixes) and other.search(note) is not None:
+            if own is None or own.search(note) is None:
                 return True
     return False
 

@@ -30,7 +30,7 @@ from spacy.tokens import Doc, Span
 
 from core_model.errors import DSuiteError
 from domains.medical.abbreviations import Expanded, expand, expand_phrase
-from domains.medical.code_rules import gives_way, lacks_mention, stage_conflict
+from domains.medical.code_rules import contradicted, gives_way, lacks_mention, stage_conflict
 from domains.medical.context import CATEGORY_TO_STATUS, NOT_CODED, assert_targets, sentence_assertion
 from domains.medical.icd_codes import ancestors, describe, is_billable, is_valid
 from domains.medical.laterality import side_of_evidence, unspecified_side
@@ -384,7 +384,7 @@ class IcdCoder:
         for cand, score in ranked:
             evidence = cand.coded_evidence() if score >= self.threshold and is_valid(cand.code) else []
             sentences = [record["sentence"] for record in evidence]
-            if evidence and not stage_conflict(cand.code, sentences) and not lacks_mention(cand.code, text):
+            if evidence and consistent(cand.code, sentences, text):
                 side = side_of_evidence(cand.code, sentences)
                 kept.append((cand if side == cand.code else replace(cand, code=side), score))
         firsts = {}  # one entry per code: the best scored (ranked comes best first)
@@ -403,6 +403,12 @@ class IcdCoder:
     def describe(self) -> str:
         """``mode`` plus the ranker version for the full coder."""
         return f"full:{self.ranker.version}" if self.ranker else self.mode
+
+
+def consistent(code: str, sentences: list[str], note: str) -> bool:
+    """Whether ``code`` agrees with its evidence ``sentences`` and the ``note`` (``code_rules``): no stage
+    the evidence contradicts, its condition named, no variant named that excludes it."""
+    return not (stage_conflict(code, sentences) or lacks_mention(code, note) or contradicted(code, note))
 
 
 def code_support(code: str, phrases: list[dict]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from domains.medical.code_rules import gives_way, lacks_mention, stage_conflict, stages
+from domains.medical.code_rules import contradicted, gives_way, lacks_mention, stage_conflict, stages
 from domains.medical.coder import get_coder
 
 
@@ -40,6 +40,15 @@ def test_a_code_that_names_a_condition_needs_it_in_the_note():
     assert lacks_mention("E11.9", "Central diabetes insipidus after surgery.")
 
 
+def test_a_diabetes_type_the_note_excludes_is_a_contradiction():
+    assert contradicted("E11.9", "Type 1 diabetes with diabetic ketoacidosis.")
+    assert contradicted("E10.9", "Known T2DM on metformin.")
+    assert not contradicted("E11.9", "Type 1 diabetes in her son; she has diabetes mellitus type 2.")
+    assert not contradicted("E11.9", "Insulin-dependent diabetes mellitus.")  # insulin use is no type 1
+    assert not contradicted("E11.9", "Type 1 respiratory failure. Diabetes.")  # "type 1" of something else
+    assert not contradicted("I10", "Type 1 diabetes.")
+
+
 def test_catch_alls_give_way_to_the_specific_code_of_the_same_mention():
     same = {"N18.9": [(0, 3)], "N28.9": [(0, 3)], "N18.3": [(0, 12)], "I10": [(14, 17)]}
     assert gives_way("N18.9", ["N18.9", "N18.3"], same) and gives_way("N28.9", ["N28.9", "N18.3"], same)
@@ -56,6 +65,9 @@ def test_catch_alls_give_way_to_the_specific_code_of_the_same_mention():
         ("CKD stage 3.", {"N18.3"}, {"N18.5", "N18.9", "I12.9", "N28.9"}),
         ("Patient with chronic kidney disease stage 4.", {"N18.4"}, {"N18.5", "N18.9", "I12.9"}),
         ("Hypertension. Chronic kidney disease stage 4.", {"N18.4", "I12.9"}, {"N18.5", "N18.9"}),
+        ("Acute kidney injury on CKD stage 4.", {"N17.9", "N18.4"}, {"N18.9", "N18.5"}),
+        ("Type 1 diabetes with diabetic ketoacidosis.", {"E10.10"}, {"E11.9"}),
+        ("Hx of HTN, HLD, T2DM on metformin.", {"I10", "E11.9", "E78.5"}, {"E10.9"}),
     ],
 )
 def test_the_full_coder_codes_the_stated_stage_only(note, wanted, unwanted):
