@@ -38,6 +38,7 @@ def test_a_code_that_names_a_condition_needs_it_in_the_note():
     assert lacks_mention("I10", "Echo: moderate pulmonary hypertension.")
     assert not lacks_mention("I10", "Pulmonary hypertension and systemic hypertension.")
     assert lacks_mention("E11.9", "Central diabetes insipidus after surgery.")
+    assert lacks_mention("R40.243", "PMH: COPD, CHF.") and not lacks_mention("R40.2431", "GCS 5 on arrival.")
 
 
 def test_a_diabetes_type_the_note_excludes_is_a_contradiction():
