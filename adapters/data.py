@@ -266,8 +266,7 @@ def _warn_repeats(path: Path, examples: Sequence[Example]) -> None:
         more = f" and {len(repeats) - 3} more" if len(repeats) > 3 else ""
         logger.warning(
             "%s: %d of %d records repeat an earlier record word for word (%s%s); they are trained on as "
-            "given. "
-            "Remove the repeats unless they are meant to weigh those examples more.",
+            "given. Remove the repeats unless they are meant to weigh those examples more.",
             path, len(repeats), len(examples), shown, more,
         )
 
