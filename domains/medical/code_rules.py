@@ -23,7 +23,7 @@ from domains.medical.resources import MEDICAL_DATA, load_validated
 CODE_RULES = MEDICAL_DATA / "code_rules.json"
 _ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5"}
 # "stage 3", "stage 3a", "stage III", "end-stage", "end stage", "ESRD"
-_STAGE = re.compile(r"\bstage\s*(\d|iv|v|i{1,3})[ab]?\b|\b(end)[- ]stage\b|\b(esrd)\b", re.IGNORECASE)
+_STAGE = re.compile(r"\bstage\s*(\d|iv|v|i{1,3})[ab]?\b|\bend[- ]stage\b|\besrd\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -77,12 +77,12 @@ def gives_way(code: str, codes: list[str], spans: dict[str, list[tuple[int, int]
     others = [other for other in codes if other != code and other.startswith(prefixes)]
     if not same_mention or not others:
         return bool(others)
-    own = (spans or {}).get(code, [])
+    spans = spans or {}
     return any(
         start < other_end and other_start < end
         for other in others
-        for other_start, other_end in (spans or {}).get(other, [])
-        for start, end in own
+        for other_start, other_end in spans.get(other, [])
+        for start, end in spans.get(code, [])
     )
 
 
@@ -109,10 +109,7 @@ def contradicted(code: str, note: str) -> bool:
 
 def stages(text: str) -> set[str]:
     """The stages ``text`` states, as "1".."5" or "end" ("stage IIIb" -> {"3"}, "ESRD" -> {"end"})."""
-    found = set()
-    for number, _end, _esrd in _STAGE.findall(text):
-        found.add(_ROMAN.get(number.lower(), number) if number else "end")
-    return found
+    return {_ROMAN.get(number.lower(), number) if number else "end" for number in _STAGE.findall(text)}
 
 
 def stage_conflict(code: str, sentences: list[str]) -> bool:

@@ -376,10 +376,11 @@ class IcdCoder:
     def assigned(self, ranked: list[tuple[Candidate, float]], text: str) -> list[tuple[Candidate, float]]:
         """The ranked codes that go into the output for the note ``text``: score at least the threshold, a
         valid ICD-10-CM code, codable evidence in the note, on the side its evidence names (``laterality``),
-        consistent with the note (``code_rules``: no stage its evidence contradicts, the condition a code
-        names is in the note), and no more specific code of its own among them (``K80`` goes when
-        ``K80.50`` is assigned, "unspecified knee" when the right knee is: code to the highest
-        specificity), nor a catch-all another code makes redundant (``code_rules.gives_way``)."""
+        consistent with the note (``consistent``: no stage its evidence contradicts, the condition a code
+        names is in the note, no variant named that excludes it), and no more specific code of its own
+        among them (``K80`` goes when ``K80.50`` is assigned, "unspecified knee" when the right knee is: code
+        to the highest specificity), nor a catch-all another code makes redundant
+        (``code_rules.gives_way``)."""
         kept = []
         for cand, score in ranked:
             evidence = cand.coded_evidence() if score >= self.threshold and is_valid(cand.code) else []
