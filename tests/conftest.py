@@ -54,6 +54,54 @@ def run_dsuite(*args: str, timeout: float = 300, stdin: str | None = None) -> su
     )
 
 
+def invoke_dsuite(*args: str, stdin: str | bytes | None = None) -> subprocess.CompletedProcess:
+    """``dsuite ARGS`` run in this process: the same ``apps.cli.main`` the console script calls, with its own
+    stdin, stdout, stderr, ``sys.argv``, the repository root as working folder and a root logger without
+    handlers (so the command's logging setup prints its warnings on that stderr, as in a fresh process); the
+    exit status, output and errors come back as :func:`run_dsuite` gives them (an uncaught exception: status 1
+    and its traceback on stderr). Models an earlier call loaded stay loaded, which makes it far faster than a
+    subprocess; use :func:`run_dsuite` where the process is the point (a signal, a kill, what another process
+    sees)."""
+    import io
+    import logging
+    import traceback
+
+    from apps.cli import main
+
+    data = stdin.encode("utf-8") if isinstance(stdin, str) else (stdin or b"")
+    out, err = io.BytesIO(), io.BytesIO()
+    streams = (
+        io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"),
+        io.TextIOWrapper(out, encoding="utf-8", write_through=True),
+        io.TextIOWrapper(err, encoding="utf-8", write_through=True),
+    )
+    saved, saved_argv, saved_cwd = (sys.stdin, sys.stdout, sys.stderr), sys.argv, os.getcwd()
+    root = logging.getLogger()
+    saved_logging = root.handlers[:], root.level
+    status = 0
+    try:
+        root.handlers = []
+        sys.stdin, sys.stdout, sys.stderr = streams
+        sys.argv = ["dsuite", *args]
+        os.chdir(REPO)
+        main(list(args))
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        status = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    except Exception:  # what the interpreter does with an uncaught exception
+        traceback.print_exc(file=sys.stderr)
+        status = 1
+    finally:
+        for stream in streams[1:]:
+            stream.flush()
+        (sys.stdin, sys.stdout, sys.stderr), sys.argv = saved, saved_argv
+        root.handlers, root.level = saved_logging
+        os.chdir(saved_cwd)
+    decode = lambda raw: raw.getvalue().decode("utf-8", "replace")  # noqa: E731
+    return subprocess.CompletedProcess(["dsuite", *args], status, decode(out), decode(err))
+
+
 def last_json(stdout: str):
     """The JSON value a command printed on its last line."""
     import json

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import pytest
@@ -14,7 +13,7 @@ from core_model.embedded import find_embedded_gguf
 from core_model.errors import BaseModelError
 from core_model.fingerprint import compute_fingerprint, fingerprint
 from core_model.generation import GenerationSettings, generate
-from tests.conftest import dsuite_command
+from tests.conftest import invoke_dsuite
 
 
 def test_embedded_gguf_is_found_without_importing_the_package():
@@ -90,20 +89,13 @@ def test_generation_settings_reject_bad_values():
 
 
 def test_cli_generate_offline_answers_paris():
-    proc = subprocess.run(
-        dsuite_command("generate", "What is the capital of France?", "--max-new-tokens", "24"),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = invoke_dsuite("generate", "What is the capital of France?", "--max-new-tokens", "24")
     assert proc.returncode == 0, proc.stderr
     assert "Paris" in proc.stdout
 
 
 def test_cli_base_info_json_loads_cached_base():
-    proc = subprocess.run(
-        dsuite_command("base", "info", "--json"), capture_output=True, text=True, timeout=300
-    )
+    proc = invoke_dsuite("base", "info", "--json")
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {"path", "fingerprint", "parameters"} <= set(info)
@@ -112,9 +104,7 @@ def test_cli_base_info_json_loads_cached_base():
 
 
 def test_cli_base_info_load_builds_the_model_and_agrees():
-    proc = subprocess.run(
-        dsuite_command("base", "info", "--json", "--load"), capture_output=True, text=True, timeout=300
-    )
+    proc = invoke_dsuite("base", "info", "--json", "--load")
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["architecture"] == "DSuiteForCausalLM" and info["load_seconds"] > 0
@@ -130,9 +120,7 @@ def test_cli_base_info_reports_a_truncated_checkpoint(tmp_path):
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
         shutil.copy(source / name, tmp_path / name)
     (tmp_path / "model.safetensors").write_bytes((source / "model.safetensors").read_bytes()[:4096])
-    proc = subprocess.run(
-        dsuite_command("base", "info", "--base", str(tmp_path)), capture_output=True, text=True, timeout=300
-    )
+    proc = invoke_dsuite("base", "info", "--base", str(tmp_path))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "dsuite base prepare --force" in proc.stderr
 

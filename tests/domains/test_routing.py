@@ -125,11 +125,11 @@ def test_a_missing_router_says_how_to_build_it(tmp_path):
 
 
 def test_dsuite_route_prints_the_decision_and_refuses_an_empty_request():
-    from tests.conftest import last_json, run_dsuite
+    from tests.conftest import invoke_dsuite, last_json
 
-    out = run_dsuite("route", "Where is my order 12345?")
+    out = invoke_dsuite("route", "Where is my order 12345?")
     assert out.returncode == 0, out.stderr
     decision = last_json(out.stdout)
     assert decision["pipeline"] == "customer_service" and decision["confidence"] > 0.22
-    empty = run_dsuite("route", " ")
+    empty = invoke_dsuite("route", " ")
     assert empty.returncode == 2 and "text a user would type" in empty.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 
 import pytest
 
@@ -79,21 +78,16 @@ def test_baselines_have_no_model():
 
 
 def test_perplexity_task_base_beats_unigram_via_the_cli(tmp_path, embedded_base):
-    from tests.conftest import dsuite_command
+    from tests.conftest import invoke_dsuite
 
-    listed = subprocess.run(
-        dsuite_command("eval", "list", "--json"), capture_output=True, text=True, timeout=300
-    )
+    listed = invoke_dsuite("eval", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert "lm.perplexity" in {row["name"] for row in json.loads(listed.stdout)}
 
     out = tmp_path / "ppl"
-    ran = subprocess.run(
-        dsuite_command(
-            "eval", "run", "lm.perplexity", "--systems", "all", "--limit", "4", "--out", str(out), "--json"
-        ),
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    ran = invoke_dsuite(
+        "eval", "run", "lm.perplexity", "--systems", "all", "--limit", "4", "--out", str(out), "--json"
+    )
     assert ran.returncode == 0, ran.stderr[-2000:]
     rows = {row["system"]: row["metrics"] for row in json.loads(ran.stdout)[0]["rows"]}
     base, unigram = rows["base"]["perplexity"], rows["baseline:unigram"]["perplexity"]
@@ -101,14 +95,9 @@ def test_perplexity_task_base_beats_unigram_via_the_cli(tmp_path, embedded_base)
     assert rows["base"]["tokens"] == rows["baseline:unigram"]["tokens"]  # the same tokens scored
     assert (out / "report.md").is_file() and (out / "metrics.png").is_file()
 
-    compared = subprocess.run(
-        dsuite_command("eval", "compare", str(out), str(out), "--out", str(tmp_path / "cmp")),
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    compared = invoke_dsuite("eval", "compare", str(out), str(out), "--out", str(tmp_path / "cmp"))
     assert compared.returncode == 0, compared.stderr
     assert "(+0.0000)" in compared.stdout and (tmp_path / "cmp" / "compare.png").is_file()
 
-    bad = subprocess.run(
-        dsuite_command("eval", "run", "no.such_task"), capture_output=True, text=True, timeout=300
-    )
+    bad = invoke_dsuite("eval", "run", "no.such_task")
     assert bad.returncode == 2 and "Unknown task 'no.such_task'" in bad.stderr

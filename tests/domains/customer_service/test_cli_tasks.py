@@ -12,7 +12,7 @@ from domains.customer_service.dst_adapter import (
 )
 from eval.data import multiwoz
 from eval.registry import SystemSpec, get_task, task_names
-from tests.conftest import dsuite_command, last_json, run_dsuite
+from tests.conftest import dsuite_command, invoke_dsuite, last_json, run_dsuite
 
 
 def test_cs_help_lists_commands():
@@ -33,24 +33,24 @@ def test_cs_help_lists_commands():
 
 
 def test_cs_ask_prints_a_turn_as_json():
-    out = run_dsuite("cs", "ask", "I need to talk with a human agent")
+    out = invoke_dsuite("cs", "ask", "I need to talk with a human agent")
     assert out.returncode == 0, out.stderr
     turn = last_json(out.stdout)
     assert turn["escalation"]["reason"] == "requested"
 
 
 def test_cs_ask_writes_a_reply_and_refuses_a_bad_precision():
-    out = run_dsuite("cs", "ask", "Can you recommend a good umbrella?", "--generate")
+    out = invoke_dsuite("cs", "ask", "Can you recommend a good umbrella?", "--generate")
     assert out.returncode == 0, out.stderr
     turn = last_json(out.stdout)
     assert turn["source"] == "generated" and turn["reply"].strip()
-    out = run_dsuite("cs", "ask", "hello", "--generate", "--precision", "fp16", timeout=120)
+    out = invoke_dsuite("cs", "ask", "hello", "--generate", "--precision", "fp16")
     assert out.returncode == 2 and "fp32, int8, int4" in out.stderr
 
 
 def _chat(*flags: str, messages: list[str]) -> subprocess.CompletedProcess:
     """``dsuite cs chat FLAGS`` fed one message per line; it must exit cleanly."""
-    out = run_dsuite("cs", "chat", *flags, stdin="".join(f"{m}\n" for m in messages))
+    out = invoke_dsuite("cs", "chat", *flags, stdin="".join(f"{m}\n" for m in messages))
     assert out.returncode == 0, out.stderr
     return out
 
@@ -72,39 +72,34 @@ def test_cs_chat_streams_replies_in_the_terminal_and_stops_at_a_handover():
 
 def test_cs_chat_asks_again_for_a_line_that_is_not_utf8():
     """A Latin-1 line on stdin: said and skipped, and the next message is answered."""
-    out = subprocess.run(
-        dsuite_command("cs", "chat", "--json"),
-        input=b"caf\xe9 refund\nI want to cancel order 4471923\n",
-        capture_output=True,
-        timeout=300,
-    )
+    out = invoke_dsuite("cs", "chat", "--json", stdin=b"caf\xe9 refund\nI want to cancel order 4471923\n")
     assert out.returncode == 0, out.stderr
-    assert b"That message is not UTF-8 text" in out.stderr
-    assert last_json(out.stdout.decode())["intent"] == "cancel_order"
+    assert "That message is not UTF-8 text" in out.stderr
+    assert last_json(out.stdout)["intent"] == "cancel_order"
 
 
 def test_cs_track_refuses_a_bad_file(tmp_path):
     bad = tmp_path / "dialogue.json"
     bad.write_text('{"user": "hi"}')
-    out = run_dsuite("cs", "track", str(bad), "--rules", timeout=120)
+    out = invoke_dsuite("cs", "track", str(bad), "--rules")
     assert out.returncode == 2 and "JSON list" in out.stderr
 
 
 def test_cs_track_names_the_file_and_turn_of_a_bad_turn_and_a_non_utf8_file(tmp_path):
     bad_turn = tmp_path / "bad_turn.json"
     bad_turn.write_text(json.dumps([{"system": "", "user": "I need a cheap hotel."}, {"user": 5}]))
-    out = run_dsuite("cs", "track", str(bad_turn), "--rules", timeout=120)
+    out = invoke_dsuite("cs", "track", str(bad_turn), "--rules")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert f"'{bad_turn}', turn 2" in out.stderr and '"user" must be a string, got 5' in out.stderr
     latin1 = tmp_path / "latin1.json"
     latin1.write_bytes('[{"user": "a café in the centre"}]'.encode("latin-1"))
-    out = run_dsuite("cs", "track", str(latin1), "--rules", timeout=120)
+    out = invoke_dsuite("cs", "track", str(latin1), "--rules")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert f"'{latin1}' is not UTF-8 text" in out.stderr and "save it as UTF-8" in out.stderr
 
 
 def test_cs_ask_refuses_an_empty_message_in_cli_terms():
-    out = run_dsuite("cs", "ask", "", timeout=120)
+    out = invoke_dsuite("cs", "ask", "")
     assert out.returncode == 2 and "cs ask needs a customer message" in out.stderr, out.stderr
     assert "respond()" not in out.stderr
 
@@ -121,7 +116,7 @@ def test_cs_track_prints_a_state_per_turn_with_the_verifier_the_writer_and_the_r
     dialogue.write_text(json.dumps(turns))
     states = {}
     for mode in ("", "--generate", "--rules"):
-        out = run_dsuite("cs", "track", str(dialogue), *([mode] if mode else []))
+        out = invoke_dsuite("cs", "track", str(dialogue), *([mode] if mode else []))
         assert out.returncode == 0, out.stderr
         lines = [json.loads(line) for line in out.stdout.splitlines()]
         assert [line["user"] for line in lines] == [t["user"] for t in turns]
@@ -190,7 +185,7 @@ def test_dst_validation_dialogues_are_kept_out_of_training(tmp_path):
 
 def test_dst_data_writes_both_tasks_of_the_training_dialogues(tmp_path):
     out = tmp_path / "set.jsonl"
-    done = run_dsuite("cs", "dst-data", str(out), "--limit", "300")
+    done = invoke_dsuite("cs", "dst-data", str(out), "--limit", "300")
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in out.read_text().splitlines()]
     answers = [r["messages"][-1]["content"] for r in records]

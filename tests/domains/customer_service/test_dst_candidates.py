@@ -4,7 +4,7 @@ from domains.customer_service.dst_candidates import ceiling, decided_states, tur
 from domains.customer_service.normalize import normalize_state
 from domains.customer_service.rule_tracker import track_dialogue
 from eval.data import multiwoz
-from tests.conftest import last_json, run_dsuite
+from tests.conftest import invoke_dsuite, last_json
 
 
 def _dialogues(n: int = 12) -> list[list[dict]]:
@@ -38,10 +38,10 @@ def test_gold_decisions_bound_the_rules_from_above():
 
 
 def test_cli_prints_the_ceiling_of_a_split():
-    out = run_dsuite("cs", "dst-ceiling", "--split", "validation")
+    out = invoke_dsuite("cs", "dst-ceiling", "--split", "validation")
     assert out.returncode == 0, out.stderr
     figures = last_json(out.stdout)
     assert figures["split"] == "validation" and figures["turns"] > 0
     assert 0 < figures["rules"] < figures["gold_both"] <= 1
-    bad = run_dsuite("cs", "dst-ceiling", "--split", "train")
+    bad = invoke_dsuite("cs", "dst-ceiling", "--split", "train")
     assert bad.returncode == 2 and "validation, dev or test" in bad.stderr

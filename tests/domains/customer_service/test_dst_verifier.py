@@ -121,14 +121,14 @@ def test_thresholds_must_name_both_kinds(manager):
 
 
 def test_cli_chooses_thresholds_on_validation_dialogues():
-    from tests.conftest import last_json, run_dsuite
+    from tests.conftest import invoke_dsuite, last_json
 
-    out = run_dsuite("cs", "verifier-thresholds", "--limit", "2")
+    out = invoke_dsuite("cs", "verifier-thresholds", "--limit", "2")
     assert out.returncode == 0, out.stderr
     report = last_json(out.stdout)
     assert (
         report["adapter"].startswith("customer_service@") and report["turns"] > 5 and report["candidates"] > 5
     )
     assert report["jga"] >= report["rules_jga"] and set(report["thresholds"]) == {"rule", "offer"}
-    refused = run_dsuite("cs", "verifier-thresholds", "--limit", "2", "--write")
+    refused = invoke_dsuite("cs", "verifier-thresholds", "--limit", "2", "--write")
     assert refused.returncode != 0 and "drop --limit" in refused.stderr

@@ -12,7 +12,7 @@ from apps.cli.finance import app
 from eval import run, task_names
 from eval.data.ohlcv import ohlcv_path
 from eval.registry import SystemSpec
-from tests.conftest import dsuite_command, last_json, run_dsuite
+from tests.conftest import dsuite_command, invoke_dsuite, last_json
 
 FINANCE_TASKS = {
     "finance.sentiment",
@@ -101,23 +101,23 @@ def test_cli_define_and_terms():
 def test_cli_ask_refuses_an_unknown_adapter_and_installs_the_shipped_one(tmp_path, monkeypatch):
     monkeypatch.setenv("DSUITE_REGISTRY", str(tmp_path / "registry"))  # a fresh clone's empty registry
     monkeypatch.delenv("DSUITE_ADAPTERS", raising=False)
-    out = run_dsuite("finance", "ask", "What is a bond?", "--adapter", "nosuch", timeout=300)
+    out = invoke_dsuite("finance", "ask", "What is a bond?", "--adapter", "nosuch")
     assert out.returncode == 2 and "No adapter named 'nosuch'" in out.stderr, out.stderr
     assert out.stdout == "" and "answering with the base" not in out.stderr
-    out = run_dsuite("finance", "ask", "What is a bond?", "--json", timeout=300)
+    out = invoke_dsuite("finance", "ask", "What is a bond?", "--json")
     assert out.returncode == 0, out.stderr
     assert last_json(out.stdout)["answered_by"] == "adapter:finance"  # the shipped copy, not the base
 
 
 def test_cli_feed_names_the_flag_of_a_negative_option():
     for flag, value in (("--bars", "-5"), ("--tail", "-1"), ("--delay", "-1")):
-        out = run_dsuite("finance", "feed", "--bars", "3", flag, value, timeout=120)
+        out = invoke_dsuite("finance", "feed", "--bars", "3", flag, value)
         assert out.returncode == 2 and f"'{flag}'" in out.stderr, out.stderr
         assert "Traceback" not in out.stderr and "n_bars" not in out.stderr
 
 
 def test_cli_extract_says_when_it_finds_nothing():
-    out = run_dsuite("finance", "extract", "hello there", timeout=120)
+    out = invoke_dsuite("finance", "extract", "hello there")
     assert out.returncode == 0 and out.stdout.strip() == "No terms, tickers or figures found.", out
-    out = run_dsuite("finance", "extract", "--json", "hello there", timeout=120)
+    out = invoke_dsuite("finance", "extract", "--json", "hello there")
     assert out.returncode == 0 and last_json(out.stdout) == [], out

@@ -9,7 +9,7 @@ import pytest
 from core_model.errors import DSuiteError
 from domains.medical.assertion import assert_concept, assert_concepts
 from domains.medical.context import ContextRules
-from tests.conftest import last_json, run_dsuite
+from tests.conftest import invoke_dsuite, last_json
 
 
 @pytest.mark.parametrize(
@@ -59,12 +59,12 @@ def test_empty_text_or_concept_is_an_error(text, concept, empty):
 
 
 def test_cli_assert_refuses_a_concept_not_in_the_text():
-    missing = run_dsuite("medical", "assert", "No chest pain.", "diabetes")
+    missing = invoke_dsuite("medical", "assert", "No chest pain.", "diabetes")
     assert missing.returncode == 2 and not missing.stdout.strip(), missing.stdout
     assert "'diabetes' does not occur in the text" in missing.stderr and "Traceback" not in missing.stderr
-    empty = run_dsuite("medical", "assert", "No chest pain.", "")
+    empty = invoke_dsuite("medical", "assert", "No chest pain.", "")
     assert empty.returncode == 2 and "The concept is empty" in empty.stderr
-    found = run_dsuite("medical", "assert", "No chest pain.", "chest pain")
+    found = invoke_dsuite("medical", "assert", "No chest pain.", "chest pain")
     assert found.returncode == 0, found.stderr[-2000:]
     assert last_json(found.stdout)["assertion"] == "negated" and last_json(found.stdout)["found"] is True
 

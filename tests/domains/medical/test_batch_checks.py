@@ -8,7 +8,6 @@ from __future__ import annotations
 import codecs
 import csv
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,7 +18,7 @@ from core_model.errors import DSuiteError
 from domains.medical import batch
 from domains.medical.batch import Chunk, JobConfig, run_batch
 from domains.medical.batch_io import CSV_COLUMNS
-from tests.conftest import REPO, dsuite_command, last_json, run_dsuite
+from tests.conftest import invoke_dsuite, last_json
 from tests.domains.medical.test_batch import _good_rows, _write_jsonl_with_bad_rows
 
 
@@ -283,13 +282,13 @@ def test_cli_rerun_of_a_finished_job(tmp_path):
     source, other = _notes_csv(tmp_path / "notes.csv"), _notes_csv(tmp_path / "mt8.csv", n=8)
     out = tmp_path / "res30.jsonl"
     args = ("medical", "code-batch", str(source), "--out", str(out), "--mode", "dictionary", "--quiet")
-    assert run_dsuite(*args).returncode == 0
-    again = run_dsuite(*args)
+    assert invoke_dsuite(*args).returncode == 0
+    again = invoke_dsuite(*args)
     assert again.returncode == 0, again.stderr[-2000:]
     summary = last_json(again.stdout)
     assert summary["already_complete"] and (summary["coded_this_run"], summary["coded"]) == (0, 30)
     assert "already complete" in again.stderr and "--restart" in again.stderr
-    replaced = run_dsuite(*args[:2], str(other), *args[3:])
+    replaced = invoke_dsuite(*args[:2], str(other), *args[3:])
     assert replaced.returncode == 2 and "finished earlier run" in replaced.stderr, replaced.stderr[-2000:]
     assert "input file's content" in replaced.stderr and "Traceback" not in replaced.stderr
     assert len(_lines(out)) == 30
@@ -432,16 +431,8 @@ def test_an_input_without_rows_still_has_its_columns_checked(tmp_path):
         run_batch(_job(no_rows, tmp_path / "o.jsonl"))
 
 
-def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        dsuite_command("medical", "code-batch", *args, "--quiet"),
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return invoke_dsuite("medical", "code-batch", *args, "--quiet")
 
 
 def test_cli_exit_codes_for_a_missing_column_and_for_nothing_coded(tmp_path):
@@ -465,7 +456,7 @@ def test_cli_exit_codes_for_a_missing_column_and_for_nothing_coded(tmp_path):
 def test_bad_mode_with_two_workers_fails_fast(tmp_path):
     source = _write_csv(tmp_path / "notes.csv", _good_rows(4))
     done = _cli(
-        str(source), "--out", str(tmp_path / "o.jsonl"), "--mode", "bogus", "--workers", "2", timeout=120
+        str(source), "--out", str(tmp_path / "o.jsonl"), "--mode", "bogus", "--workers", "2"
     )
     assert done.returncode == 2 and "Unknown coder mode 'bogus'" in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "o.jsonl.parts").exists()
