@@ -6,9 +6,29 @@ head only on the positions whose next token is scored (the completion tokens).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
+
+
+@contextmanager
+def peft_quietly() -> Iterator[None]:
+    """Wrap a model with peft (``get_peft_model``, ``PeftModel.from_pretrained``) without the FutureWarning
+    about ``is_gradient_checkpointing`` that peft's own attribute check draws from transformers 5 each time:
+    nothing a user could change, printed on every training run."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+def with_lora(model: torch.nn.Module, lora_config) -> torch.nn.Module:
+    """``peft.get_peft_model(model, lora_config)``, quietly (:func:`peft_quietly`)."""
+    from peft import get_peft_model
+
+    with peft_quietly():
+        return get_peft_model(model, lora_config)
 
 
 def decoder_of(model: torch.nn.Module) -> torch.nn.Module:

@@ -246,8 +246,10 @@ def train_adapter(
     Raises:
         DSuiteError: bad data, settings, layers or base, all checked before the base model is loaded.
     """
-    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+    from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
     from tqdm.auto import tqdm
+
+    from adapters.lm import with_lora
 
     # Everything that can be checked without the model comes first: loading a base takes a while.
     check_name(name)
@@ -323,7 +325,7 @@ def train_adapter(
             f"{', '.join(sorted({n.rsplit('.', 1)[-1] for n in linear}))}."
         )
     try:
-        peft_model = get_peft_model(model, lora_config)
+        peft_model = with_lora(model, lora_config)
     except ValueError as exc:
         raise DSuiteError(
             f"Cannot put LoRA on target_modules={list(config.target_modules)} of {type(model).__name__}: "

@@ -52,9 +52,12 @@ def load_encoder(lora_dir: str | Path | None = None) -> tuple:
         if lora_dir is not None:
             from peft import PeftModel
 
+            from adapters.lm import peft_quietly
+
             if not (Path(lora_dir) / "adapter_config.json").is_file():
                 raise DSuiteError(f"'{lora_dir}' is not a peft adapter folder (no adapter_config.json).")
-            model = PeftModel.from_pretrained(model, str(lora_dir)).merge_and_unload()
+            with peft_quietly():
+                model = PeftModel.from_pretrained(model, str(lora_dir)).merge_and_unload()
         model.eval()
         _CACHE[key] = (tokenizer, model)
         return tokenizer, model

@@ -211,8 +211,10 @@ def _train_lora_head(model, batches, y_fit, centroids, config: IntentTrainConfig
         ``(peft_model, head_w (C, H) unit rows, bias (C,))``.
     """
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
     from tqdm.auto import tqdm
+
+    from adapters.lm import with_lora
 
     lora = LoraConfig(
         r=config.rank,
@@ -222,7 +224,7 @@ def _train_lora_head(model, batches, y_fit, centroids, config: IntentTrainConfig
         layers_to_transform=list(range(config.split_layer, model.config.num_hidden_layers)),
         layers_pattern="layer",
     )
-    peft_model = get_peft_model(model, lora)
+    peft_model = with_lora(model, lora)
     base = peft_model.base_model.model
     weight = torch.nn.Parameter(torch.nn.functional.normalize(centroids, dim=-1))
     bias = torch.nn.Parameter(torch.zeros(len(centroids)))
