@@ -7,14 +7,18 @@ with the running loss. The base model is never modified: training runs on a copy
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
+import functools
 import hashlib
 import itertools
 import json
 import logging
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -185,6 +189,46 @@ def checkpoint_dir(registry: Registry, name: str) -> Path:
     return registry.root / ".checkpoints" / name
 
 
+@contextlib.contextmanager
+def training_lock(registry: Registry, name: str) -> Iterator[None]:
+    """Hold ``name``'s training lock in ``registry`` for one run: two runs of one name would write over each
+    other's checkpoint and resume from the wrong one. A second run is refused at once, naming the process that
+    holds the lock; the lock goes with the process, however it ends."""
+    folder = registry.root / ".checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f"{name}.lock").open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise DSuiteError(
+                f"Another run is training '{name}' in the registry {registry.root} right now (process "
+                f"{holder}). Wait for it to end, or train under another name."
+            ) from None
+        try:
+            handle.truncate(0)
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _one_run_per_name(train: Callable[..., AdapterRef]) -> Callable[..., AdapterRef]:
+    """Run ``train`` under :func:`training_lock` of its adapter name and registry."""
+
+    @functools.wraps(train)
+    def run(name: str, data: str | Path, **options) -> AdapterRef:
+        check_name(name)  # before the name becomes a file name
+        registry = options.get("registry")
+        options["registry"] = registry = registry if registry is not None else Registry()
+        with training_lock(registry, name):
+            return train(name, data, **options)
+
+    return run
+
+
 def _diverged(name: str, ckpt_dir: Path, what: str, config: LoraTrainConfig) -> NoReturn:
     """Refuse to register a run whose loss is no longer a number; its checkpoint goes too (resuming it with
     the same settings would diverge again)."""
@@ -197,6 +241,7 @@ def _diverged(name: str, ckpt_dir: Path, what: str, config: LoraTrainConfig) -> 
     )
 
 
+@_one_run_per_name
 def train_adapter(
     name: str,
     data: str | Path,
@@ -244,7 +289,8 @@ def train_adapter(
         ``train_tokens_per_s`` their ratio; ``tokens_total`` counts every step.
 
     Raises:
-        DSuiteError: bad data, settings, layers or base, all checked before the base model is loaded.
+        DSuiteError: bad data, settings, layers or base, all checked before the base model is loaded;
+            another run training ``name`` in this registry at the same time (``training_lock``).
     """
     from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
     from tqdm.auto import tqdm

@@ -79,6 +79,24 @@ def test_training_learns_registers_and_resumes(colour_data, tiny_base, registry,
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
 
 
+def test_one_run_per_adapter_name_at_a_time(colour_data, tiny_base, registry):
+    """While a run trains ``colours``, a second one is refused before it reads or writes the checkpoint (it
+    names the process holding the lock); other names train meanwhile, and ``colours`` trains once it ends."""
+    import os
+
+    from adapters.train import checkpoint_dir, training_lock
+
+    config = LoraTrainConfig.preset("tiny").with_(max_steps=1)
+    settings = dict(base=tiny_base, config=config, registry=registry, progress=False)
+    held = rf"Another run is training 'colours' .*\(process {os.getpid()}\)"
+    with training_lock(registry, "colours"):
+        with pytest.raises(DSuiteError, match=held):
+            train_adapter("colours", colour_data, **settings)
+        assert not checkpoint_dir(registry, "colours").exists() and registry.versions("colours") == []
+        assert train_adapter("shades", colour_data, **settings).key == "shades@1"
+    assert train_adapter("colours", colour_data, **settings).key == "colours@1"
+
+
 def test_resume_refuses_other_data(colour_data, tiny_base, registry, tmp_path, monkeypatch):
     config = LoraTrainConfig.preset("tiny").with_(max_steps=4, checkpoint_every=2)
 
