@@ -125,9 +125,11 @@ def train(
     base: BaseOption = None,
     registry: RegistryOption = None,
     preset: Annotated[str, typer.Option(help=_preset_help())] = "default",
-    r: Annotated[int | None, typer.Option("--r", help=_from_preset("LoRA rank", "r"))] = None,
-    alpha: Annotated[int | None, typer.Option(help=_from_preset("LoRA alpha", "alpha"))] = None,
-    dropout: Annotated[float | None, typer.Option(help=_from_preset("LoRA dropout", "dropout"))] = None,
+    r: Annotated[int | None, typer.Option("--r", min=1, help=_from_preset("LoRA rank", "r"))] = None,
+    alpha: Annotated[int | None, typer.Option(min=1, help=_from_preset("LoRA alpha", "alpha"))] = None,
+    dropout: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help=_from_preset("LoRA dropout", "dropout"))
+    ] = None,
     target_modules: Annotated[
         str | None,
         typer.Option(help="Comma-separated Linear modules (default: from --preset: q_proj,v_proj)."),
@@ -137,24 +139,26 @@ def train(
         typer.Option(help="Decoder layers to adapt: '18-29' or '20,22,24' (default all; fewer: faster)."),
     ] = None,
     epochs: Annotated[
-        float | None, typer.Option(help=_from_preset("Passes over the training split", "epochs"))
+        float | None, typer.Option(min=0.0, help=_from_preset("Passes over the training split", "epochs"))
     ] = None,
     max_steps: Annotated[
         int | None,
         typer.Option(
+            min=0,
             help=_from_preset(
                 "Train exactly this many optimizer steps, whatever --epochs says; 0: --epochs decides",
                 "max_steps",
             )
         ),
     ] = None,
-    lr: Annotated[float | None, typer.Option(help=_from_preset("Learning rate", "lr"))] = None,
+    lr: Annotated[float | None, typer.Option(min=0.0, help=_from_preset("Learning rate", "lr"))] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help=_from_preset("Records per step", "batch_size"))
+        int | None, typer.Option(min=1, help=_from_preset("Records per step", "batch_size"))
     ] = None,
     max_length: Annotated[
         int | None,
         typer.Option(
+            min=8,
             help=_from_preset(
                 "Tokens per record (prompt + completion); longer records are truncated, with a warning "
                 "that counts them: the prompt keeps at least half (cut in the middle), the completion its "
@@ -164,9 +168,10 @@ def train(
         ),
     ] = None,
     eval_fraction: Annotated[
-        float | None, typer.Option(help=_from_preset("Held-out share of the records", "eval_fraction"))
+        float | None,
+        typer.Option(min=0.0, max=1.0, help=_from_preset("Held-out share of the records", "eval_fraction")),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help=_from_preset("Random seed", "seed"))] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help=_from_preset("Random seed", "seed"))] = None,
     resume: Annotated[
         bool,
         typer.Option(

@@ -90,6 +90,17 @@ def test_bad_data_exits_2_naming_the_line(capsys, tmp_path, tiny_base, monkeypat
     assert "bad.jsonl:2" in err and "completion" in err
 
 
+@pytest.mark.parametrize(
+    "flag, value", [("--lr", "-0.001"), ("--batch-size", "0"), ("--r", "0"), ("--eval-fraction", "1.5")]
+)
+def test_an_out_of_range_setting_is_refused_naming_its_flag(capsys, tmp_path, monkeypatch, flag, value):
+    monkeypatch.setenv("DSUITE_REGISTRY", str(tmp_path / "reg"))
+    data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "q", "completion": "a"}] * 4)
+    code, _, err = run(capsys, "adapters", "train", "--name", "x", "--data", str(data), flag, value)
+    assert code == 2 and f"Invalid value for '{flag}'" in err, err
+    assert not (tmp_path / "reg").exists()
+
+
 def test_long_lists_are_summarised_unless_json():
     from apps.cli.adapters import _brief
 
