@@ -41,6 +41,15 @@ def test_a_code_that_names_a_condition_needs_it_in_the_note():
     assert lacks_mention("R40.243", "PMH: COPD, CHF.") and not lacks_mention("R40.2431", "GCS 5 on arrival.")
 
 
+def test_an_old_infarction_and_a_personal_history_need_the_past_in_the_note():
+    assert lacks_mention("I25.2", "Rule out MI.")
+    assert lacks_mention("I25.2", "A 67-year-old man with acute MI.")  # "old" of an age is no old infarction
+    assert not lacks_mention("I25.2", "Old inferior MI on ECG.") and not lacks_mention("I25.2", "Hx of MI.")
+    assert lacks_mention("Z87.440", "UTI.") and not lacks_mention("Z87.440", "History of recurrent UTIs.")
+    assert not lacks_mention("Z87.891", "Ex-smoker of a pack a day.")
+    assert not lacks_mention("Z85.3", "Breast cancer, s/p mastectomy in 2015.")
+
+
 def test_a_diabetes_type_the_note_excludes_is_a_contradiction():
     assert contradicted("E11.9", "Type 1 diabetes with diabetic ketoacidosis.")
     assert contradicted("E10.9", "Known T2DM on metformin.")
@@ -57,6 +66,7 @@ def test_catch_alls_give_way_to_the_specific_code_of_the_same_mention():
     elsewhere = {"N28.9": [(30, 41)], "N18.3": [(0, 12)]}  # "CKD stage 3. ... renal cyst"
     assert not gives_way("N28.9", ["N28.9", "N18.3"], elsewhere)
     assert gives_way("R69", ["R69", "J44.9"]) and gives_way("R52", ["R52", "R10.9"])  # any mention
+    assert gives_way("I21.9", ["I21.9", "I25.2"], {"I21.9": [(7, 9)], "I25.2": [(7, 9)]})  # "Hx of MI"
 
 
 @pytest.mark.slow
@@ -69,6 +79,9 @@ def test_catch_alls_give_way_to_the_specific_code_of_the_same_mention():
         ("Acute kidney injury on CKD stage 4.", {"N17.9", "N18.4"}, {"N18.9", "N18.5"}),
         ("Type 1 diabetes with diabetic ketoacidosis.", {"E10.10"}, {"E11.9"}),
         ("Hx of HTN, HLD, T2DM on metformin.", {"I10", "E11.9", "E78.5"}, {"E10.9"}),
+        ("Rule out MI.", set(), {"I25.2"}),
+        ("History of MI.", {"I25.2"}, {"I21.9"}),
+        ("UTI.", {"N39.0"}, {"Z87.440"}),
     ],
 )
 def test_the_full_coder_codes_the_stated_stage_only(note, wanted, unwanted):
