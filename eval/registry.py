@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from core_model.errors import DSuiteError
 
@@ -50,6 +51,9 @@ class Task:
         labels: ``labels(examples, outputs) -> (y_true, y_pred)`` for a confusion matrix, or None.
         batch_size: how many examples ``predict`` receives at once.
         needs_model: False when the task never calls the language model (rules-only tasks).
+        depends_on: files or folders besides the model's weights whose content the outputs come from (rules,
+            lexicons, trained classifiers); a run folder resumed after they changed is refused, since its
+            cached outputs came from the earlier content.
     """
 
     name: str
@@ -64,6 +68,7 @@ class Task:
     labels: Callable[[list[Example], list[Output]], tuple[list, list]] | None = None
     batch_size: int = 8
     needs_model: bool = True
+    depends_on: Sequence[Path] = ()
     tags: Sequence[str] = field(default_factory=tuple)
 
 

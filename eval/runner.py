@@ -7,6 +7,7 @@ writes ``report.json``, ``report.md`` and PNG plots into ``runs/eval/<time>-<tas
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core_model.errors import DSuiteError
+from core_model.paths import REPO_ROOT
 from eval.metrics import confusion, per_class_prf
 from eval.plots import confusion_matrix_png, metric_bars
 from eval.registry import SystemSpec, Task, get_task
@@ -135,10 +137,34 @@ def load_examples(task: Task, split: str, limit: int | None) -> list[dict]:
     return examples
 
 
+def content_fingerprint(paths: Sequence[Path]) -> dict[str, str]:
+    """A sha256 (16 hex digits) of each file or folder in ``paths`` (keyed by its path, relative to the
+    repository when inside it): file names and bytes, folders walked in sorted order."""
+    found = {}
+    for root in map(Path, paths):
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        digest = hashlib.sha256()
+        for file in files:
+            digest.update(file.relative_to(root).as_posix().encode() if file != root else b"")
+            digest.update(file.read_bytes() if file.is_file() else b"missing")
+        where = root.resolve()  # inside the repository: relative, so a moved checkout keeps its keys
+        key = where.relative_to(REPO_ROOT).as_posix() if where.is_relative_to(REPO_ROOT) else str(root)
+        found[key] = digest.hexdigest()[:16]
+    return found
+
+
 def _check_settings(run_dir: Path, settings: dict) -> None:
     path = run_dir / RUN_FILE
     if path.is_file():
         previous = json.loads(path.read_text(encoding="utf-8"))
+        before, now = previous.get("depends_on"), settings["depends_on"]
+        if before is not None and before != now:
+            changed = ", ".join(sorted(Path(p).name for p in {*before, *now} if before.get(p) != now.get(p)))
+            raise DSuiteError(
+                f"Cannot resume {run_dir}: what the task's outputs come from changed since the run began "
+                f"({changed}), so the outputs cached there are stale. Start a fresh run folder (leave out "
+                "--out) to measure the change."
+            )
         for key in ("task", "split", "limit", "seed"):
             if previous.get(key) != settings[key]:
                 raise DSuiteError(
@@ -271,6 +297,7 @@ def run(
     settings = {
         "task": task.name, "split": split, "limit": limit, "seed": seed,
         "systems": [asdict(s) for s in systems], "example_ids": [str(e["id"]) for e in examples],
+        "depends_on": content_fingerprint(task.depends_on),
     }  # fmt: skip
     _check_settings(run_dir, settings)
     cache = read_samples(run_dir)

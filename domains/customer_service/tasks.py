@@ -21,6 +21,7 @@ from collections import OrderedDict
 from functools import cache, lru_cache
 
 from core_model.errors import DSuiteError
+from core_model.paths import PROJECT_DATA
 from eval.registry import SystemSpec, Task, register_task
 
 BASELINE_LR = "minilm_lr"
@@ -67,6 +68,7 @@ def _intent_task(task: str, dataset: str, loader, score, primary: str, descripti
         return [{"label": p.label, "best": p.best, "confidence": round(p.confidence, 4)} for p in preds]
 
     return Task(
+        depends_on=(PROJECT_DATA / "customer_service",),
         name=task,
         dataset=_intent_model(dataset).meta["dataset_card"],
         description=description,
@@ -169,6 +171,7 @@ def bitext_escalation_task() -> Task:
         return bitext.load(split)
 
     return Task(
+        depends_on=(PROJECT_DATA / "customer_service",),
         name="cs.bitext_escalation",
         dataset=bitext.CARD,
         description="Bitext: contact_human_agent escalation recall, false-escalation rate on other requests",
@@ -235,6 +238,7 @@ def bitext_faq_task() -> Task:
     from eval.data import bitext
 
     return Task(
+        depends_on=(PROJECT_DATA / "customer_service",),
         name="cs.bitext_faq",
         dataset=bitext.CARD,
         description="Bitext FAQ retrieval: the top answer's intent matches the request (@1), recall@3",
@@ -292,6 +296,7 @@ def support_answers_task() -> Task:
         return bitext.load(split)
 
     return Task(
+        depends_on=(PROJECT_DATA / "customer_service",),
         name="cs.support_answers",
         dataset=bitext.CARD,
         description="Support assistant, one request per conversation: the right intent's FAQ answer, a "
@@ -491,6 +496,7 @@ def multiwoz_task() -> Task:
         return _dst_examples(split_dialogues(split), turns_of)
 
     return Task(
+        depends_on=(PROJECT_DATA / "customer_service",),
         name="cs.multiwoz",
         dataset=multiwoz.CARD,
         description="MultiWOZ 2.1 (ConvLab-2) test user turns: joint goal accuracy and slot F1 over 30 slots",
@@ -518,6 +524,7 @@ def sgd_task() -> Task:
         return out
 
     return Task(
+        depends_on=(PROJECT_DATA / "customer_service",),
         name="cs.sgd",
         dataset=sgd.CARD,
         description="SGD Payment_1 + RentalCars_3 test user turns: zero-shot joint goal accuracy and slot F1",

@@ -7,6 +7,7 @@ baseline row, ``None`` is the project's system.
 
 from __future__ import annotations
 
+from domains.medical.resources import MEDICAL_DATA
 from eval.registry import SystemSpec, Task, register_task
 
 NEGATION_LABELS = ("Affirmed", "Negated")
@@ -109,6 +110,7 @@ def assertion_task() -> Task:
     from eval.data import negex
 
     return Task(
+        depends_on=(MEDICAL_DATA,),
         name="medical.assertion",
         dataset=negex.CARD,
         description="Negation and temporality of a given condition in NegEx/ConText sentences (P/R/F1)",
@@ -168,6 +170,7 @@ def icd_task() -> Task:
     from eval.data import codiesp
 
     return Task(
+        depends_on=(MEDICAL_DATA,),
         name="medical.icd",
         dataset=codiesp.CARD,
         description="ICD-10-CM diagnosis coding of CodiEsp cases (MAP, micro-F1 at the threshold, recall@10)",
@@ -238,6 +241,7 @@ def mtsamples_task() -> Task:
     from eval.data import mtsamples
 
     return Task(
+        depends_on=(MEDICAL_DATA,),
         name="medical.mtsamples_coding",
         dataset=mtsamples.CARD,
         description="Coding smoke test on 300 distinct MTSamples notes: valid JSON, evidence for every code",

@@ -130,6 +130,21 @@ def test_interrupted_run_resumes_to_the_same_report(tmp_path):
     assert read_samples(tmp_path / "resumed") == read_samples(tmp_path / "full")
 
 
+def test_resume_refuses_outputs_made_before_the_rules_changed(tmp_path):
+    """A rules file the task declares (``depends_on``) changed between two runs into one folder: the cached
+    outputs are stale, and the second run says so instead of reporting them; unchanged rules resume."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "triggers.json").write_text('["no"]')
+    task = dataclasses.replace(negation_task(), depends_on=(rules,))
+    run = dict(limit=10, out_dir=tmp_path / "run", progress=False, plots=False)
+    first = harness.run(task, SystemSpec(), **run)
+    assert harness.run(task, SystemSpec(), **run).rows[0].metrics == first.rows[0].metrics
+    (rules / "triggers.json").write_text('["no", "denies"]')
+    with pytest.raises(DSuiteError, match=r"changed since the run began \(rules\).*Start a fresh run folder"):
+        harness.run(task, SystemSpec(), **run)
+
+
 def test_resume_refuses_other_settings_and_ignores_a_torn_last_line(tmp_path):
     task = negation_task()
     harness.run(task, SystemSpec(), limit=10, seed=0, out_dir=tmp_path, progress=False, plots=False)

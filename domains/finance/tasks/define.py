@@ -8,6 +8,7 @@ Metrics: recall@1, recall@5 and MAP over the ranked refs. Touches the shared ``f
 
 from __future__ import annotations
 
+from domains.finance.resources import FINANCE_DATA
 from eval.registry import SystemSpec, Task
 
 STRIDE = 10
@@ -66,6 +67,7 @@ def score(examples: list[dict], outputs: list[dict]) -> dict[str, float]:
 def build_task() -> Task:
     """The task object."""
     return Task(
+        depends_on=(FINANCE_DATA,),
         name="finance.define",
         dataset="fibo_glossary",
         description="Reverse dictionary: FIBO concept from its definition (recall@1/@5, MAP)",

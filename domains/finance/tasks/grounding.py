@@ -10,6 +10,7 @@ Systems: the base or an adapter drafts; baseline ``extractive`` answers without 
 
 from __future__ import annotations
 
+from domains.finance.resources import FINANCE_DATA
 from eval.registry import SystemSpec, Task
 
 CONVERSATIONS = "conversations.jsonl"
@@ -90,6 +91,7 @@ def score(examples: list[dict], outputs: list[dict]) -> dict[str, float]:  # noq
 def build_task() -> Task:
     """The task object."""
     return Task(
+        depends_on=(FINANCE_DATA,),
         name="finance.grounding",
         dataset="finance_conversations",
         description="Scripted advisory conversations: disclaimer, number grounding, state, refusals",

@@ -9,6 +9,7 @@ one bar earlier (shows the check is sensitive to a one-bar lag).
 
 from __future__ import annotations
 
+from domains.finance.resources import FINANCE_DATA
 from eval.registry import SystemSpec, Task
 
 CHECKPOINTS = 10
@@ -67,6 +68,7 @@ def score(examples: list[dict], outputs: list[dict]) -> dict[str, float]:
 def build_task() -> Task:
     """The task object."""
     return Task(
+        depends_on=(FINANCE_DATA,),
         name="finance.indicators",
         dataset="ohlcv_daily",
         description="Streaming indicators vs pandas on every shared OHLCV file (figures as displayed)",

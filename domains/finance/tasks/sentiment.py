@@ -7,6 +7,7 @@ Data: the ``test`` split of ``eval.data.phrasebank.fpb_split`` (every 5th senten
 
 from __future__ import annotations
 
+from domains.finance.resources import FINANCE_DATA
 from domains.finance.sentiment import LABELS, SYSTEM_PROMPT, lexicon_sentiment, sentiment_prompt
 from eval.registry import SystemSpec, Task
 
@@ -48,6 +49,7 @@ def labels(examples: list[dict], outputs: list[dict]) -> tuple[list, list]:
 def build_task() -> Task:
     """The task object."""
     return Task(
+        depends_on=(FINANCE_DATA,),
         name="finance.sentiment",
         dataset="financial_phrasebank",
         description="Financial PhraseBank sentiment (3 labels): accuracy and macro-F1",

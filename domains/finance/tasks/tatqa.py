@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from domains.finance.resources import FINANCE_DATA
 from eval.registry import SystemSpec, Task
 
 MAX_CONTEXT = 1500
@@ -100,6 +101,7 @@ def score(examples: list[dict], outputs: list[dict]) -> dict[str, float]:
 def build_task() -> Task:
     """The task object."""
     return Task(
+        depends_on=(FINANCE_DATA,),
         name="finance.tatqa",
         dataset="tatqa_test",
         description="TAT-QA table+text financial QA: numeric match / exact match",

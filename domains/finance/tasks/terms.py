@@ -7,6 +7,7 @@ only when its start, end and label equal a gold span. Split ``dev`` was used whi
 
 from __future__ import annotations
 
+from domains.finance.resources import FINANCE_DATA
 from eval.registry import SystemSpec, Task
 
 SPAN_LABELS = ("TERM", "TICKER", "MONEY", "PERCENT", "DATE")
@@ -56,6 +57,7 @@ def score(examples: list[dict], outputs: list[dict]) -> dict[str, float]:
 def build_task() -> Task:
     """The task object."""
     return Task(
+        depends_on=(FINANCE_DATA,),
         name="finance.terms",
         dataset="finance_terms_annotated",
         description="Finance term/ticker/money/percent/date extraction: exact-span P/R/F1",
