@@ -312,6 +312,12 @@ def _run_pool(cfg: JobConfig, chunks: Iterator[Chunk], done) -> None:
         while queued:
             oldest, future = queued.popleft()
             done(oldest, future.result())
+    except KeyboardInterrupt:
+        # Ctrl-C: the chunks being coded are not committed (a rerun codes them), so the workers stop
+        # now instead of finishing them first
+        for worker in mp.active_children():
+            worker.terminate()
+        raise
     except BrokenProcessPool as exc:
         raise DSuiteError(
             "A coding worker process died (out of memory, killed, or crashed while starting). The chunks "

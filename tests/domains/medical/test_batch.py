@@ -194,23 +194,27 @@ def test_workers_end_when_the_job_is_killed(tmp_path):
     assert not alive, f"workers {alive} outlived the killed job"
 
 
-def test_ctrl_c_says_what_is_committed_and_a_rerun_resumes(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_says_what_is_committed_and_a_rerun_resumes(tmp_path, workers):
+    """With worker processes too: they stop mid-chunk, and the rerun codes what they were coding."""
     source = tmp_path / "notes.csv"
     _write_notes_csv(source, 2000)
     out = tmp_path / "coded.jsonl"
     parts = out.with_name(out.name + ".parts")
-    process = _run_cli(source, out)
+    process = _run_cli(source, out, ["--workers", str(workers)])
     stderr = _stop_after_commits(process, parts, 3, signal.SIGINT)
     committed = len(list(parts.glob("*.results.jsonl")))
     assert process.returncode == 130, stderr[-2000:]
     assert f"Interrupted: {committed * 20} rows committed to '{parts}'" in stderr
     assert "rerun the same command to resume" in stderr and "Traceback" not in stderr
     assert 3 <= committed < 100 and not out.exists()
-    rerun = _run_cli(source, out)
+    rerun = _run_cli(source, out, ["--workers", str(workers)])
     stdout, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr.decode()[-2000:]
     summary = json.loads(stdout.decode().strip().splitlines()[-1])
     assert summary["skipped_already_committed"] == committed * 20 and summary["coded"] == 2000
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert ids == [row["id"] for row in _good_rows(2000)]  # each note once, in input order
 
 
 def test_ray_engine_output_equals_local(tmp_path):
