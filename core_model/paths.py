@@ -20,7 +20,10 @@ def dsuite_home() -> Path:
 
 
 def set_offline() -> None:
-    """Make every Hugging Face library work offline: nothing is fetched from a model hub."""
+    """Make every Hugging Face library work offline: nothing is fetched from a model hub. Also quiet: no
+    "Loading weights" bar each time a model is read from disk (``HF_HUB_DISABLE_PROGRESS_BARS=0`` brings it
+    back); the suite's own progress bars stay."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
