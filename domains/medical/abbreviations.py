@@ -3,7 +3,8 @@
 "HTN" and "hypertension" name the same condition, but the full coder's features were learned on CodiEsp,
 whose notes spell conditions out: retrieval of "HTN" finds nothing close, the code lexicon has no such
 n-gram and the ranker scored such mentions below its threshold. ``expand(text)`` writes every listed
-abbreviation (``data/medical/abbreviations.json``, whole words, case as written) as its expansion and keeps
+abbreviation (``data/medical/abbreviations.json``, whole words, case as written, or its plural in "s") as its
+expansion and keeps
 the offsets, so that n-grams found in the expanded text map back to the note's own words (the evidence
 quotes "HTN", not "hypertension"). An abbreviation that follows its own expansion within
 ``DEFINED_WITHIN`` characters ("deep vein thrombosis (DVT)") is left as it is.
@@ -62,7 +63,8 @@ def abbreviations() -> dict[str, str]:
 @lru_cache(maxsize=1)
 def _pattern() -> re.Pattern:
     terms = sorted(abbreviations(), key=len, reverse=True)
-    return re.compile(r"(?<![A-Za-z0-9-])(?:" + "|".join(map(re.escape, terms)) + r")(?![A-Za-z0-9-])")
+    # a plural ("UTIs", "TIAs") reads as the condition too
+    return re.compile(r"(?<![A-Za-z0-9-])(" + "|".join(map(re.escape, terms)) + r")s?(?![A-Za-z0-9-])")
 
 
 def expand(text: str) -> Expanded:
@@ -72,7 +74,7 @@ def expand(text: str) -> Expanded:
     edits: list[tuple[int, int, int, int]] = []
     done = length = 0
     for match in _pattern().finditer(text):
-        expansion = table[match.group()]
+        expansion = table[match.group(1)]
         if expansion.lower() in text[max(0, match.start() - DEFINED_WITHIN) : match.start()].lower():
             continue
         pieces.append(text[done : match.start()])

@@ -30,6 +30,15 @@ def test_expansion_maps_offsets_back_to_the_abbreviation():
     assert expand("no abbreviations here").edits == []
 
 
+def test_a_plural_abbreviation_reads_as_its_condition():
+    expanded = expand("Recurrent UTIs; two TIAs. UTIS and TIAx are no abbreviations.")
+    assert expanded.text.startswith("Recurrent urinary tract infection; two transient ischemic attack.")
+    assert expanded.text.endswith("UTIS and TIAx are no abbreviations.")
+    start = expanded.text.index("urinary")
+    assert expanded.to_original(start, start + len("urinary tract infection")) == (10, 14)  # "UTIs"
+    assert set(abbreviations()).isdisjoint({f"{term}s" for term in abbreviations()})  # no plural is another
+
+
 def test_the_table_is_valid_and_leaves_ambiguous_abbreviations_out():
     table = abbreviations()
     assert table["HTN"] == "hypertension"

@@ -32,6 +32,7 @@ def test_a_code_that_names_a_condition_needs_it_in_the_note():
     assert not lacks_mention("I12.9", "HTN. CKD stage 3.")
     assert not lacks_mention("I12.9", "Hypertensive nephropathy.")
     assert lacks_mention("E11.22", "Chronic kidney disease.")
+    assert not lacks_mention("E11.9", "HTN, DM2.") and not lacks_mention("E11.9", "DMII on metformin.")
     assert not lacks_mention("E11.22", "Type 2 DM with nephropathy.")
     assert not lacks_mention("N18.3", "CKD stage 3.")  # no rule for it
     # the word inside another condition's name does not count
@@ -82,6 +83,7 @@ def test_catch_alls_give_way_to_the_specific_code_of_the_same_mention():
         ("Rule out MI.", set(), {"I25.2"}),
         ("History of MI.", {"I25.2"}, {"I21.9"}),
         ("UTI.", {"N39.0"}, {"Z87.440"}),
+        ("HTN, DM2.", {"I10", "E11.9"}, {"E10.9"}),
     ],
 )
 def test_the_full_coder_codes_the_stated_stage_only(note, wanted, unwanted):
