@@ -194,9 +194,9 @@ def training_lock(registry: Registry, name: str) -> Iterator[None]:
     """Hold ``name``'s training lock in ``registry`` for one run: two runs of one name would write over each
     other's checkpoint and resume from the wrong one. A second run is refused at once, naming the process that
     holds the lock; the lock goes with the process, however it ends."""
-    folder = registry.root / ".checkpoints"
+    folder = registry.root / ".checkpoints" / ".locks"  # apart from the checkpoints: "x.lock" is a valid name
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / f"{name}.lock").open("a+") as handle:
+    with (folder / name).open("a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
