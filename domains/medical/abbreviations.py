@@ -4,9 +4,8 @@
 whose notes spell conditions out: retrieval of "HTN" finds nothing close, the code lexicon has no such
 n-gram and the ranker scored such mentions below its threshold. ``expand(text)`` writes every listed
 abbreviation (``data/medical/abbreviations.json``, whole words, case as written, or its plural in "s") as its
-expansion and keeps
-the offsets, so that n-grams found in the expanded text map back to the note's own words (the evidence
-quotes "HTN", not "hypertension"). An abbreviation that follows its own expansion within
+expansion and keeps the offsets, so that n-grams found in the expanded text map back to the note's own words
+(the evidence quotes "HTN", not "hypertension"). An abbreviation that follows its own expansion within
 ``DEFINED_WITHIN`` characters ("deep vein thrombosis (DVT)") is left as it is.
 """
 
