@@ -36,6 +36,7 @@ from domains.medical.icd_codes import ancestors, describe, is_billable, is_valid
 from domains.medical.laterality import side_of_evidence, unspecified_side
 from domains.medical.lexicon import ngram_spans
 from domains.medical.pipeline import default_nlp
+from domains.medical.terms import assigned_code
 from domains.medical.text import blank_known_headers, section_at, sentence_bounds
 
 MODES = ("dictionary", "retrieval", "rules+retrieval", "full")
@@ -69,6 +70,7 @@ class Candidate:
     evidence: list[dict] = field(default_factory=list)  # phrases: dictionary, mention retrieval, lexicon
     dict_count: int = 0
     dict_first: bool = False
+    assured: bool = False  # the code of a synonym marked "assign" (condition_synonyms.json) the note names
     retrieval: float = 0.0
     lexicon: float = 0.0
     lexicon_bigram: bool = False
@@ -220,12 +222,14 @@ class IcdCoder:
                         "codes": list(span._.icd_codes or []),
                     }
                 )
+            assured = assigned_code(span.text)
             for rank, code in enumerate(span._.icd_codes or []):
                 cand = get(code)
                 cand.evidence.append(record)
                 if record["assertion"] not in NOT_CODED:
                     cand.dict_count += 1
                     cand.dict_first = cand.dict_first or rank == 0
+                    cand.assured = cand.assured or code == assured
         if self.mode in ("rules+retrieval", "full") and mentions:
             hits_of = self._retrieve([_query(r["text"]) for r in records])
             for dict_record, hits in zip(records, hits_of, strict=True):
@@ -317,7 +321,12 @@ class IcdCoder:
         doc, cands, excluded = self.candidates(text, doc)
         usable = [c for c in cands.values() if c.rankable()]
         if self.mode == "full":
-            scores = self.ranker.score(usable, text)
+            # a synonym marked "assign" names one diagnosis: its code reaches the threshold whatever the
+            # ranker, which learned from CodiEsp and scores codes CodiEsp lacks low, makes of it
+            scores = [
+                max(score, self.threshold) if cand.assured else score
+                for cand, score in zip(usable, self.ranker.score(usable, text), strict=True)
+            ]
         elif self.mode == "dictionary":
             prior = _prior()
             scores = [

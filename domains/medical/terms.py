@@ -20,6 +20,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 
 from core_model.paths import dsuite_home
+from domains.medical.abbreviations import abbreviations
 from domains.medical.artifacts import write_json
 from domains.medical.icd_codes import all_codes, describe, inclusion_terms, package_version
 from domains.medical.resources import MEDICAL_DATA, SYNONYMS, load_validated
@@ -82,6 +83,24 @@ def synonym_codes() -> list[str]:
     """Every code named in the synonyms file."""
     data = load_validated(SYNONYMS, MEDICAL_DATA / "condition_synonyms.schema.json")
     return [code for item in data["synonyms"] for code in item["codes"]]
+
+
+@lru_cache(maxsize=1)
+def assigned_codes() -> dict[str, str]:
+    """Term key -> the code a synonym marked ``assign`` always gets (``condition_synonyms.json``)."""
+    data = load_validated(SYNONYMS, MEDICAL_DATA / "condition_synonyms.schema.json")
+    return {term_key(item["term"]): item["codes"][0] for item in data["synonyms"] if item.get("assign")}
+
+
+def assigned_code(mention: str) -> str | None:
+    """The code of the synonym marked ``assign`` that ``mention`` names, or None. An abbreviation counts only
+    written as ``abbreviations.json`` writes it: "MI" is an infarction, the "Mi-2" of an antibody is not."""
+    key = term_key(mention)
+    code = assigned_codes().get(key)
+    if code is None:
+        return None
+    spellings = {short for short in abbreviations() if short.lower() == key}
+    return code if not spellings or mention.strip() in spellings else None
 
 
 def _source_hash() -> str:

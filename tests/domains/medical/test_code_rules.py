@@ -51,6 +51,23 @@ def test_an_old_infarction_and_a_personal_history_need_the_past_in_the_note():
     assert not lacks_mention("Z85.3", "Breast cancer, s/p mastectomy in 2015.")
 
 
+def test_prostate_and_other_specified_diabetes_codes_need_their_words():
+    assert lacks_mention("N40.0", "History of BPPV.")  # positional vertigo shares only "benign" with BPH
+    assert not lacks_mention("N40.0", "BPH on tamsulosin.")
+    assert not lacks_mention("N40.1", "Enlarged prostate.")
+    assert lacks_mention("E13.9", "IDDM on insulin pump.")  # insulin use names no other kind of diabetes
+    assert not lacks_mention("E13.9", "Diabetes after total pancreatectomy.")
+    assert not lacks_mention("E13.65", "MODY 2 with hyperglycemia.")
+
+
+def test_an_st_elevation_infarction_code_is_contradicted_by_nstemi():
+    assert contradicted("I21.3", "Patient with NSTEMI, admitted to CCU.")
+    assert contradicted("I21.19", "Non-ST elevation myocardial infarction of the inferior wall.")
+    assert not contradicted("I21.3", "Inferior STEMI.") and not contradicted("I21.4", "NSTEMI.")
+    assert contradicted("I21.3", "Non-STEMI on admission.")  # "STEMI" inside "non-STEMI" is no STEMI
+    assert contradicted("I21.3", "Prior STEMI in 2015, now NSTEMI.")  # the old one is I25.2
+
+
 def test_a_diabetes_type_the_note_excludes_is_a_contradiction():
     assert contradicted("E11.9", "Type 1 diabetes with diabetic ketoacidosis.")
     assert contradicted("E10.9", "Known T2DM on metformin.")
@@ -74,7 +91,7 @@ def test_catch_alls_give_way_to_the_specific_code_of_the_same_mention():
 @pytest.mark.parametrize(
     ("note", "wanted", "unwanted"),
     [
-        ("CKD stage 3.", {"N18.3"}, {"N18.5", "N18.9", "I12.9", "N28.9"}),
+        ("CKD stage 3.", {"N18.30"}, {"N18.3", "N18.5", "N18.9", "I12.9", "N28.9"}),
         ("Patient with chronic kidney disease stage 4.", {"N18.4"}, {"N18.5", "N18.9", "I12.9"}),
         ("Hypertension. Chronic kidney disease stage 4.", {"N18.4", "I12.9"}, {"N18.5", "N18.9"}),
         ("Acute kidney injury on CKD stage 4.", {"N17.9", "N18.4"}, {"N18.9", "N18.5"}),
@@ -84,6 +101,10 @@ def test_catch_alls_give_way_to_the_specific_code_of_the_same_mention():
         ("History of MI.", {"I25.2"}, {"I21.9"}),
         ("UTI.", {"N39.0"}, {"Z87.440"}),
         ("HTN, DM2.", {"I10", "E11.9"}, {"E10.9"}),
+        ("Patient with NSTEMI, admitted to CCU.", {"I21.4"}, {"I21.3", "I25.2"}),
+        ("Non-STEMI, troponin rising.", {"I21.4"}, {"I21.3"}),  # "non" there is no denial
+        ("History of BPPV, dizzy on turning head.", {"H81.10"}, {"N40.0"}),
+        ("IDDM on insulin pump.", {"E11.9"}, {"E10.9", "E13.9"}),
     ],
 )
 def test_the_full_coder_codes_the_stated_stage_only(note, wanted, unwanted):

@@ -170,3 +170,34 @@ def test_common_echo_findings_are_coded_by_their_names():
     assert codes.get("I35.0") == "stated"
     codes = {c["code"] for c in coder.code("Pulmonary hypertension. Respiratory distress.", "p")["codes"]}
     assert {"I27.20", "R06.03"} <= codes
+
+
+@pytest.mark.parametrize(
+    ("note", "code"),
+    [("Migraine.", "G43.909"), ("MI", "I21.9"), ("COPD", "J44.9"), ("Parkinson's disease.", "G20.A1")],
+)
+def test_a_one_line_problem_gets_the_code_of_its_assign_synonym(note, code):
+    """One-line problems went uncoded: the ranker, trained on CodiEsp, scores codes CodiEsp never uses
+    (G43.909, I21.9) below its threshold. A synonym marked "assign" names one diagnosis and gets its code."""
+    codes = {c["code"]: c for c in get_coder("full").code(note, "n")["codes"]}
+    assert code in codes and codes[code]["support"] == "stated", codes
+    assert not get_coder("full").code(f"No {note.rstrip('.')}.", "n")["codes"]  # a denied one stays uncoded
+
+
+def test_assign_synonyms_name_billable_codes():
+    from domains.medical.icd_codes import is_billable
+    from domains.medical.terms import assigned_codes
+
+    chosen = assigned_codes()
+    assert {"migraine", "mi", "nstemi", "bppv"} <= set(chosen) and "pain" not in chosen
+    assert all(is_billable(code) for code in chosen.values()), chosen
+
+
+def test_an_assign_abbreviation_counts_only_in_its_own_capitals():
+    from domains.medical.terms import assigned_code
+
+    assert assigned_code("MI") == "I21.9" and assigned_code("NSTEMI") == "I21.4"
+    assert assigned_code("Mi") is None and assigned_code("OA") is None  # an antibody's Mi-2; both eyes
+    assert assigned_code("migraine") == assigned_code("Migraine") == "G43.909"  # words in any case
+    codes = {c["code"] for c in get_coder("full").code("Positive anti-Mi-2 antibodies.", "n")["codes"]}
+    assert "I21.9" not in codes
