@@ -7,6 +7,9 @@ unspecified" to any code; N18.9, chronic kidney disease of unspecified stage, to
 ("Hypertensive chronic kidney disease" beside "CKD stage 3") needs one of the condition's words in the note.
 ``contradicted_by``: a code goes when the note names only a variant it excludes (E11, type 2 diabetes, for a
 note that says "type 1 diabetes" and never type 2).
+``combines``: a code that ICD-10-CM combines with others of the note into one code becomes that code (I10 with
+CKD stage 1-4 is I12.9: the classification presumes hypertension causes the kidney and heart disease it sits
+beside).
 ``stage_conflict``: a code whose description names a stage ("stage 5", "End stage renal disease") goes when
 its evidence sentences state stages and not that one ("CKD stage 3").
 """
@@ -34,6 +37,8 @@ class CodeRules:
     # (code prefixes, the words of the variant that excludes them, the words of their own variant)
     contradicted_by: tuple[tuple[tuple[str, ...], re.Pattern, re.Pattern | None], ...]
     stage_conflict: bool
+    # (code, prefix groups that each need a code of the note, the code they make together), first match wins
+    combines: tuple[tuple[str, tuple[tuple[str, ...], ...], str], ...] = ()
 
 
 @lru_cache(maxsize=1)
@@ -58,12 +63,25 @@ def code_rules() -> CodeRules:
             for rule in data["contradicted_by"]
         ),
         stage_conflict=data["stage_conflict"],
+        combines=tuple(
+            (rule["code"], tuple(tuple(group) for group in rule["with"]), rule["becomes"])
+            for rule in data.get("combines", [])
+        ),
     )
 
 
 def _words(phrases: list[str]) -> re.Pattern:
     """A pattern of any of ``phrases`` as whole words, ignoring case."""
     return re.compile(r"\b(?:" + "|".join(re.escape(p) for p in phrases) + r")\b", re.IGNORECASE)
+
+
+def combined(code: str, codes: list[str]) -> str | None:
+    """The code that ``code`` makes together with others of the note's ``codes`` (``combines``), or None:
+    "I10" beside "N18.4" is "I12.9"."""
+    for own, groups, becomes in code_rules().combines:
+        if code == own and all(any(c.startswith(group) for c in codes if c != code) for group in groups):
+            return becomes
+    return None
 
 
 def gives_way(code: str, codes: list[str], spans: dict[str, list[tuple[int, int]]] | None = None) -> bool:

@@ -30,7 +30,7 @@ from spacy.tokens import Doc, Span
 
 from core_model.errors import DSuiteError
 from domains.medical.abbreviations import Expanded, expand, expand_phrase
-from domains.medical.code_rules import contradicted, gives_way, lacks_mention, stage_conflict
+from domains.medical.code_rules import combined, contradicted, gives_way, lacks_mention, stage_conflict
 from domains.medical.context import CATEGORY_TO_STATUS, NOT_CODED, assert_targets, sentence_assertion
 from domains.medical.icd_codes import ancestors, describe, is_billable, is_valid
 from domains.medical.laterality import side_of_evidence, unspecified_side
@@ -389,7 +389,8 @@ class IcdCoder:
         names is in the note, no variant named that excludes it), and no more specific code of its own
         among them (``K80`` goes when ``K80.50`` is assigned, "unspecified knee" when the right knee is: code
         to the highest specificity), nor a catch-all another code makes redundant
-        (``code_rules.gives_way``)."""
+        (``code_rules.gives_way``); a code ICD-10-CM combines with others of the note becomes the combination
+        (``code_rules.combines``: I10 beside N18.4 is I12.9)."""
         kept = []
         for cand, score in ranked:
             evidence = cand.coded_evidence() if score >= self.threshold and is_valid(cand.code) else []
@@ -401,6 +402,14 @@ class IcdCoder:
         for cand, score in kept:
             firsts.setdefault(cand.code, (cand, score))
         kept = list(firsts.values())
+        # "I10" beside "N18.4" is "I12.9": codes ICD-10-CM combines become the combination (once)
+        present = [cand.code for cand, _ in kept]
+        merged = [(cand, score, combined(cand.code, present)) for cand, score in kept]
+        kept = [
+            (cand if into is None else replace(cand, code=into), score)
+            for cand, score, into in merged
+            if into is None or into not in present
+        ]
         covered = {ancestor for cand, _ in kept for ancestor in ancestors(cand.code)}
         kept = [(cand, score) for cand, score in kept if cand.code not in covered]
         codes = [cand.code for cand, _ in kept]

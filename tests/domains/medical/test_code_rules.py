@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from domains.medical.code_rules import contradicted, gives_way, lacks_mention, stage_conflict, stages
+from domains.medical.code_rules import (
+    combined,
+    contradicted,
+    gives_way,
+    lacks_mention,
+    stage_conflict,
+    stages,
+)
 from domains.medical.coder import get_coder
 
 
@@ -68,6 +75,15 @@ def test_an_st_elevation_infarction_code_is_contradicted_by_nstemi():
     assert contradicted("I21.3", "Prior STEMI in 2015, now NSTEMI.")  # the old one is I25.2
 
 
+def test_hypertension_beside_kidney_or_heart_failure_codes_becomes_the_combination():
+    assert combined("I10", ["I10", "N18.4"]) == "I12.9" and combined("I10", ["I10", "N18.6"]) == "I12.0"
+    assert combined("I10", ["I10", "I50.9"]) == "I11.0"
+    assert combined("I10", ["I10", "I50.22", "N18.30"]) == "I13.0"
+    assert combined("I10", ["I10", "I50.9", "N18.5"]) == "I13.2"
+    assert combined("I10", ["I10", "E11.9", "N28.9"]) is None and combined("N18.4", ["I10", "N18.4"]) is None
+    assert gives_way("I12.9", ["I12.9", "I13.0"]) and not gives_way("I13.0", ["I12.9", "I13.0"])
+
+
 def test_a_diabetes_type_the_note_excludes_is_a_contradiction():
     assert contradicted("E11.9", "Type 1 diabetes with diabetic ketoacidosis.")
     assert contradicted("E10.9", "Known T2DM on metformin.")
@@ -103,6 +119,8 @@ def test_catch_alls_give_way_to_the_specific_code_of_the_same_mention():
         ("HTN, DM2.", {"I10", "E11.9"}, {"E10.9"}),
         ("Patient with NSTEMI, admitted to CCU.", {"I21.4"}, {"I21.3", "I25.2"}),
         ("Non-STEMI, troponin rising.", {"I21.4"}, {"I21.3"}),  # "non" there is no denial
+        ("Hypertension. Chronic kidney disease stage 3, creatinine 1.8.", {"I12.9", "N18.30"}, {"I10"}),
+        ("HTN, CHF, CKD stage 4.", {"I13.0", "I50.9", "N18.4"}, {"I10", "I12.9", "I11.0"}),
         ("History of BPPV, dizzy on turning head.", {"H81.10"}, {"N40.0"}),
         ("IDDM on insulin pump.", {"E11.9"}, {"E10.9", "E13.9"}),
     ],
