@@ -79,17 +79,30 @@ def variants(description: str) -> set[str]:
     return {v for v in out if len(v) >= 3}
 
 
+@lru_cache(maxsize=1)
+def _synonyms() -> list[dict]:
+    """The entries of ``condition_synonyms.json`` (validated, read once per process)."""
+    return load_validated(SYNONYMS, MEDICAL_DATA / "condition_synonyms.schema.json")["synonyms"]
+
+
 def synonym_codes() -> list[str]:
     """Every code named in the synonyms file."""
-    data = load_validated(SYNONYMS, MEDICAL_DATA / "condition_synonyms.schema.json")
-    return [code for item in data["synonyms"] for code in item["codes"]]
+    return [code for item in _synonyms() for code in item["codes"]]
 
 
 @lru_cache(maxsize=1)
 def assigned_codes() -> dict[str, str]:
     """Term key -> the code a synonym marked ``assign`` always gets (``condition_synonyms.json``)."""
-    data = load_validated(SYNONYMS, MEDICAL_DATA / "condition_synonyms.schema.json")
-    return {term_key(item["term"]): item["codes"][0] for item in data["synonyms"] if item.get("assign")}
+    return {term_key(item["term"]): item["codes"][0] for item in _synonyms() if item.get("assign")}
+
+
+@lru_cache(maxsize=1)
+def _abbreviation_spellings() -> dict[str, frozenset[str]]:
+    """Lower-cased abbreviation -> the spellings ``abbreviations.json`` gives it ("afib" -> AFib, Afib)."""
+    spellings: dict[str, set[str]] = {}
+    for short in abbreviations():
+        spellings.setdefault(short.lower(), set()).add(short)
+    return {key: frozenset(shorts) for key, shorts in spellings.items()}
 
 
 def assigned_code(mention: str) -> str | None:
@@ -99,8 +112,8 @@ def assigned_code(mention: str) -> str | None:
     code = assigned_codes().get(key)
     if code is None:
         return None
-    spellings = {short for short in abbreviations() if short.lower() == key}
-    return code if not spellings or mention.strip() in spellings else None
+    spellings = _abbreviation_spellings().get(key)
+    return code if spellings is None or mention.strip() in spellings else None
 
 
 def _source_hash() -> str:
@@ -127,8 +140,7 @@ def build_terms() -> dict[str, list[str]]:
         if code not in codes:
             codes.append(code)
 
-    data = load_validated(SYNONYMS, MEDICAL_DATA / "condition_synonyms.schema.json")
-    for item in data["synonyms"]:
+    for item in _synonyms():
         for code in item["codes"]:
             add(item["term"], code)
     includes = inclusion_terms()
